@@ -1,0 +1,39 @@
+/* The one gateway context: everything mutable the daemon has hangs off this struct, created in
+ * main.c. Modules see the other modules' state only as opaque pointers. */
+#ifndef GW_CORE_CTX_H
+#define GW_CORE_CTX_H
+
+#include <stdbool.h>
+#include <uv.h>
+#include "core/log.h"
+#include "core/metrics.h"
+
+struct gw_config;
+struct gw_sessions;
+struct gw_web;
+struct gw_admin;
+struct gw_bosh;
+struct gw_ws;
+struct ssl_ctx_st;
+
+#define GW_CTX_READ_BUF 65536 /* shared socket read buffer */
+#define GW_CTX_TLS_BUF 16384  /* shared TLS plaintext buffer */
+
+struct gw_ctx {
+    uv_loop_t *loop;                  /* the one event loop */
+    const struct gw_config *cfg;      /* current configuration (replaced whole on reload) */
+    struct gw_log log;                /* log level */
+    struct gw_metrics metrics;        /* counters for /metrics */
+    struct gw_sessions *sessions;     /* session table (session/) */
+    struct gw_web *web;               /* public port (web/) */
+    struct gw_admin *admin;           /* admin port (admin/) */
+    struct gw_bosh *bosh;             /* BOSH transport state (web/bosh.c) */
+    struct gw_ws *ws;                 /* WebSocket transport state (web/websocket.c) */
+    struct ssl_ctx_st *upstream_tls;  /* SSL_CTX for upstream connections (xmpp/) */
+    bool draining;                    /* SIGTERM seen: refuse new sessions */
+    uint64_t started_ms;              /* uv_now() at start */
+    char *read_buf;                   /* GW_CTX_READ_BUF bytes: every socket read lands here first */
+    char *tls_buf;                    /* GW_CTX_TLS_BUF bytes: decrypted upstream data */
+};
+
+#endif

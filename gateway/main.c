@@ -1,0 +1,329 @@
+/* xmppgw: wiring only. Arguments, configuration, start order, signals, the loop, the stop order. */
+#include <getopt.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "admin/admin.h"
+#include "config/config.h"
+#include "core/ctx.h"
+#include "core/log.h"
+#include "session/session.h"
+#include "web/web.h"
+#include "xmpp/upstream.h"
+
+#define DRAIN_FLUSH_MS 1000 /* after telling sessions system-shutdown, time for the words to leave */
+
+static const char usage[] =
+    "usage: xmppgw [--config FILE] [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
+    "              [--upstream HOST:PORT] [--upstream-tls off|starttls|direct]\n"
+    "              [--upstream-ca FILE] [--check-config] [--version] [--help]\n"
+    "\n"
+    "A connection manager that gives web browsers XMPP over BOSH (XEP-0124/0206) and\n"
+    "WebSocket (RFC 7395) on one HTTP port, each session its own upstream c2s stream.\n"
+    "\n"
+    "  --config FILE        JSON configuration (see config/README.md); flags override it\n"
+    "  --listen ADDR:PORT   public HTTP/WebSocket port (default 127.0.0.1:5280)\n"
+    "  --admin ADDR:PORT    admin port: /metrics, /healthz, /status (default 127.0.0.1:5281)\n"
+    "  --upstream HOST:PORT send every domain to this XMPP server\n"
+    "  --upstream-tls MODE  starttls (default), direct (TLS from the first byte) or off\n"
+    "  --upstream-ca FILE   also trust this CA (PEM) for upstream certificates\n"
+    "  --check-config       validate the configuration and exit 0 (valid) or 1\n"
+    "  --version            print the version and exit\n"
+    "  --help               print this help and exit\n"
+    "\n"
+    "Signals: SIGHUP reloads limits, origins, log level and the upstream map; SIGTERM drains.\n";
+
+struct overrides {
+    const char *listen, *admin, *upstream, *upstream_tls, *upstream_ca;
+};
+
+struct app {
+    struct gw_ctx ctx;
+    struct gw_config cfg;     /* the live configuration; ctx.cfg points here */
+    const char *config_path;  /* NULL: defaults and flags only */
+    struct overrides ov;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    bool stopping;
+};
+
+static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, char *err,
+                           size_t errlen)
+{
+    if (ov->listen && gw_config_parse_addr(ov->listen, &cfg->listen) != 0) {
+        snprintf(err, errlen, "--listen '%s': expected ADDR:PORT", ov->listen);
+        return -1;
+    }
+    if (ov->admin && gw_config_parse_addr(ov->admin, &cfg->admin_listen) != 0) {
+        snprintf(err, errlen, "--admin '%s': expected ADDR:PORT", ov->admin);
+        return -1;
+    }
+    if (ov->upstream) {
+        if (gw_config_parse_addr(ov->upstream, &cfg->upstream.addr) != 0) {
+            snprintf(err, errlen, "--upstream '%s': expected HOST:PORT", ov->upstream);
+            return -1;
+        }
+        cfg->has_default_upstream = true;
+        cfg->upstream.domain[0] = '\0';
+        /* "--upstream sends every domain to that server": the per-domain map gives way. */
+        cfg->n_upstream_map = 0;
+    }
+    if (ov->upstream_tls) {
+        enum gw_upstream_tls t;
+        if (gw_config_parse_tls(ov->upstream_tls, &t) != 0) {
+            snprintf(err, errlen, "--upstream-tls '%s': expected off, starttls or direct",
+                     ov->upstream_tls);
+            return -1;
+        }
+        cfg->upstream.tls = t;
+        for (unsigned i = 0; i < cfg->n_upstream_map; i++)
+            cfg->upstream_map[i].tls = t;
+    }
+    if (ov->upstream_ca) {
+        if (strlen(ov->upstream_ca) >= sizeof(cfg->upstream_ca)) {
+            snprintf(err, errlen, "--upstream-ca: path too long");
+            return -1;
+        }
+        snprintf(cfg->upstream_ca, sizeof(cfg->upstream_ca), "%s", ov->upstream_ca);
+    }
+    return 0;
+}
+
+static int load_config(struct app *app, struct gw_config *cfg, char *err, size_t errlen)
+{
+    gw_config_defaults(cfg);
+    if (app->config_path && gw_config_load(cfg, app->config_path, err, errlen) != 0)
+        return -1;
+    if (apply_overrides(cfg, &app->ov, err, errlen) != 0)
+        return -1;
+    return gw_config_validate(cfg, err, errlen) != 0 ? -1 : 0;
+}
+
+/* ---- signals ---- */
+
+static void close_cb_noop(uv_handle_t *h)
+{
+}
+
+static void stop_now(struct app *app)
+{
+    uv_timer_stop(&app->drain_timer);
+    uv_close((uv_handle_t *)&app->drain_timer, close_cb_noop);
+    uv_close((uv_handle_t *)&app->sig_term, close_cb_noop);
+    uv_close((uv_handle_t *)&app->sig_int, close_cb_noop);
+    uv_close((uv_handle_t *)&app->sig_hup, close_cb_noop);
+    gw_admin_free(app->ctx.admin);
+    app->ctx.admin = NULL;
+    gw_web_free(app->ctx.web);
+    gw_sessions_free(app->ctx.sessions);
+    app->ctx.sessions = NULL;
+}
+
+static void on_drained(uv_timer_t *t)
+{
+    stop_now(t->data);
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (app->stopping) {
+        GW_WARN(&app->ctx.log, NULL, NULL, "second signal: stopping at once");
+        uv_timer_stop(&app->drain_timer);
+        stop_now(app);
+        return;
+    }
+    app->stopping = true;
+    app->ctx.draining = true;
+    GW_INFO(&app->ctx.log, NULL, NULL, "signal %d: draining %zu sessions", signum,
+            gw_sessions_count(app->ctx.sessions));
+    gw_sessions_shutdown(app->ctx.sessions);
+    uv_timer_start(&app->drain_timer, on_drained, DRAIN_FLUSH_MS, 0);
+}
+
+/* SIGHUP: what may change live is copied into the running configuration; the rest needs a
+ * restart and is said so. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (!app->config_path) {
+        GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: no configuration file to reload");
+        return;
+    }
+    struct gw_config *next = malloc(sizeof(*next));
+    char err[512];
+    if (!next) {
+        GW_ERROR(&app->ctx.log, NULL, NULL, "SIGHUP: out of memory");
+        return;
+    }
+    if (load_config(app, next, err, sizeof(err)) != 0) {
+        GW_ERROR(&app->ctx.log, NULL, NULL, "SIGHUP: configuration not reloaded: %s", err);
+        free(next);
+        return;
+    }
+    struct gw_config *cur = &app->cfg;
+    if (memcmp(&cur->listen, &next->listen, sizeof(next->listen)) ||
+        strcmp(cur->tls_cert, next->tls_cert) || strcmp(cur->ws_path, next->ws_path) ||
+        strcmp(cur->bosh_path, next->bosh_path) || strcmp(cur->upstream_ca, next->upstream_ca) ||
+        memcmp(&cur->admin_listen, &next->admin_listen, sizeof(next->admin_listen)))
+        GW_WARN(&app->ctx.log, NULL, NULL,
+                "SIGHUP: listen addresses, TLS files, paths and upstream_ca need a restart");
+    memcpy(cur->domains, next->domains, sizeof(cur->domains));
+    cur->n_domains = next->n_domains;
+    cur->has_default_upstream = next->has_default_upstream;
+    cur->upstream = next->upstream;
+    memcpy(cur->upstream_map, next->upstream_map, sizeof(cur->upstream_map));
+    cur->n_upstream_map = next->n_upstream_map;
+    cur->connect_timeout = next->connect_timeout;
+    memcpy(cur->origins, next->origins, sizeof(cur->origins));
+    cur->n_origins = next->n_origins;
+    cur->bosh_max_wait = next->bosh_max_wait;
+    cur->bosh_max_hold = next->bosh_max_hold;
+    cur->bosh_max_requests = next->bosh_max_requests;
+    cur->bosh_inactivity = next->bosh_inactivity;
+    cur->bosh_max_pause = next->bosh_max_pause;
+    cur->bosh_polling = next->bosh_polling;
+    cur->bosh_max_body = next->bosh_max_body;
+    memcpy(cur->bosh_routes, next->bosh_routes, sizeof(cur->bosh_routes));
+    cur->n_bosh_routes = next->n_bosh_routes;
+    cur->max_sessions = next->max_sessions;
+    cur->send_queue = next->send_queue;
+    cur->log_level = next->log_level;
+    app->ctx.log.level = next->log_level;
+    free(next);
+    GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s",
+            app->config_path);
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"admin", required_argument, NULL, 'a'},
+        {"upstream", required_argument, NULL, 'u'},
+        {"upstream-tls", required_argument, NULL, 't'},
+        {"upstream-ca", required_argument, NULL, 'C'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct app *app = calloc(1, sizeof(*app));
+    if (!app) {
+        fprintf(stderr, "xmppgw: out of memory\n");
+        return 1;
+    }
+    bool check_only = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': app->config_path = optarg; break;
+        case 'l': app->ov.listen = optarg; break;
+        case 'a': app->ov.admin = optarg; break;
+        case 'u': app->ov.upstream = optarg; break;
+        case 't': app->ov.upstream_tls = optarg; break;
+        case 'C': app->ov.upstream_ca = optarg; break;
+        case 'k': check_only = true; break;
+        case 'V': printf("xmppgw %s\n", XMPPGW_VERSION); free(app); return 0;
+        case 'h': fputs(usage, stdout); free(app); return 0;
+        default: fputs(usage, stderr); free(app); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "xmppgw: unexpected argument '%s'\n%s", argv[optind], usage);
+        free(app);
+        return 2;
+    }
+
+    char err[1024];
+    if (load_config(app, &app->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "xmppgw: %s\n", err);
+        free(app);
+        return 1;
+    }
+    if (check_only) {
+        printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
+               app->config_path ? app->config_path : "");
+        free(app);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct gw_ctx *ctx = &app->ctx;
+    ctx->cfg = &app->cfg;
+    ctx->log.level = app->cfg.log_level;
+    int rc = 1;
+    if (uv_loop_init(&app->loop) != 0) {
+        fprintf(stderr, "xmppgw: cannot create the event loop\n");
+        free(app);
+        return 1;
+    }
+    ctx->loop = &app->loop;
+    ctx->started_ms = uv_now(ctx->loop);
+    ctx->read_buf = malloc(GW_CTX_READ_BUF);
+    ctx->tls_buf = malloc(GW_CTX_TLS_BUF);
+    if (!ctx->read_buf || !ctx->tls_buf) {
+        fprintf(stderr, "xmppgw: out of memory\n");
+        goto out;
+    }
+    ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg.upstream_ca, err, sizeof(err));
+    if (!ctx->upstream_tls) {
+        fprintf(stderr, "xmppgw: %s\n", err);
+        goto out;
+    }
+    ctx->sessions = gw_sessions_new(ctx);
+    if (!ctx->sessions) {
+        fprintf(stderr, "xmppgw: out of memory\n");
+        goto out;
+    }
+    if (!gw_web_start(ctx, err, sizeof(err))) {
+        fprintf(stderr, "xmppgw: %s\n", err);
+        goto out;
+    }
+    ctx->admin = gw_admin_start(ctx, err, sizeof(err));
+    if (!ctx->admin) {
+        fprintf(stderr, "xmppgw: %s\n", err);
+        goto out;
+    }
+    uv_signal_init(ctx->loop, &app->sig_term);
+    uv_signal_init(ctx->loop, &app->sig_int);
+    uv_signal_init(ctx->loop, &app->sig_hup);
+    uv_timer_init(ctx->loop, &app->drain_timer);
+    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app->drain_timer.data = app;
+    uv_signal_start(&app->sig_term, on_term, SIGTERM);
+    uv_signal_start(&app->sig_int, on_term, SIGINT);
+    uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
+
+    GW_INFO(&ctx->log, NULL, NULL, "xmppgw %s running; admin on %s:%u", XMPPGW_VERSION,
+            app->cfg.admin_listen.host, app->cfg.admin_listen.port);
+    uv_run(ctx->loop, UV_RUN_DEFAULT);
+    GW_INFO(&ctx->log, NULL, NULL, "stopped");
+    rc = 0;
+
+out:
+    /* Whatever was started is stopped; the loop runs until every handle has closed. */
+    if (ctx->admin) {
+        gw_admin_free(ctx->admin);
+        ctx->admin = NULL;
+    }
+    if (ctx->web)
+        gw_web_free(ctx->web);
+    if (ctx->sessions)
+        gw_sessions_free(ctx->sessions);
+    uv_run(ctx->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(ctx->loop) != 0)
+        GW_WARN(&ctx->log, NULL, NULL, "event loop closed with handles still open");
+    SSL_CTX_free(ctx->upstream_tls);
+    free(ctx->read_buf);
+    free(ctx->tls_buf);
+    free(app);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* The public port: one libwebsockets context on the gateway's libuv loop serving BOSH, WebSocket,
+ * host-meta and static files. server.c owns the lws context and the mounts; each transport is its own
+ * lws protocol in its own file (bosh.c, websocket.c). Calls: session, config, core. */
+#ifndef GW_WEB_WEB_H
+#define GW_WEB_WEB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libwebsockets.h>
+#include "core/ctx.h"
+
+struct gw_web;
+
+/* Create the lws context on ctx->loop and listen. NULL on failure with one line in err. */
+struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen);
+/* Stop listening for new connections (drain). */
+void gw_web_stop_listening(struct gw_web *web);
+void gw_web_free(struct gw_web *web);
+
+/* ---- helpers shared by the transports (http.c) ---- */
+
+/* The gateway context of an lws connection. */
+struct gw_ctx *gw_web_ctx(struct lws *wsi);
+
+/* Copy header `tok` into out (NUL-terminated); returns its length, or -1 if absent/too long. */
+int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen);
+
+/* Origin policy (config "origins"). Absent Origin (non-browser clients) is allowed. On return, origin
+ * holds the request's Origin ("" if none). */
+bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen);
+
+/* The peer's address as text ("127.0.0.1", "::1"). */
+void gw_web_peer(struct lws *wsi, char *out, size_t outlen);
+
+/* Answer a whole HTTP response at once (status, content type, extra header lines, body) and mark
+ * the transaction complete. extra_headers: NULL or "Name: value\r\n..." lines. Returns -1 when the
+ * connection should close (the lws callback returns that), 0 otherwise. */
+int gw_web_respond(struct lws *wsi, unsigned status, const char *content_type,
+                   const char *extra_headers, const char *body, size_t body_len);
+
+/* CORS headers for an allowed Origin ("Access-Control-Allow-Origin: ...\r\nVary: Origin\r\n..."),
+ * written into out; "" when origin is "". */
+void gw_web_cors_headers(const char *origin, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,20 @@
+/* XMPP over WebSocket (RFC 7395): the "xmpp" lws protocol. Each connection is one session; each
+ * message is one complete element (<open/>, <close/> or a stanza). Owns the per-connection state,
+ * message reassembly and the outgoing frame queue. Calls: session, xml, web helpers, core. */
+#ifndef GW_WEB_WEBSOCKET_H
+#define GW_WEB_WEBSOCKET_H
+
+#include <libwebsockets.h>
+#include "core/ctx.h"
+
+#define GW_WS_PROTOCOL "xmpp"
+
+struct gw_ws;
+
+struct gw_ws *gw_ws_new(struct gw_ctx *ctx); /* NULL on ENOMEM */
+void gw_ws_free(struct gw_ws *ws);
+int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len);
+size_t gw_ws_pss_size(void);
+
+#endif

@@ -1,0 +1,931 @@
+/* The upstream c2s stream: resolve, connect, STARTTLS or direct TLS (OpenSSL with two memory BIOs
+ * between the socket and the parser), stream header and restarts, features with <starttls/> cut
+ * out, stream errors, bind results. Owns the TCP handle, the SSL object, the parser and the write
+ * requests; frees itself once its handles are closed and its requests have returned. Calls: xml,
+ * config, core, libuv, OpenSSL. */
+#include "xmpp/upstream.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+
+#define READ_CHUNK 65536
+#define CLOSE_GRACE_MS 2000
+
+enum state {
+    ST_RESOLVING,  /* uv_getaddrinfo in flight */
+    ST_CONNECTING, /* uv_tcp_connect in flight */
+    ST_STREAM,     /* header sent, waiting for header + features (plain, pre-STARTTLS) */
+    ST_STARTTLS,   /* <starttls/> sent, waiting for <proceed/> */
+    ST_HANDSHAKE,  /* TLS handshake running */
+    ST_TLS_STREAM, /* header sent over TLS (or plain when tls=off), waiting for features */
+    ST_READY,      /* features handed up; stanzas flow */
+    ST_RESTART,    /* SASL success: new header sent, waiting for features */
+    ST_CLOSED,     /* torn down, waiting for handles */
+};
+
+static const char *const state_names[] = {"resolving", "connecting", "stream",  "starttls", "tls",
+                                          "stream",    "open",       "restart", "closed"};
+
+enum after_pause { AFTER_NONE, AFTER_TLS, AFTER_STREAM };
+
+struct gw_upstream {
+    struct gw_ctx *ctx;
+    struct gw_upstream_cfg cfg;      /* copy: the config may be reloaded meanwhile */
+    char domain[256];                /* XMPP domain: to='', SNI and certificate name */
+    char lang[64];                   /* xml:lang for our stream headers */
+    char sid[64];                    /* for log lines */
+    char *jid;                       /* for log lines, once bound */
+    const struct gw_upstream_ops *ops; /* NULL once closed: no callback after that */
+    void *ud;
+    enum state state;
+    uv_getaddrinfo_t gai;            /* resolution request */
+    struct addrinfo *addrs;          /* result list, owned */
+    struct addrinfo *next_addr;      /* next address to try */
+    uv_tcp_t tcp;                    /* the socket */
+    uv_connect_t conn;               /* connect request */
+    uv_timer_t timer;                /* connect/handshake deadline */
+    uv_shutdown_t shut;              /* graceful close */
+    SSL *ssl;                        /* NULL until TLS starts */
+    BIO *rbio, *wbio;                /* ciphertext in / out (owned by ssl) */
+    bool handshake_done;
+    struct gw_xml_parser *xml;       /* the stream parser */
+    char stream_id[256];             /* header attributes of the current stream */
+    char stream_from[256];
+    char stream_version[16];
+    char stream_lang[64];
+    bool header_seen;                /* current stream's header arrived */
+    bool sasl_done;                  /* <success/> seen since the last stream start */
+    bool bound;                      /* bind result seen */
+    enum after_pause after_pause;    /* what the bytes after a paused element are */
+    bool read_paused;                /* client side asked us to stop reading */
+    bool reading;                    /* uv_read_start active */
+    bool tcp_open;                   /* tcp handle initialised and not yet closed */
+    bool timer_open;                 /* timer handle not yet closed */
+    unsigned pending;                /* requests in flight (resolve, connect, writes, shutdown) */
+    size_t queued;                   /* bytes in write requests in flight */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct gw_upstream *u;
+    size_t len;
+    char data[];
+};
+
+static void teardown(struct gw_upstream *u, bool send_close);
+static void fail(struct gw_upstream *u, const char *cond, bool tls_failure, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void try_next_address(struct gw_upstream *u);
+
+/* ---- lifetime ---- */
+
+static void maybe_free(struct gw_upstream *u)
+{
+    if (u->state != ST_CLOSED || u->tcp_open || u->timer_open || u->pending)
+        return;
+    if (u->addrs)
+        uv_freeaddrinfo(u->addrs);
+    if (u->ssl)
+        SSL_free(u->ssl);
+    gw_xml_free(u->xml);
+    free(u->jid);
+    free(u);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct gw_upstream *u = h->data;
+    u->tcp_open = false;
+    maybe_free(u);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct gw_upstream *u = h->data;
+    u->timer_open = false;
+    maybe_free(u);
+}
+
+static void close_handles(struct gw_upstream *u)
+{
+    if (u->tcp_open && !uv_is_closing((uv_handle_t *)&u->tcp))
+        uv_close((uv_handle_t *)&u->tcp, on_tcp_closed);
+    if (u->timer_open && !uv_is_closing((uv_handle_t *)&u->timer))
+        uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+}
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct gw_upstream *u = w->u;
+    u->queued -= w->len;
+    u->pending--;
+    free(w);
+    if (status < 0 && status != UV_ECANCELED && u->state != ST_CLOSED)
+        fail(u, "remote-connection-failed", false, "write to upstream failed: %s",
+             uv_strerror(status));
+    maybe_free(u);
+}
+
+static int write_raw(struct gw_upstream *u, const char *data, size_t len)
+{
+    if (!u->tcp_open || uv_is_closing((uv_handle_t *)&u->tcp))
+        return GW_ECLOSED;
+    struct wreq *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return GW_ENOMEM;
+    w->u = u;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        free(w);
+        return GW_EIO;
+    }
+    u->pending++;
+    u->queued += len;
+    return 0;
+}
+
+/* Move whatever OpenSSL produced into write requests. */
+static int flush_tls(struct gw_upstream *u)
+{
+    size_t n;
+    while ((n = BIO_ctrl_pending(u->wbio)) > 0) {
+        struct wreq *w = malloc(sizeof(*w) + n);
+        if (!w)
+            return GW_ENOMEM;
+        int got = BIO_read(u->wbio, w->data, (int)n);
+        if (got <= 0) {
+            free(w);
+            return GW_EIO;
+        }
+        w->u = u;
+        w->len = (size_t)got;
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)got);
+        if (!u->tcp_open || uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_written) < 0) {
+            free(w);
+            return GW_EIO;
+        }
+        u->pending++;
+        u->queued += (size_t)got;
+    }
+    return 0;
+}
+
+static int send_bytes(struct gw_upstream *u, const char *data, size_t len)
+{
+    if (!u->ssl)
+        return write_raw(u, data, len);
+    if (!u->handshake_done)
+        return GW_EAGAIN;
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        int n = SSL_write(u->ssl, data, chunk);
+        if (n <= 0)
+            return GW_EIO;
+        data += n;
+        len -= (size_t)n;
+    }
+    return flush_tls(u);
+}
+
+static int send_header(struct gw_upstream *u)
+{
+    struct gw_buf b;
+    gw_buf_init(&b, 2048);
+    int rc = gw_buf_append_str(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                                   "xmlns:stream='http://etherx.jabber.org/streams' to='");
+    if (!rc)
+        rc = gw_buf_append_xml_escaped(&b, u->domain, strlen(u->domain));
+    if (!rc)
+        rc = gw_buf_append_str(&b, "' version='1.0' xml:lang='");
+    if (!rc)
+        rc = gw_buf_append_xml_escaped(&b, u->lang, strlen(u->lang));
+    if (!rc)
+        rc = gw_buf_append_str(&b, "'>");
+    if (!rc)
+        rc = send_bytes(u, gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+    u->header_seen = false;
+    return rc;
+}
+
+/* ---- failure and close ---- */
+
+static void fail(struct gw_upstream *u, const char *cond, bool tls_failure, const char *fmt, ...)
+{
+    if (u->state == ST_CLOSED)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream %s:%u (%s) failed: %s", u->cfg.addr.host,
+            u->cfg.addr.port, u->domain, text);
+    if (tls_failure)
+        u->ctx->metrics.upstream_tls_failures++;
+    else
+        u->ctx->metrics.upstream_failures++;
+    const struct gw_upstream_ops *ops = u->ops;
+    u->ops = NULL;
+    if (ops)
+        ops->on_closed(u->ud, cond, text, NULL, 0);
+    teardown(u, false);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct gw_upstream *u = req->data;
+    u->pending--;
+    close_handles(u);
+    maybe_free(u);
+}
+
+static void on_close_grace(uv_timer_t *t)
+{
+    struct gw_upstream *u = t->data;
+    close_handles(u);
+}
+
+/* Stop everything; send </stream:stream> first when asked and a stream is up. */
+static void teardown(struct gw_upstream *u, bool send_close)
+{
+    if (u->state == ST_CLOSED)
+        return;
+    enum state was = u->state;
+    u->state = ST_CLOSED;
+    u->ops = NULL;
+    if (was == ST_RESOLVING) {
+        uv_cancel((uv_req_t *)&u->gai);
+    }
+    if (u->tcp_open && u->reading) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = false;
+    }
+    bool streaming = was >= ST_STREAM && was != ST_HANDSHAKE && u->tcp_open;
+    if (send_close && streaming) {
+        (void)send_bytes(u, "</stream:stream>", 16);
+        if (u->ssl && u->handshake_done) {
+            SSL_shutdown(u->ssl);
+            (void)flush_tls(u);
+        }
+    }
+    if (streaming && u->tcp_open) {
+        /* Let queued bytes (our close tag) leave before the socket closes; the timer bounds it. */
+        u->shut.data = u;
+        if (uv_shutdown(&u->shut, (uv_stream_t *)&u->tcp, on_shutdown) == 0) {
+            u->pending++;
+            if (u->timer_open) {
+                uv_timer_stop(&u->timer);
+                uv_timer_start(&u->timer, on_close_grace, CLOSE_GRACE_MS, 0);
+            }
+            return;
+        }
+    }
+    close_handles(u);
+}
+
+void gw_upstream_close(struct gw_upstream *u)
+{
+    if (!u)
+        return;
+    teardown(u, true);
+    maybe_free(u);
+}
+
+/* ---- parser callbacks ---- */
+
+static bool want_tree(void *ud, const char *ns, const char *name)
+{
+    struct gw_upstream *u = ud;
+    if (strcmp(ns, GW_NS_STREAM) == 0)
+        return true; /* features, error */
+    if (strcmp(ns, GW_NS_TLS) == 0)
+        return true;
+    if (!u->bound && strcmp(ns, GW_NS_CLIENT) == 0 && strcmp(name, "iq") == 0)
+        return true;
+    return false;
+}
+
+static void copy_attr(char *dst, size_t n, const char *v)
+{
+    snprintf(dst, n, "%s", v ? v : "");
+}
+
+static void on_open(void *ud, const char *ns, const char *name, const struct gw_xml_attr *attrs,
+                    unsigned n_attrs)
+{
+    struct gw_upstream *u = ud;
+    if (strcmp(ns, GW_NS_STREAM) != 0 || strcmp(name, "stream") != 0) {
+        fail(u, "remote-connection-failed", false, "upstream sent <%s/> instead of a stream header",
+             name);
+        return;
+    }
+    copy_attr(u->stream_id, sizeof(u->stream_id), gw_xml_attr(attrs, n_attrs, "id"));
+    copy_attr(u->stream_from, sizeof(u->stream_from), gw_xml_attr(attrs, n_attrs, "from"));
+    copy_attr(u->stream_version, sizeof(u->stream_version),
+              gw_xml_attr(attrs, n_attrs, "version"));
+    const char *lang = NULL;
+    for (unsigned i = 0; i < n_attrs; i++)
+        if (strcmp(attrs[i].name, "lang") == 0 && strstr(attrs[i].ns, "XML/1998/namespace"))
+            lang = attrs[i].value;
+    copy_attr(u->stream_lang, sizeof(u->stream_lang), lang ? lang : u->lang);
+    if (strcmp(u->stream_version, "1.0") != 0) {
+        fail(u, "remote-connection-failed", false, "upstream stream version '%s' is not 1.0",
+             u->stream_version);
+        return;
+    }
+    u->header_seen = true;
+}
+
+static void start_tls(struct gw_upstream *u, const char *data, size_t len);
+
+/* Hand the features up, with <starttls/> cut out. */
+static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st)
+{
+    const struct gw_xml_node *tls = gw_xml_child(st->tree, GW_NS_TLS, "starttls");
+    struct gw_buf b;
+    gw_buf_init(&b, st->len + 1);
+    int rc = 0;
+    if (tls) {
+        rc = gw_buf_append(&b, st->bytes, tls->start);
+        if (!rc)
+            rc = gw_buf_append(&b, st->bytes + tls->end, st->len - tls->end);
+    } else {
+        rc = gw_buf_append(&b, st->bytes, st->len);
+    }
+    if (rc) {
+        gw_buf_cleanup(&b);
+        fail(u, "internal-server-error", false, "out of memory");
+        return;
+    }
+    bool first = u->state != ST_RESTART;
+    u->state = ST_READY;
+    if (first) {
+        u->ctx->metrics.upstream_connected++;
+        if (u->timer_open)
+            uv_timer_stop(&u->timer);
+    }
+    struct gw_upstream_stream hdr = {
+        .id = u->stream_id,
+        .from = u->stream_from[0] ? u->stream_from : u->domain,
+        .version = u->stream_version,
+        .lang = u->stream_lang,
+    };
+    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream stream %s ready (%s)", u->stream_id,
+             u->ssl ? SSL_get_version(u->ssl) : "plain");
+    if (u->ops)
+        u->ops->on_ready(u->ud, &hdr, gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+}
+
+static void on_features(struct gw_upstream *u, const struct gw_xml_stanza *st)
+{
+    if (u->state == ST_STREAM && u->cfg.tls == GW_UPSTREAM_TLS_STARTTLS) {
+        if (!gw_xml_child(st->tree, GW_NS_TLS, "starttls")) {
+            fail(u, "remote-connection-failed", true,
+                 "upstream does not offer STARTTLS, and upstream tls is 'starttls'");
+            return;
+        }
+        static const char req[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+        if (send_bytes(u, req, sizeof(req) - 1) != 0) {
+            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+            return;
+        }
+        u->state = ST_STARTTLS;
+        return;
+    }
+    if (u->state == ST_STREAM || u->state == ST_TLS_STREAM || u->state == ST_RESTART) {
+        features_ready(u, st);
+        return;
+    }
+    fail(u, "remote-connection-failed", false, "upstream sent stream features out of turn");
+}
+
+static void on_stream_error(struct gw_upstream *u, const struct gw_xml_stanza *st)
+{
+    const char *cond = "undefined-condition";
+    const char *text = NULL;
+    for (const struct gw_xml_node *c = st->tree ? st->tree->children : NULL; c; c = c->next) {
+        if (strcmp(c->ns, GW_NS_STREAMS) != 0)
+            continue;
+        if (strcmp(c->name, "text") == 0)
+            text = c->text;
+        else
+            cond = c->name;
+    }
+    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream stream error: %s%s%s", cond,
+            text ? ": " : "", text ? text : "");
+    u->ctx->metrics.upstream_failures++;
+    const struct gw_upstream_ops *ops = u->ops;
+    u->ops = NULL;
+    if (ops)
+        ops->on_closed(u->ud, cond, text, st->bytes, st->len);
+    teardown(u, true);
+}
+
+static void check_bind(struct gw_upstream *u, const struct gw_xml_stanza *st)
+{
+    const char *type = gw_xml_attr(st->tree->attrs, st->tree->n_attrs, "type");
+    if (!type || strcmp(type, "result") != 0)
+        return;
+    const struct gw_xml_node *bind = gw_xml_child(st->tree, GW_NS_BIND, "bind");
+    const struct gw_xml_node *jid = bind ? gw_xml_child(bind, GW_NS_BIND, "jid") : NULL;
+    if (!jid || !jid->text_len)
+        return;
+    u->bound = true;
+    gw_upstream_set_log_jid(u, jid->text);
+    if (u->ops)
+        u->ops->on_bound(u->ud, jid->text);
+}
+
+static void on_stanza(void *ud, const struct gw_xml_stanza *st)
+{
+    struct gw_upstream *u = ud;
+    if (u->state == ST_CLOSED)
+        return;
+    if (strcmp(st->ns, GW_NS_STREAM) == 0) {
+        if (strcmp(st->name, "features") == 0)
+            on_features(u, st);
+        else if (strcmp(st->name, "error") == 0)
+            on_stream_error(u, st);
+        else
+            fail(u, "remote-connection-failed", false, "upstream sent unknown <stream:%s/>",
+                 st->name);
+        return;
+    }
+    if (u->state == ST_STARTTLS) {
+        if (strcmp(st->ns, GW_NS_TLS) == 0 && strcmp(st->name, "proceed") == 0) {
+            u->after_pause = AFTER_TLS;
+            gw_xml_pause(u->xml);
+        } else {
+            fail(u, "remote-connection-failed", true, "upstream refused STARTTLS (<%s/>)",
+                 st->name);
+        }
+        return;
+    }
+    if (u->state != ST_READY) {
+        fail(u, "remote-connection-failed", false, "upstream sent <%s/> before its features",
+             st->name);
+        return;
+    }
+    if (!u->bound && st->tree && strcmp(st->name, "iq") == 0)
+        check_bind(u, st);
+    if (u->ops)
+        u->ops->on_stanza(u->ud, st);
+    if (strcmp(st->ns, GW_NS_SASL) == 0 && strcmp(st->name, "success") == 0) {
+        /* RFC 6120 6.4.6: the stream restarts; upstream's next bytes are a new header. */
+        u->sasl_done = true;
+        u->after_pause = AFTER_STREAM;
+        gw_xml_pause(u->xml);
+    }
+}
+
+static void on_close(void *ud)
+{
+    struct gw_upstream *u = ud;
+    GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream closed its stream");
+    const struct gw_upstream_ops *ops = u->ops;
+    u->ops = NULL;
+    if (ops)
+        ops->on_closed(u->ud, NULL, NULL, NULL, 0);
+    teardown(u, true);
+}
+
+static const struct gw_xml_callbacks xml_cb = {
+    .on_open = on_open,
+    .want_tree = want_tree,
+    .on_stanza = on_stanza,
+    .on_close = on_close,
+};
+
+/* ---- reading ---- */
+
+static void process_plain(struct gw_upstream *u, const char *data, size_t len)
+{
+    while (len > 0 && u->state != ST_CLOSED) {
+        size_t consumed = len;
+        u->after_pause = AFTER_NONE;
+        int rc = gw_xml_feed(u->xml, data, len, &consumed);
+        if (u->state == ST_CLOSED)
+            return;
+        if (rc) {
+            fail(u, "remote-connection-failed", false, "upstream sent bad XML (%s: %s)",
+                 gw_xml_error_condition(u->xml), gw_xml_error_text(u->xml));
+            return;
+        }
+        if (u->after_pause == AFTER_NONE)
+            return;
+        if (consumed > len)
+            consumed = len;
+        data += consumed;
+        len -= consumed;
+        enum after_pause what = u->after_pause;
+        u->after_pause = AFTER_NONE;
+        if (gw_xml_reset(u->xml) != 0) {
+            fail(u, "internal-server-error", false, "cannot reset the stream parser");
+            return;
+        }
+        if (what == AFTER_TLS) {
+            start_tls(u, data, len);
+            return;
+        }
+        if (what == AFTER_STREAM)
+            u->state = ST_RESTART; /* the client's restart sends our new header */
+    }
+}
+
+static void tls_error_reason(struct gw_upstream *u, char *out, size_t n)
+{
+    long vr = SSL_get_verify_result(u->ssl);
+    if (vr != X509_V_OK) {
+        snprintf(out, n, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
+        return;
+    }
+    unsigned long e = ERR_get_error();
+    if (e) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(out, n, "TLS handshake failed: %s", buf);
+    } else {
+        snprintf(out, n, "TLS handshake failed");
+    }
+    ERR_clear_error();
+}
+
+static void process_cipher(struct gw_upstream *u, const char *data, size_t len)
+{
+    if (len && BIO_write(u->rbio, data, (int)len) != (int)len) {
+        fail(u, "internal-server-error", true, "cannot buffer TLS data");
+        return;
+    }
+    if (!u->handshake_done) {
+        int r = SSL_do_handshake(u->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(u->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                if (flush_tls(u) != 0)
+                    fail(u, "remote-connection-failed", true, "cannot write to upstream");
+                return;
+            }
+            char why[400];
+            tls_error_reason(u, why, sizeof(why));
+            (void)flush_tls(u); /* send our alert */
+            fail(u, "remote-connection-failed", true, "%s", why);
+            return;
+        }
+        u->handshake_done = true;
+        GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream TLS up: %s %s, certificate verified for %s",
+                SSL_get_version(u->ssl), SSL_get_cipher_name(u->ssl), u->domain);
+        u->state = ST_TLS_STREAM;
+        if (send_header(u) != 0) {
+            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+            return;
+        }
+    }
+    char *buf = u->ctx->tls_buf;
+    for (;;) {
+        int n = SSL_read(u->ssl, buf, GW_CTX_TLS_BUF);
+        if (n > 0) {
+            process_plain(u, buf, (size_t)n);
+            if (u->state == ST_CLOSED)
+                return;
+            continue;
+        }
+        int e = SSL_get_error(u->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            fail(u, "remote-connection-failed", false, "upstream ended TLS without closing");
+            return;
+        }
+        char why[400];
+        tls_error_reason(u, why, sizeof(why));
+        fail(u, "remote-connection-failed", true, "%s", why);
+        return;
+    }
+    if (flush_tls(u) != 0)
+        fail(u, "remote-connection-failed", true, "cannot write to upstream");
+}
+
+static void start_tls(struct gw_upstream *u, const char *data, size_t len)
+{
+    u->ssl = SSL_new((SSL_CTX *)u->ctx->upstream_tls);
+    u->rbio = BIO_new(BIO_s_mem());
+    u->wbio = BIO_new(BIO_s_mem());
+    if (!u->ssl || !u->rbio || !u->wbio) {
+        BIO_free(u->rbio);
+        BIO_free(u->wbio);
+        u->rbio = u->wbio = NULL;
+        fail(u, "internal-server-error", true, "cannot create TLS state");
+        return;
+    }
+    SSL_set_bio(u->ssl, u->rbio, u->wbio);
+    SSL_set_connect_state(u->ssl);
+    /* The certificate must name the XMPP domain (RFC 6120 13.7.2.1), not the host we dial. */
+    if (SSL_set_tlsext_host_name(u->ssl, u->domain) != 1 || SSL_set1_host(u->ssl, u->domain) != 1) {
+        fail(u, "internal-server-error", true, "cannot set TLS host name '%s'", u->domain);
+        return;
+    }
+    u->state = ST_HANDSHAKE;
+    process_cipher(u, data, len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct gw_upstream *u = h->data;
+    /* One read buffer for the whole loop: libuv fills it and calls on_read before the next read. */
+    *buf = uv_buf_init(u->ctx->read_buf, GW_CTX_READ_BUF);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct gw_upstream *u = s->data;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        if (n == UV_EOF)
+            fail(u, "remote-connection-failed", false, "upstream closed the connection");
+        else
+            fail(u, "remote-connection-failed", false, "upstream read failed: %s",
+                 uv_strerror((int)n));
+        maybe_free(u);
+        return;
+    }
+    if (u->ssl)
+        process_cipher(u, buf->base, (size_t)n);
+    else
+        process_plain(u, buf->base, (size_t)n);
+    maybe_free(u);
+}
+
+static void update_reading(struct gw_upstream *u)
+{
+    if (!u->tcp_open || u->state < ST_STREAM || u->state == ST_CLOSED)
+        return;
+    bool want = !u->read_paused;
+    if (want && !u->reading) {
+        if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) == 0)
+            u->reading = true;
+    } else if (!want && u->reading) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = false;
+    }
+}
+
+void gw_upstream_pause_reading(struct gw_upstream *u, bool pause)
+{
+    u->read_paused = pause;
+    update_reading(u);
+}
+
+/* ---- connecting ---- */
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct gw_upstream *u = t->data;
+    fail(u, "remote-connection-failed", false, "no stream from upstream within %u s (%s)",
+         u->ctx->cfg->connect_timeout, state_names[u->state]);
+    maybe_free(u);
+}
+
+/* A failed socket's handle is reusable only once closed: the next address is tried from the close
+ * callback. */
+static void on_tcp_closed_retry(uv_handle_t *h)
+{
+    struct gw_upstream *u = h->data;
+    u->tcp_open = false;
+    if (u->state == ST_CLOSED)
+        maybe_free(u);
+    else
+        try_next_address(u);
+}
+
+static void retry_closed_handle(struct gw_upstream *u)
+{
+    uv_close((uv_handle_t *)&u->tcp, on_tcp_closed_retry);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct gw_upstream *u = req->data;
+    u->pending--;
+    if (u->state == ST_CLOSED) {
+        maybe_free(u);
+        return;
+    }
+    if (status < 0) {
+        if (status == UV_ECANCELED) {
+            maybe_free(u);
+            return;
+        }
+        if (u->next_addr) {
+            GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connect failed (%s), next address",
+                     uv_strerror(status));
+            retry_closed_handle(u);
+            return;
+        }
+        fail(u, "remote-connection-failed", false, "cannot connect to %s:%u: %s",
+             u->cfg.addr.host, u->cfg.addr.port, uv_strerror(status));
+        maybe_free(u);
+        return;
+    }
+    uv_tcp_nodelay(&u->tcp, 1);
+    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connected to %s:%u", u->cfg.addr.host,
+             u->cfg.addr.port);
+    if (u->cfg.tls == GW_UPSTREAM_TLS_DIRECT) {
+        u->state = ST_HANDSHAKE;
+        update_reading(u);
+        start_tls(u, NULL, 0);
+    } else {
+        u->state = u->cfg.tls == GW_UPSTREAM_TLS_OFF ? ST_TLS_STREAM : ST_STREAM;
+        update_reading(u);
+        if (send_header(u) != 0)
+            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+    }
+    maybe_free(u);
+}
+
+static void try_next_address(struct gw_upstream *u)
+{
+    struct addrinfo *ai = u->next_addr;
+    u->next_addr = ai ? ai->ai_next : NULL;
+    if (!ai) {
+        fail(u, "remote-connection-failed", false, "no address for %s", u->cfg.addr.host);
+        return;
+    }
+    if (uv_tcp_init(u->ctx->loop, &u->tcp) != 0) {
+        fail(u, "internal-server-error", false, "cannot create a socket");
+        return;
+    }
+    u->tcp.data = u;
+    u->tcp_open = true;
+    u->conn.data = u;
+    int rc = uv_tcp_connect(&u->conn, &u->tcp, ai->ai_addr, on_connected);
+    if (rc < 0) {
+        if (u->next_addr) {
+            retry_closed_handle(u);
+            return;
+        }
+        fail(u, "remote-connection-failed", false, "cannot connect to %s:%u: %s",
+             u->cfg.addr.host, u->cfg.addr.port, uv_strerror(rc));
+        return;
+    }
+    u->pending++;
+    u->state = ST_CONNECTING;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct gw_upstream *u = req->data;
+    u->pending--;
+    if (u->state == ST_CLOSED) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_free(u);
+        return;
+    }
+    if (status < 0 || !res) {
+        fail(u, "remote-connection-failed", false, "cannot resolve upstream host '%s': %s",
+             u->cfg.addr.host, uv_strerror(status));
+        maybe_free(u);
+        return;
+    }
+    u->addrs = res;
+    u->next_addr = res;
+    try_next_address(u);
+    maybe_free(u);
+}
+
+struct gw_upstream *gw_upstream_open(struct gw_ctx *ctx, const struct gw_upstream_cfg *cfg,
+                                     const char *domain, const char *lang,
+                                     const struct gw_upstream_ops *ops, void *ud,
+                                     const char *log_sid)
+{
+    struct gw_upstream *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->ctx = ctx;
+    u->cfg = *cfg;
+    snprintf(u->domain, sizeof(u->domain), "%s", domain);
+    snprintf(u->lang, sizeof(u->lang), "%s", lang && *lang ? lang : "en");
+    snprintf(u->sid, sizeof(u->sid), "%s", log_sid ? log_sid : "");
+    u->ops = ops;
+    u->ud = ud;
+    struct gw_xml_opts xo = {
+        .mode = GW_XML_STREAM,
+        .limits = {.max_stanza = ctx->cfg->max_stanza,
+                   .max_depth = ctx->cfg->max_depth,
+                   .max_attrs = ctx->cfg->max_attrs},
+        .inject_context = true,
+    };
+    u->xml = gw_xml_new(&xo, &xml_cb, u);
+    if (!u->xml) {
+        free(u);
+        return NULL;
+    }
+    uv_timer_init(ctx->loop, &u->timer);
+    u->timer.data = u;
+    u->timer_open = true;
+    uv_timer_start(&u->timer, on_timeout, (uint64_t)ctx->cfg->connect_timeout * 1000, 0);
+
+    ctx->metrics.upstream_connects++;
+    u->state = ST_RESOLVING;
+    u->gai.data = u;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char port[8];
+    snprintf(port, sizeof(port), "%u", cfg->addr.port);
+    int rc = uv_getaddrinfo(ctx->loop, &u->gai, on_resolved, cfg->addr.host, port, &hints);
+    if (rc < 0) {
+        /* Report through the loop like any other failure: callers get no synchronous callback. */
+        u->state = ST_CLOSED;
+        u->ops = NULL;
+        close_handles(u);
+        return NULL;
+    }
+    u->pending++;
+    return u;
+}
+
+int gw_upstream_send(struct gw_upstream *u, const char *bytes, size_t len)
+{
+    if (u->state == ST_CLOSED)
+        return GW_ECLOSED;
+    if (u->state != ST_READY)
+        return GW_EAGAIN;
+    if (u->queued + len > u->ctx->cfg->send_queue)
+        return GW_ELIMIT;
+    return send_bytes(u, bytes, len);
+}
+
+int gw_upstream_restart(struct gw_upstream *u)
+{
+    if (u->state != ST_RESTART || !u->sasl_done)
+        return GW_EPROTO;
+    u->sasl_done = false;
+    return send_header(u);
+}
+
+bool gw_upstream_sasl_done(const struct gw_upstream *u)
+{
+    return u->sasl_done;
+}
+
+bool gw_upstream_is_tls(const struct gw_upstream *u)
+{
+    return u->ssl && u->handshake_done;
+}
+
+const char *gw_upstream_state_name(const struct gw_upstream *u)
+{
+    return state_names[u->state];
+}
+
+void gw_upstream_set_log_jid(struct gw_upstream *u, const char *jid)
+{
+    char *j = strdup(jid);
+    if (!j)
+        return;
+    free(u->jid);
+    u->jid = j;
+}
+
+SSL_CTX *gw_upstream_tls_ctx_new(const char *ca_file, char *err, size_t errlen)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    if (!c) {
+        snprintf(err, errlen, "cannot create TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_default_verify_paths(c) != 1) {
+        snprintf(err, errlen, "cannot load the system certificate store");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    if (ca_file && *ca_file && SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+        unsigned long e = ERR_get_error();
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(err, errlen, "cannot load upstream CA file '%s': %s", ca_file, buf);
+        ERR_clear_error();
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
