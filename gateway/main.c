@@ -110,6 +110,8 @@ static void close_cb_noop(uv_handle_t *h)
 {
 }
 
+/* Leave the loop; main() destroys the lws context outside any lws callback (foreign-loop rule) and
+ * then runs the loop until every handle has closed. */
 static void stop_now(struct app *app)
 {
     uv_timer_stop(&app->drain_timer);
@@ -117,11 +119,7 @@ static void stop_now(struct app *app)
     uv_close((uv_handle_t *)&app->sig_term, close_cb_noop);
     uv_close((uv_handle_t *)&app->sig_int, close_cb_noop);
     uv_close((uv_handle_t *)&app->sig_hup, close_cb_noop);
-    gw_admin_free(app->ctx.admin);
-    app->ctx.admin = NULL;
-    gw_web_free(app->ctx.web);
-    gw_sessions_free(app->ctx.sessions);
-    app->ctx.sessions = NULL;
+    uv_stop(app->ctx.loop);
 }
 
 static void on_drained(uv_timer_t *t)
@@ -134,7 +132,6 @@ static void on_term(uv_signal_t *h, int signum)
     struct app *app = h->data;
     if (app->stopping) {
         GW_WARN(&app->ctx.log, NULL, NULL, "second signal: stopping at once");
-        uv_timer_stop(&app->drain_timer);
         stop_now(app);
         return;
     }

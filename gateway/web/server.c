@@ -1,0 +1,328 @@
+/* The public port: one libwebsockets context on the gateway's libuv loop (a foreign loop), its
+ * protocols (default HTTP, "xmpp" WebSocket, BOSH), mounts (BOSH path, /.well-known/, static files,
+ * the browser libraries from node_modules), the WebSocket upgrade policy and XEP-0156 host-meta.
+ * Owns the lws context. Calls: web transports, config, core. */
+#include "web/web.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "web/bosh.h"
+#include "web/websocket.h"
+
+#define HTTP_PROTOCOL "xmppgw-http"
+
+struct gw_web {
+    struct gw_ctx *ctx;
+    struct lws_context *lws;
+    void *foreign_loops[1];
+    struct lws_protocols protocols[4];
+    struct lws_http_mount mounts[5];
+    struct lws_protocol_vhost_options mime_mjs; /* .mjs is JavaScript */
+    lws_retry_bo_t retry;                       /* WebSocket ping / hang-up policy */
+    struct lws_extension exts[2];
+    char strophe_dir[1100];                     /* node_modules/strophe.js/dist */
+};
+
+/* ---- the default HTTP protocol ---- */
+
+/* Does the comma-separated Sec-WebSocket-Protocol list name "xmpp"? */
+static bool offers_xmpp(const char *list)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 4 && strncasecmp(p, "xmpp", 4) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+static int refuse(struct lws *wsi, unsigned status, const char *why)
+{
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    char peer[64];
+    gw_web_peer(wsi, peer, sizeof(peer));
+    GW_INFO(&ctx->log, NULL, NULL, "websocket upgrade from %s refused (%u): %s", peer, status, why);
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%s\n", why);
+    gw_web_respond(wsi, status, "text/plain; charset=utf-8", "Connection: close\r\n", body,
+                   (size_t)n);
+    return 1;
+}
+
+static int confirm_upgrade(struct lws *wsi, const char *to)
+{
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    char uri[512], proto[256], origin[512];
+    if (strcasecmp(to, "websocket") != 0)
+        return refuse(wsi, 400, "only WebSocket upgrades are accepted");
+    if (gw_web_header(wsi, WSI_TOKEN_GET_URI, uri, sizeof(uri)) < 0)
+        return refuse(wsi, 400, "WebSocket upgrade needs GET");
+    char *q = strchr(uri, '?');
+    if (q)
+        *q = '\0';
+    if (strcmp(uri, ctx->cfg->ws_path) != 0)
+        return refuse(wsi, 404, "no WebSocket endpoint here");
+    if (gw_web_header(wsi, WSI_TOKEN_PROTOCOL, proto, sizeof(proto)) < 0 || !offers_xmpp(proto))
+        return refuse(wsi, 400, "the 'xmpp' WebSocket subprotocol is required (RFC 7395)");
+    if (!gw_web_origin_allowed(wsi, origin, sizeof(origin)))
+        return refuse(wsi, 403, "origin not allowed");
+    return 0;
+}
+
+/* XEP-0156: where the BOSH and WebSocket endpoints are, as seen by this request. */
+static int host_meta(struct lws *wsi, bool json)
+{
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    char host[300];
+    if (gw_web_header(wsi, WSI_TOKEN_HOST, host, sizeof(host)) < 0)
+        snprintf(host, sizeof(host), "%s:%u", ctx->cfg->listen.host, ctx->cfg->listen.port);
+    /* The Host header is the client's: keep only what a host[:port] may hold. */
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr(".-:[]", *p)))
+            *p = '_';
+    bool tls = lws_is_ssl(wsi);
+    struct gw_buf b;
+    gw_buf_init(&b, 4096);
+    int rc;
+    if (json)
+        rc = gw_buf_printf(&b,
+                           "{\"links\":[{\"rel\":\"urn:xmpp:alt-connections:xbosh\",\"href\":"
+                           "\"%s://%s%s\"},{\"rel\":\"urn:xmpp:alt-connections:websocket\","
+                           "\"href\":\"%s://%s%s\"}]}\n",
+                           tls ? "https" : "http", host, ctx->cfg->bosh_path, tls ? "wss" : "ws",
+                           host, ctx->cfg->ws_path);
+    else
+        rc = gw_buf_printf(&b,
+                           "<?xml version='1.0' encoding='utf-8'?>\n"
+                           "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
+                           "  <Link rel='urn:xmpp:alt-connections:xbosh' href='%s://%s%s'/>\n"
+                           "  <Link rel='urn:xmpp:alt-connections:websocket' href='%s://%s%s'/>\n"
+                           "</XRD>\n",
+                           tls ? "https" : "http", host, ctx->cfg->bosh_path, tls ? "wss" : "ws",
+                           host, ctx->cfg->ws_path);
+    int r;
+    if (rc)
+        r = gw_web_respond(wsi, 500, "text/plain", NULL, "error\n", 6);
+    else
+        r = gw_web_respond(wsi, 200, json ? "application/json" : "application/xrd+xml",
+                           "Access-Control-Allow-Origin: *\r\n", gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+    return r;
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP: {
+        struct gw_ctx *ctx = gw_web_ctx(wsi);
+        ctx->metrics.http_requests++;
+        char uri[256];
+        if (gw_web_header(wsi, WSI_TOKEN_GET_URI, uri, sizeof(uri)) < 0)
+            return gw_web_respond(wsi, 405, "text/plain", "Allow: GET\r\n", "method not allowed\n",
+                                  19);
+        char *q = strchr(uri, '?');
+        if (q)
+            *q = '\0';
+        if (strcmp(uri, "/.well-known/host-meta") == 0)
+            return host_meta(wsi, false);
+        if (strcmp(uri, "/.well-known/host-meta.json") == 0)
+            return host_meta(wsi, true);
+        return gw_web_respond(wsi, 404, "text/plain", NULL, "not found\n", 10);
+    }
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- start and stop ---- */
+
+static void lws_log_line(int level, const char *line)
+{
+    /* lws lines end with a newline; the logger folds it. */
+    gw_log(NULL, level == LLL_ERR ? GW_LOG_ERROR : GW_LOG_WARN, NULL, NULL, "lws: %s", line);
+}
+
+/* lws gives no reason when it cannot listen: try the address first to say why. */
+static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, a->host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(a->port);
+        sl = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, a->host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(a->port);
+        sl = sizeof(*s6);
+    } else {
+        snprintf(err, errlen, "cannot listen on %s:%u: the address must be an IP literal", a->host,
+                 a->port);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", a->host, a->port, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, (struct sockaddr *)&ss, sl);
+    int e = errno;
+    close(fd);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", a->host, a->port, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
+{
+    const struct gw_config *cfg = ctx->cfg;
+    if (probe_listen(&cfg->listen, err, errlen) != 0)
+        return NULL;
+    struct gw_web *web = calloc(1, sizeof(*web));
+    if (!web) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    web->ctx = ctx;
+    ctx->ws = gw_ws_new(ctx);
+    ctx->bosh = gw_bosh_new(ctx);
+    if (!ctx->ws || !ctx->bosh) {
+        snprintf(err, errlen, "out of memory");
+        gw_web_free(web);
+        return NULL;
+    }
+
+    web->protocols[0] = (struct lws_protocols){HTTP_PROTOCOL, http_callback, 0, 0, 0, NULL, 0};
+    web->protocols[1] = (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(),
+                                               0, 0, NULL, 0};
+    web->protocols[2] = (struct lws_protocols){GW_BOSH_PROTOCOL, gw_bosh_callback,
+                                               gw_bosh_pss_size(), 0, 0, NULL, 0};
+
+    /* Mounts: lws picks the longest matching mountpoint. */
+    snprintf(web->strophe_dir, sizeof(web->strophe_dir), "%s/strophe.js/dist", cfg->node_modules);
+    web->mime_mjs = (struct lws_protocol_vhost_options){NULL, NULL, ".mjs", "text/javascript"};
+    struct lws_http_mount *m = web->mounts;
+    m[0].mountpoint = cfg->bosh_path;
+    m[0].origin = GW_BOSH_PROTOCOL;
+    m[0].origin_protocol = LWSMPRO_CALLBACK;
+    m[1].mountpoint = "/.well-known";
+    m[1].origin = HTTP_PROTOCOL;
+    m[1].origin_protocol = LWSMPRO_CALLBACK;
+    m[2].mountpoint = "/lib/strophe";
+    m[2].origin = web->strophe_dir;
+    m[2].origin_protocol = LWSMPRO_FILE;
+    m[2].extra_mimetypes = &web->mime_mjs;
+    m[3].mountpoint = "/";
+    m[3].origin = cfg->static_root;
+    m[3].def = "index.html";
+    m[3].origin_protocol = LWSMPRO_FILE;
+    m[3].extra_mimetypes = &web->mime_mjs;
+    for (int i = 0; i < 4; i++) {
+        m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
+        m[i].mount_next = i < 3 ? &m[i + 1] : NULL;
+    }
+
+    web->exts[0] = (struct lws_extension){"permessage-deflate", lws_extension_callback_pm_deflate,
+                                          "permessage-deflate; client_no_context_takeover; "
+                                          "client_max_window_bits"};
+
+    web->foreign_loops[0] = ctx->loop;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 * 0;
+    info.foreign_loops = web->foreign_loops;
+    info.port = cfg->listen.port;
+    info.iface = cfg->listen.host;
+    if (!strchr(cfg->listen.host, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.protocols = web->protocols;
+    info.mounts = web->mounts;
+    info.user = ctx;
+    info.pcontext = &web->lws; /* lws clears it when its destruction has completed */
+    info.alpn = "http/1.1";
+    info.server_string = "xmppgw";
+    info.keepalive_timeout = 60;
+    info.timeout_secs = 30;
+    if (cfg->ws_deflate)
+        info.extensions = web->exts;
+    if (cfg->ws_ping_interval) {
+        web->retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval;
+        web->retry.secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval * 2 + 10);
+        info.retry_and_idle_policy = &web->retry;
+    }
+    if (cfg->tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
+    web->lws = lws_create_context(&info);
+    if (!web->lws) {
+        snprintf(err, errlen, "cannot listen on %s:%u (see the lws lines above)", cfg->listen.host,
+                 cfg->listen.port);
+        gw_web_free(web);
+        return NULL;
+    }
+    ctx->web = web;
+    GW_INFO(&ctx->log, NULL, NULL, "public port %s %s:%u: WebSocket %s, BOSH %s",
+            cfg->tls_cert[0] ? "https" : "http", cfg->listen.host, cfg->listen.port, cfg->ws_path,
+            cfg->bosh_path);
+    return web;
+}
+
+void gw_web_stop_listening(struct gw_web *web)
+{
+    if (web && web->lws)
+        lws_context_deprecate(web->lws, NULL);
+}
+
+void gw_web_free(struct gw_web *web)
+{
+    if (!web)
+        return;
+    struct gw_ctx *ctx = web->ctx;
+    if (web->lws) {
+        /* On a foreign loop lws closes its handles asynchronously: let the loop run until it says
+         * it is done (pcontext cleared), then a second call frees what is left. */
+        lws_context_destroy(web->lws);
+        for (int i = 0; web->lws && i < 1000 && uv_run(ctx->loop, UV_RUN_NOWAIT); i++)
+            ;
+        if (web->lws)
+            lws_context_destroy(web->lws);
+        web->lws = NULL;
+    }
+    gw_bosh_free(ctx->bosh);
+    ctx->bosh = NULL;
+    gw_ws_free(ctx->ws);
+    ctx->ws = NULL;
+    if (ctx->web == web)
+        ctx->web = NULL;
+    free(web);
+}
