@@ -34,6 +34,7 @@ struct conn {
     bool opened;               /* we answered an <open/> at least once */
     bool awaiting_ready;       /* <open/> received, its answer not yet sent */
     bool closing;              /* <close/> queued: close the WebSocket once the queue drains */
+    bool close_sent;           /* our close frame is on the wire */
     bool upstream_paused;      /* we told the session to stop reading */
     enum lws_close_status close_code;
     char domain[256];          /* from the client's <open to=''/> */
@@ -416,13 +417,23 @@ static int on_writeable(struct conn *c)
             gw_session_resume(c->s);
         }
     }
-    if (c->q_head) {
+    if (c->q_head || (f && c->closing)) {
+        /* The close frame goes in a WRITEABLE callback of its own, after the last data frame. */
         lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (c->closing) {
-        lws_close_reason(c->wsi, c->close_code, NULL, 0);
-        return -1;
+    if (c->closing && !c->close_sent) {
+        /* Send the close frame (opcode 4, RFC 6455 5.5.1) ourselves: lws 4.1 has no public name for
+         * it, and its own close-on-return path does not reliably put it
+         * on the wire in 4.1. The peer's answering close ends the connection; a timeout bounds it. */
+        unsigned char cf[LWS_PRE + 2];
+        cf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        cf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        c->close_sent = true;
+        if (lws_write(c->wsi, cf + LWS_PRE, 2, (enum lws_write_protocol)4 /* close */) < 0)
+            return -1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+        return 0;
     }
     return 0;
 }
