@@ -424,8 +424,8 @@ static int on_writeable(struct conn *c)
     }
     if (c->closing && !c->close_sent) {
         /* Send the close frame (opcode 4, RFC 6455 5.5.1) ourselves: lws 4.1 has no public name for
-         * it, and its own close-on-return path does not reliably put it
-         * on the wire in 4.1. The peer's answering close ends the connection; a timeout bounds it. */
+         * it, and its own close-on-return path does not reliably put it on the wire. The peer's
+         * answering close ends the connection; a timeout bounds the wait. */
         unsigned char cf[LWS_PRE + 2];
         cf[LWS_PRE] = (unsigned char)(c->close_code >> 8);
         cf[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
