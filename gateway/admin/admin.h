@@ -1,0 +1,49 @@
+/* The admin plane: a libmicrohttpd server on the gateway's one libuv loop (no thread of its own),
+ * listening on admin.listen. Serves /healthz, /readyz, /metrics (Prometheus text 0.0.4), /status
+ * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set). admin.c owns
+ * the daemon, its loop glue and the routing; render.c writes the bodies. Calls: session (read-only
+ * views), config, core. Everything runs on the loop thread, so counters are read without locks. */
+#ifndef GW_ADMIN_ADMIN_H
+#define GW_ADMIN_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/buf.h"
+#include "core/ctx.h"
+#include "core/err.h"
+
+struct gw_admin;
+
+/* Listen on ctx->cfg->admin_listen and serve on ctx->loop. Call once, before the loop runs: a
+ * host name (rather than a literal) is resolved here, blocking. Returns NULL on failure with one
+ * line in err, e.g. "admin: cannot listen on 127.0.0.1:5281: Address already in use". */
+struct gw_admin *gw_admin_start(struct gw_ctx *ctx, char *err, size_t errlen);
+
+/* Stop listening, close every admin connection and close the uv handles. The memory goes when the
+ * last handle's close callback runs, so the caller runs the loop afterwards (as it does for every
+ * other module at shutdown). Not to be called from inside an admin request. NULL is ignored. */
+void gw_admin_free(struct gw_admin *a);
+
+/* The port actually bound (useful when admin.listen asked for port 0). */
+uint16_t gw_admin_port(const struct gw_admin *a);
+
+/* ---- response bodies (render.c), exposed for tests ---- */
+
+/* Bounds on what one response may hold. */
+#define GW_ADMIN_METRICS_MAX (64u * 1024u)    /* /metrics */
+#define GW_ADMIN_STATUS_MAX (4u * 1024u)      /* /status */
+#define GW_ADMIN_SESSIONS_MAX (16u << 20)     /* /api/sessions */
+#define GW_ADMIN_SESSIONS_LIMIT_DEFAULT 1000u /* /api/sessions?limit= when absent */
+#define GW_ADMIN_SESSIONS_LIMIT_MAX 10000u    /* largest limit= accepted */
+
+/* Each appends one whole body to out (created by the caller with gw_buf_init and a maximum).
+ * Returns 0, GW_ENOMEM, or GW_ELIMIT when out's maximum was too small. */
+int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
+int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
+/* {"sessions":[{sid, jid, domain, peer, transport, state, age_seconds, stanzas_in, stanzas_out,
+ * upstream_tls}...], "count": sessions in the table, "listed": entries given, "truncated": whether
+ * any were left out}. At most `limit` entries, and only as many as fit in out's maximum. */
+int gw_admin_render_sessions(const struct gw_ctx *ctx, size_t limit,
+                             struct gw_buf *out) GW_MUST_CHECK;
+
+#endif
