@@ -1,0 +1,1312 @@
+/* Configuration: the table of keys (path, type, default, bounds, checks), the JSON loader and the
+ * cross-key checks built on it, the finder that turns a key path back into a line and column, and
+ * address / TLS-mode parsing. Calls jansson, core/log (level names) and libc. */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KIB 1024ULL
+#define MIB (1024ULL * 1024ULL)
+#define FILE_MAX ((size_t)1024 * 1024) /* a config file is a few KiB; refuse anything past this */
+#define LOC_DEPTH 4                    /* deepest path: "upstreams" . domain . "port" */
+#define KEY_TEXT_MAX 600               /* a dotted key as shown in messages */
+#define UPSTREAM_PORT 5222             /* RFC 6120 c2s port */
+
+enum key_type {
+    KEY_SECTION,      /* an object whose members are table entries "section.member" */
+    KEY_STRING,       /* char[size] */
+    KEY_HOST,         /* char[size]: host name or IP literal ("[v6]" accepted, stored bare) */
+    KEY_ADDR,         /* struct gw_addr from "host:port" */
+    KEY_UINT,         /* unsigned integer of `size` bytes (uint16_t, unsigned, size_t) */
+    KEY_BOOL,         /* bool */
+    KEY_LIST,         /* char[max][size] plus an unsigned count at count_offset */
+    KEY_LOG_LEVEL,    /* enum gw_log_level */
+    KEY_TLS_MODE,     /* enum gw_upstream_tls */
+    KEY_UPSTREAM,     /* struct gw_upstream_cfg from {"host","port","tls"} */
+    KEY_UPSTREAM_MAP, /* struct gw_upstream_cfg[max] from {"domain": {...}} plus a count */
+};
+
+/* Checks one string value (or one list entry) beyond its type and length: NULL when fine, else the
+ * reason, worded to follow "key 'x': ". */
+typedef const char *(*check_fn)(const char *value);
+
+struct key_def {
+    const char *path;            /* dotted JSON path; within a section "section.member" */
+    enum key_type type;          /* how the value is read and stored */
+    size_t offset;               /* of the field in the struct the table describes */
+    size_t size;                 /* bytes of the field (lists: of one entry) */
+    size_t count_offset;         /* lists and maps: where the entry count lives */
+    unsigned max_entries;        /* lists and maps: capacity */
+    bool lower;                  /* store ASCII-lowercased (domains, origins) */
+    bool required;               /* must be present in its object (upstream host) */
+    unsigned long long def;      /* default of numbers and booleans */
+    unsigned long long min, max; /* bounds of numbers */
+    const char *def_str;         /* default of strings, addresses, levels, TLS modes */
+    const char *const *def_list; /* default of lists (NULL-terminated), NULL = empty */
+    check_fn check;              /* extra check on strings and list entries, or NULL */
+};
+
+/* Where the value being applied sits in the document: keys and array indexes from the top. */
+struct loc {
+    const char *key[LOC_DEPTH]; /* NULL at a level that is an array index */
+    size_t index[LOC_DEPTH];    /* the index at such a level */
+    unsigned n;                 /* levels in use */
+};
+
+/* One load in progress. */
+struct loader {
+    struct gw_config *cfg; /* being filled (a copy: the caller's is replaced only on success) */
+    const char *text;      /* the raw JSON, to find positions in */
+    const char *name;      /* file name for messages */
+    char *err;             /* where the one error line goes (may be NULL) */
+    size_t errlen;         /* its size */
+    struct loc loc;        /* the value being applied */
+};
+
+static const char *check_path(const char *s);
+static const char *check_domain(const char *s);
+static const char *check_origin(const char *s);
+static const char *check_route(const char *s);
+static const char *check_token(const char *s);
+
+/* The table reads best one key per line. */
+/* clang-format off */
+#define FIELD(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f)
+#define ENTRY(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f[0])
+#define ENTRIES(st, f) (unsigned)(sizeof(((struct st *)0)->f) / sizeof(((struct st *)0)->f[0]))
+
+#define SECTION(p) {.path = (p), .type = KEY_SECTION}
+#define STRING(p, f, d, chk) {.path = (p), .type = KEY_STRING, FIELD(gw_config, f),              \
+                              .def_str = (d), .check = (chk)}
+#define ADDR(p, f, d) {.path = (p), .type = KEY_ADDR, FIELD(gw_config, f), .def_str = (d)}
+#define UINT(p, f, d, lo, hi) {.path = (p), .type = KEY_UINT, FIELD(gw_config, f), .def = (d),     \
+                               .min = (lo), .max = (hi)}
+#define BOOL(p, f, d) {.path = (p), .type = KEY_BOOL, FIELD(gw_config, f), .def = (d)}
+#define LIST(p, f, cnt, d, chk, low) {.path = (p), .type = KEY_LIST, ENTRY(gw_config, f),          \
+                                      .count_offset = offsetof(struct gw_config, cnt),             \
+                                      .max_entries = ENTRIES(gw_config, f), .def_list = (d),       \
+                                      .check = (chk), .lower = (low)}
+
+static const char *const default_origins[] = {"same-host", "localhost", NULL};
+
+/* Every key of the file. The order is the order of config/README.md and of "known keys" hints. */
+static const struct key_def config_keys[] = {
+    ADDR("listen", listen, "127.0.0.1:5280"),
+    SECTION("tls"),
+    STRING("tls.cert", tls_cert, "", NULL),
+    STRING("tls.key", tls_key, "", NULL),
+    SECTION("static"),
+    STRING("static.root", static_root, "static", NULL),
+    STRING("static.node_modules", node_modules, "node_modules", NULL),
+    SECTION("admin"),
+    ADDR("admin.listen", admin_listen, "127.0.0.1:5281"),
+    STRING("admin.token", admin_token, "", check_token),
+    LIST("domains", domains, n_domains, NULL, check_domain, true),
+    {.path = "upstream", .type = KEY_UPSTREAM, FIELD(gw_config, upstream)},
+    {.path = "upstreams", .type = KEY_UPSTREAM_MAP, ENTRY(gw_config, upstream_map),
+     .count_offset = offsetof(struct gw_config, n_upstream_map),
+     .max_entries = ENTRIES(gw_config, upstream_map)},
+    STRING("upstream_ca", upstream_ca, "", NULL),
+    UINT("connect_timeout", connect_timeout, 10, 1, 300),
+    LIST("origins", origins, n_origins, default_origins, check_origin, true),
+    SECTION("websocket"),
+    STRING("websocket.path", ws_path, "/xmpp-websocket", check_path),
+    UINT("websocket.ping_interval", ws_ping_interval, 30, 0, 3600),
+    BOOL("websocket.deflate", ws_deflate, true),
+    SECTION("bosh"),
+    STRING("bosh.path", bosh_path, "/http-bind", check_path),
+    UINT("bosh.max_wait", bosh_max_wait, 50, 1, 600),
+    UINT("bosh.max_hold", bosh_max_hold, 1, 1, 10),
+    UINT("bosh.max_requests", bosh_max_requests, 2, 2, 16),
+    UINT("bosh.inactivity", bosh_inactivity, 60, 5, 3600),
+    UINT("bosh.max_pause", bosh_max_pause, 120, 0, 3600),
+    UINT("bosh.polling", bosh_polling, 2, 0, 60),
+    UINT("bosh.max_body", bosh_max_body, MIB, KIB, 64 * MIB),
+    LIST("bosh.routes", bosh_routes, n_bosh_routes, NULL, check_route, false),
+    SECTION("limits"),
+    UINT("limits.max_stanza", max_stanza, 256 * KIB, KIB, 16 * MIB),
+    UINT("limits.max_depth", max_depth, 64, 4, 1024),
+    UINT("limits.max_attrs", max_attrs, 64, 4, 1024),
+    UINT("limits.max_sessions", max_sessions, 10000, 1, 1000000),
+    UINT("limits.send_queue", send_queue, MIB, 64 * KIB, 64 * MIB),
+    SECTION("log"),
+    {.path = "log.level", .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level), .def_str = "info"},
+};
+
+/* The members of "upstream" and of each "upstreams" entry, relative to struct gw_upstream_cfg. */
+static const struct key_def upstream_keys[] = {
+    {.path = "host", .type = KEY_HOST, FIELD(gw_upstream_cfg, addr.host), .required = true},
+    {.path = "port", .type = KEY_UINT, FIELD(gw_upstream_cfg, addr.port), .def = UPSTREAM_PORT,
+     .min = 1, .max = 65535},
+    {.path = "tls", .type = KEY_TLS_MODE, FIELD(gw_upstream_cfg, tls), .def_str = "starttls"},
+};
+
+/* clang-format on */
+
+#define N_CONFIG_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+#define N_UPSTREAM_KEYS (sizeof(upstream_keys) / sizeof(upstream_keys[0]))
+
+/* apply_object() tracks the keys it has seen in a 64-bit mask. */
+_Static_assert(N_CONFIG_KEYS < 64 && N_UPSTREAM_KEYS < 64, "key tables must stay below 64");
+
+/* ---- small string helpers ---- */
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool ascii_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static bool ascii_case_equal(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (ascii_lower(*a) != ascii_lower(*b))
+            return false;
+    return *a == *b;
+}
+
+/* Copies s (which fits: callers checked) and lowercases ASCII letters when asked. */
+static void copy_field(char *dst, size_t size, const char *s, bool lower)
+{
+    size_t n = strlen(s);
+    if (n >= size)
+        n = size - 1;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = lower ? ascii_lower(s[i]) : s[i];
+    dst[n] = '\0';
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- hosts, addresses, TLS modes ---- */
+
+static bool ipv6_literal(const char *s, size_t len)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* A host to connect to or listen on: a name of letters, digits, '-', '_', '.', or an IPv6 literal
+ * (bare, without brackets). Names are not resolved here. */
+static bool host_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    if (memchr(s, ':', len))
+        return ipv6_literal(s, len);
+    for (size_t i = 0; i < len; i++)
+        if (!ascii_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+            return false;
+    return true;
+}
+
+/* Decimal 1..65535 with nothing after it. */
+static bool parse_port(const char *s, uint16_t *out)
+{
+    unsigned long v = 0;
+    if (*s == '\0')
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (unsigned long)(*s - '0');
+        if (v > 65535)
+            return false;
+    }
+    if (v == 0)
+        return false;
+    *out = (uint16_t)v;
+    return true;
+}
+
+int gw_config_parse_addr(const char *s, struct gw_addr *addr)
+{
+    if (!s || !addr)
+        return GW_EINVAL;
+    const char *host, *port;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return GW_EINVAL;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        port = close + 2;
+        if (!ipv6_literal(host, hlen))
+            return GW_EINVAL;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon)
+            return GW_EINVAL;
+        host = s;
+        hlen = (size_t)(colon - s);
+        port = colon + 1;
+        /* A bare IPv6 literal would make the port ambiguous: brackets are required. */
+        if (memchr(host, ':', hlen) || !host_valid(host, hlen))
+            return GW_EINVAL;
+    }
+    struct gw_addr a;
+    memset(&a, 0, sizeof(a)); /* no stack bytes left behind the host's NUL */
+    if (hlen == 0 || hlen >= sizeof(a.host) || !parse_port(port, &a.port))
+        return GW_EINVAL;
+    memcpy(a.host, host, hlen);
+    a.host[hlen] = '\0';
+    *addr = a;
+    return 0;
+}
+
+static const char *const tls_names[] = {"off", "starttls", "direct"};
+
+int gw_config_parse_tls(const char *s, enum gw_upstream_tls *out)
+{
+    for (unsigned i = 0; s && i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
+        if (strcmp(s, tls_names[i]) == 0) {
+            *out = (enum gw_upstream_tls)i;
+            return 0;
+        }
+    }
+    return GW_EINVAL;
+}
+
+const char *gw_config_tls_name(enum gw_upstream_tls t)
+{
+    return (unsigned)t < sizeof(tls_names) / sizeof(tls_names[0]) ? tls_names[t] : "?";
+}
+
+/* ---- checks on single values ---- */
+
+static const char *check_path(const char *s)
+{
+    if (s[0] != '/')
+        return "must start with '/'";
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++)
+        if (*u <= ' ' || *u >= 0x7f || *u == '?' || *u == '#')
+            return "must be printable ASCII without spaces, '?' or '#'";
+    return NULL;
+}
+
+/* An XMPP domain as the gateway routes it: labels of letters, digits and '-' (IDNs as UTF-8 are
+ * let through: the upstream judges them), or an IPv6 literal in brackets. The full JID rules live
+ * in xmpp/jid.c, which sits above this module. */
+static const char *check_domain(const char *s)
+{
+    static const char *const bad = "must be a domain name such as \"example.com\"";
+    size_t len = strlen(s);
+    if (len == 0)
+        return bad;
+    if (s[0] == '[')
+        return len > 2 && s[len - 1] == ']' && ipv6_literal(s + 1, len - 2) ? NULL : bad;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (label == 0)
+                return bad;
+            label = 0;
+            continue;
+        }
+        if (c < 0x80 && !ascii_alnum((char)c) && c != '-')
+            return bad;
+        label++;
+    }
+    return label == 0 ? bad : NULL;
+}
+
+/* "*", "same-host", "localhost", or a serialized origin: scheme "://" host [":" port], nothing
+ * after (browsers send no path, no trailing slash). */
+static const char *check_origin(const char *s)
+{
+    static const char *const bad = "must be \"*\", \"same-host\", \"localhost\" or an origin such "
+                                   "as \"https://chat.example:8443\"";
+    if (strcmp(s, "*") == 0 || strcmp(s, "same-host") == 0 || strcmp(s, "localhost") == 0)
+        return NULL;
+    const char *p = s;
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        return bad;
+    while (ascii_alnum(*p) || *p == '+' || *p == '-' || *p == '.')
+        p++;
+    if (strncmp(p, "://", 3) != 0)
+        return bad;
+    p += 3;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (!close || !ipv6_literal(p + 1, (size_t)(close - p - 1)))
+            return bad;
+        p = close + 1;
+    } else {
+        const char *host = p;
+        while (ascii_alnum(*p) || *p == '-' || *p == '.')
+            p++;
+        if (p == host)
+            return bad;
+    }
+    if (*p == ':') {
+        uint16_t port;
+        if (!parse_port(p + 1, &port))
+            return bad;
+    } else if (*p != '\0') {
+        return bad;
+    }
+    return NULL;
+}
+
+/* XEP-0124 route: "xmpp:host:port". */
+static const char *check_route(const char *s)
+{
+    struct gw_addr a;
+    if (strncmp(s, "xmpp:", 5) != 0 || gw_config_parse_addr(s + 5, &a) != 0)
+        return "must be \"xmpp:host:port\"";
+    return NULL;
+}
+
+/* The token travels in an Authorization header: keep it to visible ASCII. */
+static const char *check_token(const char *s)
+{
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++)
+        if (*u <= ' ' || *u >= 0x7f)
+            return "must be printable ASCII without spaces";
+    return NULL;
+}
+
+/* ---- positions: jansson keeps none after parsing, so find the key again in the raw text ---- */
+
+/* These walk text that jansson has already accepted as JSON; they still stop at NUL so that a
+ * mismatch between the two can never read past the end. */
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *skip_string(const char *p)
+{
+    p++; /* the opening quote */
+    while (*p && *p != '"') {
+        if (*p == '\\' && p[1])
+            p++;
+        p++;
+    }
+    return *p ? p + 1 : p;
+}
+
+static const char *skip_value(const char *p)
+{
+    if (*p == '"')
+        return skip_string(p);
+    if (*p == '{' || *p == '[') {
+        size_t depth = 0;
+        while (*p) {
+            if (*p == '"') {
+                p = skip_string(p);
+                continue;
+            }
+            if (*p == '{' || *p == '[') {
+                depth++;
+            } else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+            p++;
+        }
+        return p;
+    }
+    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' &&
+           *p != '\r')
+        p++;
+    return p;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = ascii_lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static bool read_hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p[i]);
+        if (h < 0)
+            return false;
+        v = v * 16 + (unsigned)h;
+    }
+    *out = v;
+    return true;
+}
+
+static bool put_utf8(unsigned cp, char *out, size_t *n, size_t cap)
+{
+    unsigned char b[4];
+    size_t len;
+    if (cp < 0x80) {
+        b[0] = (unsigned char)cp;
+        len = 1;
+    } else if (cp < 0x800) {
+        b[0] = (unsigned char)(0xC0 | (cp >> 6));
+        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        len = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | (cp >> 12));
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        len = 3;
+    } else {
+        b[0] = (unsigned char)(0xF0 | (cp >> 18));
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        len = 4;
+    }
+    if (*n + len > cap)
+        return false;
+    memcpy(out + *n, b, len);
+    *n += len;
+    return true;
+}
+
+/* Does the JSON string at p (at its opening quote) decode to key? Keys may be written with
+ * escapes ("bo\u0073h"), so compare decoded bytes. */
+static bool key_matches(const char *p, const char *key)
+{
+    char buf[KEY_TEXT_MAX];
+    size_t n = 0;
+    for (p++; *p && *p != '"'; p++) {
+        unsigned cp;
+        if (*p != '\\') {
+            if (n == sizeof(buf))
+                return false;
+            buf[n++] = *p;
+            continue;
+        }
+        p++;
+        switch (*p) {
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
+        case 'u':
+            if (!read_hex4(p + 1, &cp))
+                return false;
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && p[1] == '\\' && p[2] == 'u') {
+                unsigned lo;
+                if (!read_hex4(p + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            break;
+        case '\0':
+            return false;
+        default:
+            cp = (unsigned char)*p;
+            break; /* \" \\ \/ */
+        }
+        if (!put_utf8(cp, buf, &n, sizeof(buf)))
+            return false;
+    }
+    return strlen(key) == n && (n == 0 || memcmp(buf, key, n) == 0);
+}
+
+/* Where loc points in the text: its key's opening quote (at_key, for unknown or misnamed keys) or
+ * its value. NULL if the walk loses its way (it should not on text jansson accepted). */
+static const char *locate(const char *text, const struct loc *loc, bool at_key)
+{
+    const char *p = skip_ws(text);
+    const char *key_at = NULL;
+    for (unsigned i = 0; i < loc->n; i++) {
+        if (loc->key[i]) {
+            if (*p != '{')
+                return NULL;
+            p = skip_ws(p + 1);
+            bool found = false;
+            while (*p == '"') {
+                const char *k = p;
+                bool match = key_matches(k, loc->key[i]);
+                p = skip_ws(skip_string(p));
+                if (*p != ':')
+                    return NULL;
+                p = skip_ws(p + 1);
+                if (match) {
+                    key_at = k;
+                    found = true;
+                    break;
+                }
+                p = skip_ws(skip_value(p));
+                if (*p == ',')
+                    p = skip_ws(p + 1);
+            }
+            if (!found)
+                return NULL;
+        } else {
+            if (*p != '[')
+                return NULL;
+            p = skip_ws(p + 1);
+            for (size_t j = 0; j < loc->index[i]; j++) {
+                if (*p == ']' || *p == '\0')
+                    return NULL;
+                p = skip_ws(skip_value(p));
+                if (*p == ',')
+                    p = skip_ws(p + 1);
+            }
+            if (*p == ']' || *p == '\0')
+                return NULL;
+            key_at = p; /* an array entry has no key: point at the entry */
+        }
+    }
+    return at_key && key_at ? key_at : p;
+}
+
+/* Lines from 1; columns from 1 in characters, as jansson counts them for syntax errors. */
+static void line_col(const char *text, const char *at, unsigned *line, unsigned *col)
+{
+    unsigned l = 1, c = 1;
+    for (const char *p = text; p < at; p++) {
+        if (*p == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)*p & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+/* "bosh.max_wait", "origins[2]", "upstreams.example.com.port". */
+static void loc_text(const struct loc *loc, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < loc->n && n < outlen; i++) {
+        int w;
+        if (loc->key[i])
+            w = snprintf(out + n, outlen - n, "%s%s", i ? "." : "", loc->key[i]);
+        else
+            w = snprintf(out + n, outlen - n, "[%zu]", loc->index[i]);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
+static int fail_at(struct loader *ld, bool at_key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_at(struct loader *ld, bool at_key, const char *fmt, ...)
+{
+    char msg[512], key[KEY_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    loc_text(&ld->loc, key, sizeof(key));
+    const char *at = locate(ld->text, &ld->loc, at_key);
+    char where[64] = "";
+    if (at) {
+        unsigned line, col;
+        line_col(ld->text, at, &line, &col);
+        snprintf(where, sizeof(where), "%u:%u:", line, col);
+    }
+    if (ld->loc.n)
+        set_err(ld->err, ld->errlen, "%s:%s key '%s': %s", ld->name, where, key, msg);
+    else
+        set_err(ld->err, ld->errlen, "%s:%s %s", ld->name, where, msg);
+    return GW_EINVAL;
+}
+
+static bool loc_push_key(struct loader *ld, const char *key)
+{
+    if (ld->loc.n == LOC_DEPTH)
+        return false;
+    ld->loc.key[ld->loc.n] = key;
+    ld->loc.index[ld->loc.n] = 0;
+    ld->loc.n++;
+    return true;
+}
+
+static bool loc_push_index(struct loader *ld, size_t index)
+{
+    if (ld->loc.n == LOC_DEPTH)
+        return false;
+    ld->loc.key[ld->loc.n] = NULL;
+    ld->loc.index[ld->loc.n] = index;
+    ld->loc.n++;
+    return true;
+}
+
+static void loc_pop(struct loader *ld)
+{
+    ld->loc.n--;
+}
+
+/* ---- the table: defaults, lookup ---- */
+
+static void *field_at(void *base, const struct key_def *d)
+{
+    return (char *)base + d->offset;
+}
+
+static const void *field_at_const(const void *base, const struct key_def *d)
+{
+    return (const char *)base + d->offset;
+}
+
+static void store_uint(void *p, size_t size, unsigned long long v)
+{
+    if (size == sizeof(uint16_t)) {
+        uint16_t x = (uint16_t)v;
+        memcpy(p, &x, sizeof(x));
+    } else if (size == sizeof(uint32_t)) {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, sizeof(x));
+    } else {
+        uint64_t x = (uint64_t)v;
+        memcpy(p, &x, sizeof(x));
+    }
+}
+
+static unsigned long long load_uint(const void *p, size_t size)
+{
+    if (size == sizeof(uint16_t)) {
+        uint16_t x;
+        memcpy(&x, p, sizeof(x));
+        return x;
+    }
+    if (size == sizeof(uint32_t)) {
+        uint32_t x;
+        memcpy(&x, p, sizeof(x));
+        return x;
+    }
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+static void apply_defaults(const struct key_def *table, size_t n, void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct key_def *d = &table[i];
+        void *p = field_at(base, d);
+        switch (d->type) {
+        case KEY_SECTION:
+            break;
+        case KEY_STRING:
+        case KEY_HOST:
+            copy_field(p, d->size, d->def_str ? d->def_str : "", false);
+            break;
+        case KEY_ADDR:
+            /* The table's own defaults always parse. */
+            if (gw_config_parse_addr(d->def_str, p) != 0)
+                memset(p, 0, d->size);
+            break;
+        case KEY_UINT:
+            store_uint(p, d->size, d->def);
+            break;
+        case KEY_BOOL:
+            *(bool *)p = d->def != 0;
+            break;
+        case KEY_LIST: {
+            unsigned count = 0;
+            memset(p, 0, d->size * d->max_entries);
+            for (; d->def_list && d->def_list[count]; count++)
+                copy_field((char *)p + count * d->size, d->size, d->def_list[count], false);
+            *(unsigned *)((char *)base + d->count_offset) = count;
+            break;
+        }
+        case KEY_LOG_LEVEL:
+            if (gw_log_level_parse(d->def_str, p) != 0)
+                *(enum gw_log_level *)p = GW_LOG_INFO;
+            break;
+        case KEY_TLS_MODE:
+            if (gw_config_parse_tls(d->def_str, p) != 0)
+                *(enum gw_upstream_tls *)p = GW_UPSTREAM_TLS_STARTTLS;
+            break;
+        case KEY_UPSTREAM:
+            apply_defaults(upstream_keys, N_UPSTREAM_KEYS, p);
+            break;
+        case KEY_UPSTREAM_MAP:
+            memset(p, 0, d->size * d->max_entries);
+            *(unsigned *)((char *)base + d->count_offset) = 0;
+            break;
+        }
+    }
+}
+
+void gw_config_defaults(struct gw_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    apply_defaults(config_keys, N_CONFIG_KEYS, cfg);
+    cfg->has_default_upstream = false;
+}
+
+/* The entry for member `key` of `section` ("" at the top). */
+static const struct key_def *find_key(const struct key_def *table, size_t n, const char *section,
+                                      const char *key)
+{
+    size_t slen = strlen(section);
+    for (size_t i = 0; i < n; i++) {
+        const char *path = table[i].path;
+        if (slen) {
+            if (strncmp(path, section, slen) != 0 || path[slen] != '.')
+                continue;
+            path += slen + 1;
+        } else if (strchr(path, '.')) {
+            continue;
+        }
+        if (strcmp(path, key) == 0)
+            return &table[i];
+    }
+    return NULL;
+}
+
+/* "listen, tls, static, ..." : the members of section, for the unknown-key message. */
+static void known_keys(const struct key_def *table, size_t n, const char *section, char *out,
+                       size_t outlen)
+{
+    size_t slen = strlen(section), used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < outlen; i++) {
+        const char *path = table[i].path;
+        if (slen) {
+            if (strncmp(path, section, slen) != 0 || path[slen] != '.')
+                continue;
+            path += slen + 1;
+        } else if (strchr(path, '.')) {
+            continue;
+        }
+        int w = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", path);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* ---- applying JSON values ---- */
+
+static int apply_object(struct loader *ld, json_t *obj, const struct key_def *table, size_t n,
+                        const char *section, void *base);
+
+/* A string that fits a field of `size` bytes. */
+static int get_string(struct loader *ld, json_t *v, size_t size, const char **out)
+{
+    *out = "";
+    const char *s = json_string_value(v); /* NULL when v is no string */
+    if (!s)
+        return fail_at(ld, false, "must be a string");
+    size_t len = json_string_length(v);
+    if (strlen(s) != len)
+        return fail_at(ld, false, "must not contain NUL characters");
+    if (len >= size)
+        return fail_at(ld, false, "must be at most %zu bytes", size - 1);
+    *out = s;
+    return 0;
+}
+
+static int apply_uint(struct loader *ld, const struct key_def *d, json_t *v, void *p)
+{
+    if (!json_is_integer(v))
+        return fail_at(ld, false, "must be an integer");
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || (unsigned long long)x < d->min || (unsigned long long)x > d->max)
+        return fail_at(ld, false, "must be between %llu and %llu", d->min, d->max);
+    store_uint(p, d->size, (unsigned long long)x);
+    return 0;
+}
+
+static int apply_list(struct loader *ld, const struct key_def *d, json_t *v, void *base)
+{
+    char *entries = field_at(base, d);
+    if (!json_is_array(v))
+        return fail_at(ld, false, "must be an array of strings");
+    if (json_array_size(v) > d->max_entries)
+        return fail_at(ld, false, "must have at most %u entries", d->max_entries);
+    memset(entries, 0, d->size * d->max_entries);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        const char *s = NULL, *why;
+        if (!loc_push_index(ld, i))
+            return fail_at(ld, false, "nested too deeply");
+        if (get_string(ld, e, d->size, &s) != 0)
+            return GW_EINVAL;
+        if (d->check && (why = d->check(s)) != NULL)
+            return fail_at(ld, false, "%s", why);
+        for (size_t j = 0; j < i; j++)
+            if (ascii_case_equal(entries + j * d->size, s))
+                return fail_at(ld, false, "duplicate entry \"%s\"", s);
+        copy_field(entries + i * d->size, d->size, s, d->lower);
+        loc_pop(ld);
+    }
+    *(unsigned *)((char *)base + d->count_offset) = (unsigned)json_array_size(v);
+    return 0;
+}
+
+static int apply_upstream(struct loader *ld, json_t *v, struct gw_upstream_cfg *up)
+{
+    if (!json_is_object(v))
+        return fail_at(ld, false, "must be an object with \"host\", \"port\" and \"tls\"");
+    memset(up, 0, sizeof(*up));
+    apply_defaults(upstream_keys, N_UPSTREAM_KEYS, up);
+    return apply_object(ld, v, upstream_keys, N_UPSTREAM_KEYS, "", up);
+}
+
+static int apply_upstream_map(struct loader *ld, const struct key_def *d, json_t *v, void *base)
+{
+    struct gw_upstream_cfg *map = field_at(base, d);
+    unsigned *count = (unsigned *)((char *)base + d->count_offset);
+    if (!json_is_object(v))
+        return fail_at(ld, false, "must be an object of \"domain\": {\"host\", \"port\", \"tls\"}");
+    if (json_object_size(v) > d->max_entries)
+        return fail_at(ld, false, "must have at most %u entries", d->max_entries);
+    memset(map, 0, d->size * d->max_entries);
+    *count = 0;
+    const char *domain;
+    json_t *e;
+    json_object_foreach(v, domain, e)
+    {
+        const char *why;
+        if (!loc_push_key(ld, domain))
+            return fail_at(ld, true, "nested too deeply");
+        if (strlen(domain) >= sizeof(map->domain))
+            return fail_at(ld, true, "must be at most %zu bytes", sizeof(map->domain) - 1);
+        if ((why = check_domain(domain)) != NULL)
+            return fail_at(ld, true, "%s", why);
+        for (unsigned j = 0; j < *count; j++)
+            if (ascii_case_equal(map[j].domain, domain))
+                return fail_at(ld, true, "duplicate domain \"%s\"", domain);
+        struct gw_upstream_cfg *up = &map[*count];
+        if (apply_upstream(ld, e, up) != 0)
+            return GW_EINVAL;
+        copy_field(up->domain, sizeof(up->domain), domain, true);
+        (*count)++;
+        loc_pop(ld);
+    }
+    return 0;
+}
+
+/* Applies one value; ld->loc already points at it. */
+static int apply_value(struct loader *ld, const struct key_def *d, json_t *v, void *base)
+{
+    void *p = field_at(base, d);
+    const char *s = NULL, *why;
+    switch (d->type) {
+    case KEY_SECTION:
+        if (!json_is_object(v))
+            return fail_at(ld, false, "must be an object");
+        return apply_object(ld, v, config_keys, N_CONFIG_KEYS, d->path, base);
+    case KEY_STRING:
+        if (get_string(ld, v, d->size, &s) != 0)
+            return GW_EINVAL;
+        if (d->check && (why = d->check(s)) != NULL)
+            return fail_at(ld, false, "%s", why);
+        copy_field(p, d->size, s, d->lower);
+        return 0;
+    case KEY_HOST: {
+        if (get_string(ld, v, d->size + 2, &s) != 0) /* room for brackets */
+            return GW_EINVAL;
+        size_t len = strlen(s);
+        if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+            s++;
+            len -= 2;
+            if (!ipv6_literal(s, len))
+                return fail_at(ld, false, "must be a host name or an IP address");
+        }
+        if (len >= d->size)
+            return fail_at(ld, false, "must be at most %zu bytes", d->size - 1);
+        if (!host_valid(s, len))
+            return fail_at(ld, false, "must be a host name or an IP address");
+        memcpy(p, s, len);
+        ((char *)p)[len] = '\0';
+        return 0;
+    }
+    case KEY_ADDR:
+        if (get_string(ld, v, (size_t)-1, &s) != 0)
+            return GW_EINVAL;
+        if (gw_config_parse_addr(s, p) != 0)
+            return fail_at(ld, false,
+                           "must be \"host:port\" (IPv6: \"[::1]:port\") with a port "
+                           "from 1 to 65535");
+        return 0;
+    case KEY_UINT:
+        return apply_uint(ld, d, v, p);
+    case KEY_BOOL:
+        if (!json_is_boolean(v))
+            return fail_at(ld, false, "must be true or false");
+        *(bool *)p = json_is_true(v);
+        return 0;
+    case KEY_LIST:
+        return apply_list(ld, d, v, base);
+    case KEY_LOG_LEVEL:
+        if (get_string(ld, v, (size_t)-1, &s) != 0)
+            return GW_EINVAL;
+        if (gw_log_level_parse(s, p) != 0)
+            return fail_at(ld, false, "must be \"error\", \"warn\", \"info\" or \"debug\"");
+        return 0;
+    case KEY_TLS_MODE:
+        if (get_string(ld, v, (size_t)-1, &s) != 0)
+            return GW_EINVAL;
+        if (gw_config_parse_tls(s, p) != 0)
+            return fail_at(ld, false, "must be \"off\", \"starttls\" or \"direct\"");
+        return 0;
+    case KEY_UPSTREAM:
+        if (apply_upstream(ld, v, p) != 0)
+            return GW_EINVAL;
+        ld->cfg->has_default_upstream = true;
+        return 0;
+    case KEY_UPSTREAM_MAP:
+        return apply_upstream_map(ld, d, v, base);
+    }
+    return fail_at(ld, false, "unsupported key type");
+}
+
+/* Applies every member of obj; `section` names obj within the table ("" = the table's top). */
+static int apply_object(struct loader *ld, json_t *obj, const struct key_def *table, size_t n,
+                        const char *section, void *base)
+{
+    uint64_t seen = 0; /* bit i: table[i] was given (tables have fewer than 64 entries) */
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (!loc_push_key(ld, key))
+            return fail_at(ld, true, "nested too deeply");
+        const struct key_def *d = find_key(table, n, section, key);
+        if (!d) {
+            char known[512];
+            known_keys(table, n, section, known, sizeof(known));
+            return fail_at(ld, true, "unknown key (known keys: %s)", known);
+        }
+        if (apply_value(ld, d, v, base) != 0)
+            return GW_EINVAL;
+        seen |= 1ULL << (size_t)(d - table);
+        loc_pop(ld);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (table[i].required && !(seen & (1ULL << i)))
+            return fail_at(ld, true, "\"%s\" is required", table[i].path);
+    return 0;
+}
+
+/* ---- loading ---- */
+
+int gw_config_load_string(struct gw_config *cfg, const char *json, const char *name, char *err,
+                          size_t errlen)
+{
+    if (!name)
+        name = "<string>";
+    if (!cfg || !json) {
+        set_err(err, errlen, "%s: no configuration given", name);
+        return GW_EINVAL;
+    }
+    /* Parse into a copy so that a bad file leaves cfg as it was (a reload keeps running). */
+    struct gw_config *tmp = malloc(sizeof(*tmp));
+    if (!tmp) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return GW_ENOMEM;
+    }
+    gw_config_defaults(tmp);
+
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line >= 1)
+            set_err(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column > 0 ? jerr.column : 1,
+                    jerr.text);
+        else
+            set_err(err, errlen, "%s: %s", name, jerr.text);
+        free(tmp);
+        return GW_EINVAL;
+    }
+    struct loader ld = {.cfg = tmp, .text = json, .name = name, .err = err, .errlen = errlen};
+    int rc;
+    if (!json_is_object(root))
+        rc = fail_at(&ld, false, "the top level must be an object");
+    else
+        rc = apply_object(&ld, root, config_keys, N_CONFIG_KEYS, "", tmp);
+    json_decref(root);
+    if (rc == 0)
+        *cfg = *tmp;
+    free(tmp);
+    return rc;
+}
+
+int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (!path) {
+        set_err(err, errlen, "no configuration file given");
+        return GW_EINVAL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return GW_EINVAL;
+    }
+    size_t cap = 4096, len = 0;
+    char *text = malloc(cap);
+    int rc = 0;
+    while (text) {
+        len += fread(text + len, 1, cap - 1 - len, f);
+        if (len < cap - 1 || cap > FILE_MAX)
+            break;
+        size_t ncap = cap * 2;
+        char *grown = realloc(text, ncap);
+        if (!grown) {
+            free(text);
+            text = NULL;
+            break;
+        }
+        text = grown;
+        cap = ncap;
+    }
+    if (!text) {
+        set_err(err, errlen, "%s: out of memory", path);
+        rc = GW_ENOMEM;
+    } else if (ferror(f)) {
+        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        rc = GW_EINVAL;
+    } else if (len > FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %zu bytes", path, FILE_MAX);
+        rc = GW_EINVAL;
+    } else {
+        text[len] = '\0';
+        const char *nul = memchr(text, '\0', len);
+        if (nul) {
+            /* jansson would stop at the NUL and ignore the rest of the file. */
+            unsigned line, col;
+            line_col(text, nul, &line, &col);
+            set_err(err, errlen, "%s:%u:%u: NUL byte in the file", path, line, col);
+            rc = GW_EINVAL;
+        } else {
+            rc = gw_config_load_string(cfg, text, path, err, errlen);
+        }
+    }
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+/* ---- checks across keys, and on values set outside the file (command line) ---- */
+
+static bool string_ok(const char *p, size_t size)
+{
+    return memchr(p, '\0', size) != NULL;
+}
+
+static bool upstream_ok(const struct gw_upstream_cfg *up)
+{
+    return string_ok(up->addr.host, sizeof(up->addr.host)) &&
+           host_valid(up->addr.host, strlen(up->addr.host)) && up->addr.port != 0 &&
+           (unsigned)up->tls <= GW_UPSTREAM_TLS_DIRECT;
+}
+
+/* Re-checks every field against the table: command-line overrides bypass the loader. */
+static int validate_table(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        const struct key_def *d = &config_keys[i];
+        const void *p = field_at_const(cfg, d);
+        const char *why = NULL;
+        switch (d->type) {
+        case KEY_SECTION:
+        case KEY_BOOL:
+        case KEY_HOST:
+        case KEY_TLS_MODE:
+            break;
+        case KEY_STRING:
+            if (!string_ok(p, d->size))
+                why = "is not terminated";
+            else if (d->check)
+                why = d->check(p);
+            break;
+        case KEY_ADDR: {
+            const struct gw_addr *a = p;
+            if (!string_ok(a->host, sizeof(a->host)) || !host_valid(a->host, strlen(a->host)) ||
+                a->port == 0)
+                why = "must be \"host:port\" with a port from 1 to 65535";
+            break;
+        }
+        case KEY_UINT: {
+            unsigned long long v = load_uint(p, d->size);
+            if (v < d->min || v > d->max) {
+                set_err(err, errlen, "key '%s': must be between %llu and %llu", d->path, d->min,
+                        d->max);
+                return GW_EINVAL;
+            }
+            break;
+        }
+        case KEY_LIST: {
+            unsigned count = *(const unsigned *)((const char *)cfg + d->count_offset);
+            if (count > d->max_entries) {
+                why = "has too many entries";
+                break;
+            }
+            for (unsigned j = 0; j < count; j++) {
+                const char *e = (const char *)p + j * d->size;
+                const char *bad = !string_ok(e, d->size) ? "is not terminated"
+                                  : d->check             ? d->check(e)
+                                                         : NULL;
+                if (bad) {
+                    set_err(err, errlen, "key '%s[%u]': %s", d->path, j, bad);
+                    return GW_EINVAL;
+                }
+            }
+            break;
+        }
+        case KEY_LOG_LEVEL:
+            if ((unsigned)*(const enum gw_log_level *)p > GW_LOG_DEBUG)
+                why = "is out of range";
+            break;
+        case KEY_UPSTREAM:
+            if (cfg->has_default_upstream && !upstream_ok(p))
+                why = "needs a host name or IP address, a port from 1 to 65535 and a TLS mode";
+            break;
+        case KEY_UPSTREAM_MAP: {
+            const struct gw_upstream_cfg *map = p;
+            unsigned count = *(const unsigned *)((const char *)cfg + d->count_offset);
+            if (count > d->max_entries) {
+                why = "has too many entries";
+                break;
+            }
+            for (unsigned j = 0; j < count && !why; j++) {
+                if (!string_ok(map[j].domain, sizeof(map[j].domain)) ||
+                    check_domain(map[j].domain) || !upstream_ok(&map[j]))
+                    why = "has an entry without a valid domain, host, port and TLS mode";
+            }
+            break;
+        }
+        }
+        if (why) {
+            set_err(err, errlen, "key '%s': %s", d->path, why);
+            return GW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg) {
+        set_err(err, errlen, "no configuration given");
+        return GW_EINVAL;
+    }
+    int rc = validate_table(cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (cfg->tls_cert[0] && !cfg->tls_key[0]) {
+        set_err(err, errlen, "key 'tls.key': required when tls.cert is set");
+        return GW_EINVAL;
+    }
+    if (cfg->tls_key[0] && !cfg->tls_cert[0]) {
+        set_err(err, errlen, "key 'tls.cert': required when tls.key is set");
+        return GW_EINVAL;
+    }
+    if (cfg->bosh_max_requests < cfg->bosh_max_hold + 1) {
+        set_err(err, errlen, "key 'bosh.max_requests': must be at least bosh.max_hold + 1 (%u)",
+                cfg->bosh_max_hold + 1);
+        return GW_EINVAL;
+    }
+    if (strcmp(cfg->ws_path, cfg->bosh_path) == 0) {
+        set_err(err, errlen, "key 'bosh.path': must differ from websocket.path (\"%s\")",
+                cfg->ws_path);
+        return GW_EINVAL;
+    }
+    if (ascii_case_equal(cfg->listen.host, cfg->admin_listen.host) &&
+        cfg->listen.port == cfg->admin_listen.port) {
+        set_err(err, errlen, "key 'admin.listen': must differ from listen");
+        return GW_EINVAL;
+    }
+    if (!cfg->has_default_upstream && cfg->n_upstream_map == 0) {
+        set_err(err, errlen,
+                "key 'upstream': no upstream configured: set \"upstream\" (or \"upstreams\") in "
+                "the configuration file, or use --upstream HOST:PORT");
+        return GW_EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->n_domains; i++) {
+        if (!gw_config_upstream_for(cfg, cfg->domains[i])) {
+            set_err(err, errlen,
+                    "key 'domains[%u]': no upstream for \"%s\": add it to \"upstreams\" or set "
+                    "\"upstream\"",
+                    i, cfg->domains[i]);
+            return GW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* A configured domain against one from a stream header, which may end in the dot of a fully
+ * qualified name (RFC 7622 section 3.2 says to drop it). */
+static bool domain_matches(const char *configured, const char *domain)
+{
+    size_t n = strlen(domain);
+    if (n > 1 && domain[n - 1] == '.')
+        n--;
+    size_t i = 0;
+    for (; i < n && configured[i]; i++)
+        if (ascii_lower(configured[i]) != ascii_lower(domain[i]))
+            return false;
+    return i == n && configured[i] == '\0';
+}
+
+const struct gw_upstream_cfg *gw_config_upstream_for(const struct gw_config *cfg,
+                                                     const char *domain)
+{
+    if (!cfg || !domain || !domain[0])
+        return NULL;
+    unsigned n_map = cfg->n_upstream_map < GW_CFG_MAX_LIST ? cfg->n_upstream_map : GW_CFG_MAX_LIST;
+    for (unsigned i = 0; i < n_map; i++)
+        if (domain_matches(cfg->upstream_map[i].domain, domain))
+            return &cfg->upstream_map[i];
+    if (!cfg->has_default_upstream)
+        return NULL;
+    if (cfg->n_domains == 0)
+        return &cfg->upstream;
+    unsigned n_dom = cfg->n_domains < GW_CFG_MAX_LIST ? cfg->n_domains : GW_CFG_MAX_LIST;
+    for (unsigned i = 0; i < n_dom; i++)
+        if (domain_matches(cfg->domains[i], domain))
+            return &cfg->upstream;
+    return NULL;
+}

@@ -1,0 +1,1018 @@
+/* Tests for gateway/config/config.c: defaults, a full file, every kind of error with its key, line
+ * and column, addresses, TLS modes, upstream look-up, cross-key checks, and that config/README.md
+ * and the shipped files agree with the key table. Fixtures: tests/data/config/. */
+#include "config/config.h"
+#include "check.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char data_dir[2048];   /* tests/data */
+static char config_dir[2048]; /* tests/data/config */
+static char source_dir[2048]; /* the source tree */
+static char err[2048];
+
+/* snprintf that gives up on a path too long for the test's buffers. */
+#define PATH_PRINTF(buf, ...)                                                                      \
+    do {                                                                                           \
+        int w_ = snprintf((buf), sizeof(buf), __VA_ARGS__);                                        \
+        if (w_ < 0 || (size_t)w_ >= sizeof(buf)) {                                                 \
+            fprintf(stderr, "path too long\n");                                                    \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void find_dirs(void)
+{
+    const char *env = getenv("XMPPGW_TEST_DATA");
+    if (env && *env) {
+        PATH_PRINTF(data_dir, "%s", env);
+    } else {
+        /* tests/unit/test_config.c -> tests/data */
+        char here[1024];
+        PATH_PRINTF(here, "%s", __FILE__);
+        char *slash = strrchr(here, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            PATH_PRINTF(here, ".");
+        PATH_PRINTF(data_dir, "%s/../data", here);
+    }
+    PATH_PRINTF(config_dir, "%s/config", data_dir);
+    PATH_PRINTF(source_dir, "%s/../..", data_dir);
+}
+
+static struct gw_config *new_cfg(void)
+{
+    struct gw_config *c = calloc(1, sizeof(*c));
+    if (!c) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    gw_config_defaults(c);
+    return c;
+}
+
+static int load(struct gw_config *c, const char *json)
+{
+    err[0] = '\0';
+    return gw_config_load_string(c, json, "t.json", err, sizeof(err));
+}
+
+static int load_fixture(struct gw_config *c, const char *file)
+{
+    char path[4096];
+    PATH_PRINTF(path, "%s/%s", config_dir, file);
+    err[0] = '\0';
+    return gw_config_load(c, path, err, sizeof(err));
+}
+
+static int validate(const struct gw_config *c)
+{
+    err[0] = '\0';
+    return gw_config_validate(c, err, sizeof(err));
+}
+
+/* Loading json fails with exactly this message. */
+#define CHECK_LOAD_ERR(json, expected)                                                             \
+    do {                                                                                           \
+        struct gw_config *c_ = new_cfg();                                                          \
+        CHECK(load(c_, (json)) == GW_EINVAL);                                                      \
+        CHECK_STR(err, (expected));                                                                \
+        free(c_);                                                                                  \
+    } while (0)
+
+#define CHECK_LOAD_OK(json)                                                                        \
+    do {                                                                                           \
+        struct gw_config *c_ = new_cfg();                                                          \
+        int rc_ = load(c_, (json));                                                                \
+        if (rc_ != 0)                                                                              \
+            fprintf(stderr, "unexpected error: %s\n", err);                                        \
+        CHECK(rc_ == 0);                                                                           \
+        free(c_);                                                                                  \
+    } while (0)
+
+/* err is "<dir>/<file>" followed by suffix. */
+static void check_fixture_err(const char *file, const char *suffix)
+{
+    char expected[4096];
+    PATH_PRINTF(expected, "%s/%s%s", config_dir, file, suffix);
+    CHECK_STR(err, expected);
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    size_t n = buf ? fread(buf, 1, cap - 1, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+/* ---- defaults ---- */
+
+static void test_defaults(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK_STR(c->listen.host, "127.0.0.1");
+    CHECK(c->listen.port == 5280);
+    CHECK_STR(c->tls_cert, "");
+    CHECK_STR(c->tls_key, "");
+    CHECK_STR(c->static_root, "static");
+    CHECK_STR(c->node_modules, "node_modules");
+    CHECK_STR(c->admin_listen.host, "127.0.0.1");
+    CHECK(c->admin_listen.port == 5281);
+    CHECK_STR(c->admin_token, "");
+    CHECK(c->n_domains == 0);
+    CHECK(!c->has_default_upstream);
+    CHECK_STR(c->upstream.domain, "");
+    CHECK_STR(c->upstream.addr.host, "");
+    CHECK(c->upstream.addr.port == 5222);
+    CHECK(c->upstream.tls == GW_UPSTREAM_TLS_STARTTLS);
+    CHECK(c->n_upstream_map == 0);
+    CHECK_STR(c->upstream_ca, "");
+    CHECK(c->connect_timeout == 10);
+    CHECK(c->n_origins == 2);
+    CHECK_STR(c->origins[0], "same-host");
+    CHECK_STR(c->origins[1], "localhost");
+    CHECK_STR(c->ws_path, "/xmpp-websocket");
+    CHECK(c->ws_ping_interval == 30);
+    CHECK(c->ws_deflate);
+    CHECK_STR(c->bosh_path, "/http-bind");
+    CHECK(c->bosh_max_wait == 50);
+    CHECK(c->bosh_max_hold == 1);
+    CHECK(c->bosh_max_requests == 2);
+    CHECK(c->bosh_inactivity == 60);
+    CHECK(c->bosh_max_pause == 120);
+    CHECK(c->bosh_polling == 2);
+    CHECK(c->bosh_max_body == 1048576);
+    CHECK(c->n_bosh_routes == 0);
+    CHECK(c->max_stanza == 262144);
+    CHECK(c->max_depth == 64);
+    CHECK(c->max_attrs == 64);
+    CHECK(c->max_sessions == 10000);
+    CHECK(c->send_queue == 1048576);
+    CHECK(c->log_level == GW_LOG_INFO);
+
+    /* An empty object is the defaults; loading resets whatever cfg held before. */
+    struct gw_config *d = new_cfg();
+    d->max_sessions = 7;
+    d->n_origins = 0;
+    CHECK(load(d, "{}") == 0);
+    CHECK(memcmp(c, d, sizeof(*c)) == 0);
+    CHECK(load(d, " \n\t{ }\r\n") == 0);
+    CHECK(memcmp(c, d, sizeof(*c)) == 0);
+    free(c);
+    free(d);
+}
+
+/* ---- a full valid file ---- */
+
+static void test_full_file(void)
+{
+    struct gw_config *c = new_cfg();
+    int rc = load_fixture(c, "full.json");
+    if (rc)
+        fprintf(stderr, "full.json: %s\n", err);
+    CHECK(rc == 0);
+    CHECK_STR(c->listen.host, "::1");
+    CHECK(c->listen.port == 8443);
+    CHECK_STR(c->tls_cert, "/etc/xmppgw/cert.pem");
+    CHECK_STR(c->tls_key, "/etc/xmppgw/key.pem");
+    CHECK_STR(c->static_root, "/srv/xmppgw/static");
+    CHECK_STR(c->node_modules, "");
+    CHECK_STR(c->admin_listen.host, "127.0.0.1");
+    CHECK(c->admin_listen.port == 9281);
+    CHECK_STR(c->admin_token, "s3cret-token");
+    CHECK(c->n_domains == 2);
+    CHECK_STR(c->domains[0], "example.com"); /* stored lowercase */
+    CHECK_STR(c->domains[1], "chat.example.org");
+    CHECK(c->has_default_upstream);
+    CHECK_STR(c->upstream.domain, "");
+    CHECK_STR(c->upstream.addr.host, "xmpp.example.com");
+    CHECK(c->upstream.addr.port == 5223);
+    CHECK(c->upstream.tls == GW_UPSTREAM_TLS_DIRECT);
+    CHECK(c->n_upstream_map == 2);
+    CHECK_STR(c->upstream_map[0].domain, "chat.example.org");
+    CHECK_STR(c->upstream_map[0].addr.host, "2001:db8::5"); /* brackets dropped */
+    CHECK(c->upstream_map[0].addr.port == 5222);            /* default port */
+    CHECK(c->upstream_map[0].tls == GW_UPSTREAM_TLS_OFF);
+    CHECK_STR(c->upstream_map[1].domain, "muc.example.net");
+    CHECK_STR(c->upstream_map[1].addr.host, "10.0.0.7");
+    CHECK(c->upstream_map[1].addr.port == 15222);
+    CHECK(c->upstream_map[1].tls == GW_UPSTREAM_TLS_STARTTLS); /* default mode */
+    CHECK_STR(c->upstream_ca, "/etc/ssl/private-ca.pem");
+    CHECK(c->connect_timeout == 300);
+    CHECK(c->n_origins == 3);
+    CHECK_STR(c->origins[0], "https://chat.example.com");
+    CHECK_STR(c->origins[1], "http://localhost:8080");
+    CHECK_STR(c->origins[2], "same-host");
+    CHECK_STR(c->ws_path, "/ws");
+    CHECK(c->ws_ping_interval == 0);
+    CHECK(!c->ws_deflate);
+    CHECK_STR(c->bosh_path, "/bosh");
+    CHECK(c->bosh_max_wait == 600);
+    CHECK(c->bosh_max_hold == 2);
+    CHECK(c->bosh_max_requests == 3);
+    CHECK(c->bosh_inactivity == 5);
+    CHECK(c->bosh_max_pause == 0);
+    CHECK(c->bosh_polling == 60);
+    CHECK(c->bosh_max_body == 67108864);
+    CHECK(c->n_bosh_routes == 2);
+    CHECK_STR(c->bosh_routes[0], "xmpp:xmpp.example.com:5222");
+    CHECK_STR(c->bosh_routes[1], "xmpp:[::1]:5222");
+    CHECK(c->max_stanza == 1024);
+    CHECK(c->max_depth == 1024);
+    CHECK(c->max_attrs == 4);
+    CHECK(c->max_sessions == 1000000);
+    CHECK(c->send_queue == 65536);
+    CHECK(c->log_level == GW_LOG_DEBUG);
+    rc = validate(c);
+    if (rc)
+        fprintf(stderr, "full.json: %s\n", err);
+    CHECK(rc == 0);
+
+    /* A bad file afterwards leaves cfg as it was. */
+    struct gw_config *copy = new_cfg();
+    memcpy(copy, c, sizeof(*c));
+    CHECK(load(c, "{\"bosh\": {\"max_wait\": 0}}") == GW_EINVAL);
+    CHECK(memcmp(copy, c, sizeof(*c)) == 0);
+    CHECK(load(c, "{\"bosh\": ") == GW_EINVAL);
+    CHECK(memcmp(copy, c, sizeof(*c)) == 0);
+    free(copy);
+
+    /* A list in the file replaces the default list, it does not add to it. */
+    CHECK(load(c, "{\"origins\": [\"*\"]}") == 0);
+    CHECK(c->n_origins == 1);
+    CHECK_STR(c->origins[0], "*");
+    CHECK_STR(c->origins[1], "");
+    CHECK(load(c, "{\"origins\": []}") == 0);
+    CHECK(c->n_origins == 0);
+
+    CHECK(load_fixture(c, "minimal.json") == 0);
+    CHECK(c->has_default_upstream);
+    CHECK_STR(c->upstream.addr.host, "127.0.0.1");
+    CHECK(c->upstream.addr.port == 5222);
+    CHECK(validate(c) == 0);
+    free(c);
+}
+
+/* ---- errors: exact key, line and column ---- */
+
+static void test_fixture_errors(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load_fixture(c, "range.json") == GW_EINVAL);
+    check_fixture_err("range.json", ":5:17: key 'bosh.max_wait': must be between 1 and 600");
+    CHECK(load_fixture(c, "unknown.json") == GW_EINVAL);
+    check_fixture_err("unknown.json", ":4:5: key 'websocket.ping_intervall': unknown key (known "
+                                      "keys: path, ping_interval, deflate)");
+    CHECK(load_fixture(c, "syntax.json") == GW_EINVAL);
+    check_fixture_err("syntax.json", ":3:27: string or '}' expected near '}'");
+    /* The second "port" in the file, inside the entry whose name holds dots. */
+    CHECK(load_fixture(c, "upstreams.json") == GW_EINVAL);
+    check_fixture_err("upstreams.json",
+                      ":7:15: key 'upstreams.example.org.port': must be between 1 and 65535");
+    CHECK(load_fixture(c, "no-such-file.json") == GW_EINVAL);
+    check_fixture_err("no-such-file.json", ": cannot open: No such file or directory");
+    /* A directory opens but does not read. */
+    err[0] = '\0';
+    CHECK(gw_config_load(c, config_dir, err, sizeof(err)) == GW_EINVAL);
+    char expected[4096];
+    PATH_PRINTF(expected, "%s: cannot read: Is a directory", config_dir);
+    CHECK_STR(err, expected);
+    free(c);
+}
+
+static void test_type_errors(void)
+{
+    CHECK_LOAD_ERR("{\"bosh\": {\"max_wait\": 601}}",
+                   "t.json:1:23: key 'bosh.max_wait': must be between 1 and 600");
+    CHECK_LOAD_ERR("{\"connect_timeout\": \"10\"}",
+                   "t.json:1:21: key 'connect_timeout': must be an integer");
+    CHECK_LOAD_ERR("{\"connect_timeout\": 10.5}",
+                   "t.json:1:21: key 'connect_timeout': must be an integer");
+    CHECK_LOAD_ERR("{\"connect_timeout\": null}",
+                   "t.json:1:21: key 'connect_timeout': must be an integer");
+    CHECK_LOAD_ERR("{\"bosh\": {\"max_pause\": -1}}",
+                   "t.json:1:24: key 'bosh.max_pause': must be between 0 and 3600");
+    CHECK_LOAD_ERR("{\"limits\": {\"max_sessions\": 9223372036854775807}}",
+                   "t.json:1:29: key 'limits.max_sessions': must be between 1 and 1000000");
+    CHECK_LOAD_ERR("{\"websocket\": {\"deflate\": 1}}",
+                   "t.json:1:27: key 'websocket.deflate': must be true or false");
+    CHECK_LOAD_ERR("{\"tls\": {\"cert\": 5}}", "t.json:1:18: key 'tls.cert': must be a string");
+    CHECK_LOAD_ERR("{\"bosh\": []}", "t.json:1:10: key 'bosh': must be an object");
+    CHECK_LOAD_ERR("{\"origins\": \"*\"}",
+                   "t.json:1:13: key 'origins': must be an array of strings");
+    CHECK_LOAD_ERR("{\"origins\": [\"same-host\", 5]}",
+                   "t.json:1:27: key 'origins[1]': must be a string");
+    CHECK_LOAD_ERR(
+        "{\"log\": {\"level\": \"loud\"}}",
+        "t.json:1:19: key 'log.level': must be \"error\", \"warn\", \"info\" or \"debug\"");
+    CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1\"}",
+                   "t.json:1:12: key 'listen': must be \"host:port\" (IPv6: \"[::1]:port\") with a "
+                   "port from 1 to 65535");
+    CHECK_LOAD_ERR("{\"admin\": {\"listen\": \"::1:5281\"}}",
+                   "t.json:1:22: key 'admin.listen': must be \"host:port\" (IPv6: \"[::1]:port\") "
+                   "with a port from 1 to 65535");
+    CHECK_LOAD_ERR("[1]", "t.json:1:1: the top level must be an object");
+    CHECK_LOAD_ERR("{\"bosh\": {\"max_body\": 1023}}",
+                   "t.json:1:23: key 'bosh.max_body': must be between 1024 and 67108864");
+    CHECK_LOAD_ERR("{\"bosh\": {\"max_requests\": 1}}",
+                   "t.json:1:27: key 'bosh.max_requests': must be between 2 and 16");
+}
+
+static void test_value_errors(void)
+{
+    CHECK_LOAD_ERR(
+        "{\"origins\": [\"https://a.example/\"]}",
+        "t.json:1:14: key 'origins[0]': must be \"*\", \"same-host\", \"localhost\" or an "
+        "origin such as \"https://chat.example:8443\"");
+    CHECK_LOAD_ERR("{\"domains\": [\"a.example\", \"A.example\"]}",
+                   "t.json:1:27: key 'domains[1]': duplicate entry \"A.example\"");
+    CHECK_LOAD_ERR("{\"domains\": [\"a..example\"]}",
+                   "t.json:1:14: key 'domains[0]': must be a domain name such as \"example.com\"");
+    CHECK_LOAD_ERR("{\"websocket\": {\"path\": \"ws\"}}",
+                   "t.json:1:24: key 'websocket.path': must start with '/'");
+    CHECK_LOAD_ERR("{\"bosh\": {\"path\": \"/a b\"}}",
+                   "t.json:1:19: key 'bosh.path': must be printable ASCII without spaces, '?' or "
+                   "'#'");
+    CHECK_LOAD_ERR("{\"bosh\": {\"routes\": [\"xmpp:h\"]}}",
+                   "t.json:1:22: key 'bosh.routes[0]': must be \"xmpp:host:port\"");
+    CHECK_LOAD_ERR("{\"admin\": {\"token\": \"a b\"}}",
+                   "t.json:1:21: key 'admin.token': must be printable ASCII without spaces");
+
+    /* Strings one byte too long for their field; lists one entry too long. */
+    char json[70000];
+    char token[300];
+    memset(token, 'a', 256);
+    token[256] = '\0';
+    snprintf(json, sizeof(json), "{\"admin\": {\"token\": \"%s\"}}", token);
+    CHECK_LOAD_ERR(json, "t.json:1:21: key 'admin.token': must be at most 255 bytes");
+    token[255] = '\0';
+    snprintf(json, sizeof(json), "{\"admin\": {\"token\": \"%s\"}}", token);
+    CHECK_LOAD_OK(json);
+
+    char path[200];
+    memset(path, 'p', 128);
+    path[0] = '/';
+    path[128] = '\0';
+    snprintf(json, sizeof(json), "{\"bosh\": {\"path\": \"%s\"}}", path);
+    CHECK_LOAD_ERR(json, "t.json:1:19: key 'bosh.path': must be at most 127 bytes");
+    path[127] = '\0';
+    snprintf(json, sizeof(json), "{\"bosh\": {\"path\": \"%s\"}}", path);
+    CHECK_LOAD_OK(json);
+
+    size_t n = (size_t)snprintf(json, sizeof(json), "{\"domains\": [");
+    for (unsigned i = 0; i < 65; i++)
+        n += (size_t)snprintf(json + n, sizeof(json) - n, "%s\"d%u.example\"", i ? ", " : "", i);
+    snprintf(json + n, sizeof(json) - n, "]}");
+    CHECK_LOAD_ERR(json, "t.json:1:13: key 'domains': must have at most 64 entries");
+    /* 64 entries fit: drop the last one. */
+    char *last = strstr(json, ", \"d64.example\"");
+    CHECK(last != NULL);
+    if (last)
+        memcpy(last, "]}", 3);
+    CHECK_LOAD_OK(json);
+
+    /* A long upstream host: 255 bytes fit, 256 do not (with and without brackets). */
+    char host[300];
+    memset(host, 'h', 256);
+    host[256] = '\0';
+    snprintf(json, sizeof(json), "{\"upstream\": {\"host\": \"%s\"}}", host);
+    CHECK_LOAD_ERR(json, "t.json:1:23: key 'upstream.host': must be at most 255 bytes");
+    host[255] = '\0';
+    snprintf(json, sizeof(json), "{\"upstream\": {\"host\": \"%s\"}}", host);
+    CHECK_LOAD_OK(json);
+}
+
+static void test_key_errors(void)
+{
+    CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
+                   "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
+                   "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
+                   "websocket, bosh, limits, log)");
+    CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
+                   "t.json:1:2: key 'upstream': \"host\" is required");
+    CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
+                   "t.json:1:35: key 'upstream.tls': must be \"off\", \"starttls\" or \"direct\"");
+    CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"prot\": 1}}",
+                   "t.json:1:28: key 'upstream.prot': unknown key (known keys: host, port, tls)");
+    CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"a b\"}}",
+                   "t.json:1:23: key 'upstream.host': must be a host name or an IP address");
+    CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"[1.2.3.4]\"}}",
+                   "t.json:1:23: key 'upstream.host': must be a host name or an IP address");
+    CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"port\": 0}}",
+                   "t.json:1:36: key 'upstream.port': must be between 1 and 65535");
+    CHECK_LOAD_ERR("{\"upstream\": \"127.0.0.1:5222\"}",
+                   "t.json:1:14: key 'upstream': must be an object with \"host\", \"port\" and "
+                   "\"tls\"");
+    CHECK_LOAD_ERR("{\"upstreams\": {\"a b\": {\"host\": \"h\"}}}",
+                   "t.json:1:16: key 'upstreams.a b': must be a domain name such as "
+                   "\"example.com\"");
+    CHECK_LOAD_ERR("{\"upstreams\": {\"a.example\": {\"host\": \"h\"}, \"A.example\": {\"host\": "
+                   "\"h\"}}}",
+                   "t.json:1:44: key 'upstreams.A.example': duplicate domain \"A.example\"");
+    CHECK_LOAD_ERR("{\"upstreams\": {\"a.example\": {}}}",
+                   "t.json:1:16: key 'upstreams.a.example': \"host\" is required");
+    CHECK_LOAD_ERR("{\"upstreams\": {\"a.example\": {\"host\": {\"x\": 1}}}}",
+                   "t.json:1:38: key 'upstreams.a.example.host': must be a string");
+    CHECK_LOAD_ERR("{\"upstreams\": []}",
+                   "t.json:1:15: key 'upstreams': must be an object of \"domain\": {\"host\", "
+                   "\"port\", \"tls\"}");
+}
+
+/* The finder must walk JSON, not search text. */
+static void test_positions(void)
+{
+    /* A key written with an escape. */
+    CHECK_LOAD_ERR("{\"bo\\u0073h\": {\"max_wait\": 0}}",
+                   "t.json:1:28: key 'bosh.max_wait': must be between 1 and 600");
+    /* The key's name appears earlier inside a string value. */
+    CHECK_LOAD_ERR("{\"admin\": {\"token\": \"x\\\"bosh\\\":{\\\"max_wait\\\":\"}, \"bosh\": "
+                   "{\"max_wait\": 0}}",
+                   "t.json:1:71: key 'bosh.max_wait': must be between 1 and 600");
+    /* The same member name in an earlier section. */
+    CHECK_LOAD_ERR("{\"websocket\": {\"path\": \"/ws\"}, \"bosh\": {\"path\": \"ws\"}}",
+                   "t.json:1:49: key 'bosh.path': must start with '/'");
+    /* Columns count characters, as jansson's do: "é" is one column, two bytes. */
+    CHECK_LOAD_ERR(
+        "{\"admin\": {\"token\": \"x\"}, \"static\": {\"root\": \"\xc3\xa9\"}, \"log\": "
+        "{\"level\": \"loud\"}}",
+        "t.json:1:69: key 'log.level': must be \"error\", \"warn\", \"info\" or \"debug\"");
+    /* Nested values before the key are skipped whole. */
+    CHECK_LOAD_ERR(
+        "{\n"
+        "  \"upstreams\": {\"x.example\": {\"host\": \"h\", \"port\": 1}},\n"
+        "  \"origins\": [\"same-host\", \"localhost\", \"ftp://a\", \"b\"]\n"
+        "}\n",
+        "t.json:3:52: key 'origins[3]': must be \"*\", \"same-host\", \"localhost\" or an "
+        "origin such as \"https://chat.example:8443\"");
+    /* CRLF line ends and tabs. */
+    CHECK_LOAD_ERR("{\r\n\t\"limits\": {\r\n\t\t\"max_depth\": 3\r\n\t}\r\n}\r\n",
+                   "t.json:3:16: key 'limits.max_depth': must be between 4 and 1024");
+    /* An unknown key inside a section, after a nested list. */
+    CHECK_LOAD_ERR(
+        "{\"bosh\": {\"routes\": [\"xmpp:a:1\", \"xmpp:b:2\"], \"max_hold\": 1, \"hold\": 1}}",
+        "t.json:1:62: key 'bosh.hold': unknown key (known keys: path, max_wait, "
+        "max_hold, max_requests, inactivity, max_pause, polling, max_body, routes)");
+}
+
+static void test_syntax_errors(void)
+{
+    CHECK_LOAD_ERR("{\"a\": }", "t.json:1:7: unexpected token near '}'");
+    CHECK_LOAD_ERR("{\n  \"listen\": \"127.0.0.1:1\",\n  \"listen\": \"127.0.0.1:2\"\n}",
+                   "t.json:3:10: duplicate object key near '\"listen\"'");
+    CHECK_LOAD_ERR("", "t.json:1:1: '[' or '{' expected near end of file");
+    CHECK_LOAD_ERR("{\"limits\": {\"max_sessions\": 99999999999999999999999}}",
+                   "t.json:1:51: too big integer");
+    CHECK_LOAD_ERR("{\"tls\": {\"cert\": \"a\\u0000b\"}}",
+                   "t.json:1:27: \\u0000 is not allowed without JSON_ALLOW_NUL near "
+                   "'\"a\\u0000b\"'");
+    CHECK_LOAD_ERR("{} {}", "t.json:1:4: end of file expected near '{'");
+    CHECK_LOAD_ERR("{\"static\": {\"root\": \"\xff\"}}",
+                   "t.json:1:21: unable to decode byte 0xff near '\"'");
+
+    /* No name, no cfg, no err buffer, a tiny err buffer: nothing overflows. */
+    struct gw_config *c = new_cfg();
+    char small[12];
+    CHECK(gw_config_load_string(c, "{\"x\": 1}", NULL, small, sizeof(small)) == GW_EINVAL);
+    CHECK_STR(small, "<string>:1:");
+    CHECK(gw_config_load_string(c, "{\"x\": 1}", "n", NULL, 0) == GW_EINVAL);
+    CHECK(gw_config_load_string(c, NULL, "n", small, sizeof(small)) == GW_EINVAL);
+    CHECK(gw_config_load_string(NULL, "{}", "n", small, sizeof(small)) == GW_EINVAL);
+    CHECK(gw_config_load(c, NULL, small, sizeof(small)) == GW_EINVAL);
+
+    /* A NUL byte in a file would end jansson's input early: refused with its position. */
+    char tmpl[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(tmpl);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        static const char bytes[] = "{\n  \"log\": {\"level\": \"info\"}\n}\n\0{\"x\": 1}";
+        CHECK(write(fd, bytes, sizeof(bytes) - 1) == (ssize_t)(sizeof(bytes) - 1));
+        close(fd);
+        err[0] = '\0';
+        CHECK(gw_config_load(c, tmpl, err, sizeof(err)) == GW_EINVAL);
+        char expected[256];
+        snprintf(expected, sizeof(expected), "%s:4:1: NUL byte in the file", tmpl);
+        CHECK_STR(err, expected);
+
+        /* A file over the size cap. */
+        FILE *f = fopen(tmpl, "wb");
+        CHECK(f != NULL);
+        if (f) {
+            fputs("{\"admin\": {\"token\": \"", f);
+            for (unsigned i = 0; i < 9000; i++)
+                fputs("                                                                    "
+                      "                                                            ",
+                      f);
+            fputs("\"}}", f);
+            fclose(f);
+            CHECK(gw_config_load(c, tmpl, err, sizeof(err)) == GW_EINVAL);
+            snprintf(expected, sizeof(expected), "%s: larger than 1048576 bytes", tmpl);
+            CHECK_STR(err, expected);
+        }
+        unlink(tmpl);
+    }
+    free(c);
+}
+
+/* ---- addresses and TLS modes ---- */
+
+static void test_parse_addr(void)
+{
+    struct gw_addr a;
+    CHECK(gw_config_parse_addr("127.0.0.1:5280", &a) == 0);
+    CHECK_STR(a.host, "127.0.0.1");
+    CHECK(a.port == 5280);
+    CHECK(gw_config_parse_addr("localhost:1", &a) == 0);
+    CHECK_STR(a.host, "localhost");
+    CHECK(a.port == 1);
+    CHECK(gw_config_parse_addr("xmpp.example.com:65535", &a) == 0);
+    CHECK(a.port == 65535);
+    CHECK(gw_config_parse_addr("prosody_1:5222", &a) == 0);
+    CHECK(gw_config_parse_addr("[::1]:5280", &a) == 0);
+    CHECK_STR(a.host, "::1");
+    CHECK(a.port == 5280);
+    CHECK(gw_config_parse_addr("[2001:db8::1]:443", &a) == 0);
+    CHECK_STR(a.host, "2001:db8::1");
+    CHECK(gw_config_parse_addr("[::]:80", &a) == 0);
+    CHECK_STR(a.host, "::");
+    CHECK(gw_config_parse_addr("[::ffff:192.0.2.1]:80", &a) == 0);
+    CHECK(gw_config_parse_addr("0.0.0.0:00080", &a) == 0);
+    CHECK(a.port == 80);
+
+    char host[300];
+    memset(host, 'a', 255);
+    snprintf(host + 255, sizeof(host) - 255, ":1");
+    CHECK(gw_config_parse_addr(host, &a) == 0);
+    CHECK(strlen(a.host) == 255);
+    memset(host, 'a', 256);
+    snprintf(host + 256, sizeof(host) - 256, ":1");
+    CHECK(gw_config_parse_addr(host, &a) == GW_EINVAL);
+
+    /* clang-format off */
+    static const char *const bad[] = {
+        "", "host", ":5280", "host:", "host:0", "host:65536", "host:-1", "host:+1", "host: 1",
+        "host:1 ", "host:1a", "host:99999999999", "::1:5280", "::1", "[::1]", "[::1]5280", "[::1]:",
+        "[::1]:0", "[1.2.3.4]:5", "[zz]:1", "[]:1", "[::1:5280", "a b:1", "a/b:1", "[::1]:80:80",
+        "h@st:1", "host:0x10", "[fe80::1%eth0]:80",
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct gw_addr keep = {.host = "unchanged", .port = 9};
+        int rc = gw_config_parse_addr(bad[i], &keep);
+        if (rc != GW_EINVAL)
+            fprintf(stderr, "parse_addr accepted \"%s\"\n", bad[i]);
+        CHECK(rc == GW_EINVAL);
+        CHECK_STR(keep.host, "unchanged"); /* nothing written on failure */
+        CHECK(keep.port == 9);
+    }
+    CHECK(gw_config_parse_addr(NULL, &a) == GW_EINVAL);
+    CHECK(gw_config_parse_addr("h:1", NULL) == GW_EINVAL);
+}
+
+static void test_parse_tls(void)
+{
+    enum gw_upstream_tls t = GW_UPSTREAM_TLS_DIRECT;
+    CHECK(gw_config_parse_tls("off", &t) == 0 && t == GW_UPSTREAM_TLS_OFF);
+    CHECK(gw_config_parse_tls("starttls", &t) == 0 && t == GW_UPSTREAM_TLS_STARTTLS);
+    CHECK(gw_config_parse_tls("direct", &t) == 0 && t == GW_UPSTREAM_TLS_DIRECT);
+    CHECK(gw_config_parse_tls("STARTTLS", &t) == GW_EINVAL);
+    CHECK(gw_config_parse_tls("tls", &t) == GW_EINVAL);
+    CHECK(gw_config_parse_tls("", &t) == GW_EINVAL);
+    CHECK(gw_config_parse_tls(NULL, &t) == GW_EINVAL);
+    CHECK(t == GW_UPSTREAM_TLS_DIRECT); /* untouched by failures */
+    CHECK_STR(gw_config_tls_name(GW_UPSTREAM_TLS_OFF), "off");
+    CHECK_STR(gw_config_tls_name(GW_UPSTREAM_TLS_STARTTLS), "starttls");
+    CHECK_STR(gw_config_tls_name(GW_UPSTREAM_TLS_DIRECT), "direct");
+    CHECK_STR(gw_config_tls_name((enum gw_upstream_tls)7), "?");
+}
+
+/* ---- upstream look-up ---- */
+
+static void test_upstream_for(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(gw_config_upstream_for(c, "localhost") == NULL); /* nothing configured */
+
+    /* Default only, no domains: any domain. */
+    CHECK(load(c, "{\"upstream\": {\"host\": \"127.0.0.1\"}}") == 0);
+    CHECK(gw_config_upstream_for(c, "localhost") == &c->upstream);
+    CHECK(gw_config_upstream_for(c, "anything.example") == &c->upstream);
+    CHECK(gw_config_upstream_for(c, "") == NULL);
+    CHECK(gw_config_upstream_for(c, NULL) == NULL);
+    CHECK(gw_config_upstream_for(NULL, "localhost") == NULL);
+
+    /* Default plus domains: only the listed ones, any ASCII case. */
+    CHECK(load(c, "{\"upstream\": {\"host\": \"127.0.0.1\"}, \"domains\": [\"a.example\"]}") == 0);
+    CHECK(gw_config_upstream_for(c, "a.example") == &c->upstream);
+    CHECK(gw_config_upstream_for(c, "A.EXAMPLE") == &c->upstream);
+    CHECK(gw_config_upstream_for(c, "b.example") == NULL);
+    CHECK(gw_config_upstream_for(c, "a.example.evil") == NULL);
+    CHECK(gw_config_upstream_for(c, "a.example.") == &c->upstream); /* FQDN dot */
+    CHECK(gw_config_upstream_for(c, "a.example..") == NULL);
+    CHECK(gw_config_upstream_for(c, "a.exampl") == NULL);
+    CHECK(gw_config_upstream_for(c, ".") == NULL);
+
+    /* The map wins, listed in domains or not; the default covers the listed rest. */
+    CHECK(load(c, "{\"upstream\": {\"host\": \"d.example\"}, \"domains\": [\"a.example\", "
+                  "\"b.example\"], \"upstreams\": {\"b.example\": {\"host\": \"mb.example\"}, "
+                  "\"C.example\": {\"host\": \"mc.example\", \"port\": 5269}}}") == 0);
+    const struct gw_upstream_cfg *u = gw_config_upstream_for(c, "a.example");
+    CHECK(u == &c->upstream);
+    u = gw_config_upstream_for(c, "B.Example");
+    CHECK(u == &c->upstream_map[0]);
+    if (u) {
+        CHECK_STR(u->domain, "b.example");
+        CHECK_STR(u->addr.host, "mb.example");
+    }
+    CHECK(gw_config_upstream_for(c, "b.example.") == &c->upstream_map[0]);
+    u = gw_config_upstream_for(c, "c.example"); /* not in domains, still in the map */
+    CHECK(u == &c->upstream_map[1]);
+    if (u)
+        CHECK(u->addr.port == 5269);
+    CHECK(gw_config_upstream_for(c, "d.example") == NULL);
+
+    /* Map only: nothing else is served. */
+    CHECK(load(c, "{\"upstreams\": {\"b.example\": {\"host\": \"mb.example\"}}}") == 0);
+    CHECK(gw_config_upstream_for(c, "b.example") == &c->upstream_map[0]);
+    CHECK(gw_config_upstream_for(c, "localhost") == NULL);
+
+    /* Set the way --upstream would. */
+    gw_config_defaults(c);
+    CHECK(gw_config_parse_addr("[::1]:5222", &c->upstream.addr) == 0);
+    c->has_default_upstream = true;
+    CHECK(gw_config_upstream_for(c, "localhost") == &c->upstream);
+    CHECK(validate(c) == 0);
+    free(c);
+}
+
+/* ---- cross-key checks ---- */
+
+static void check_validate_err(const char *json, const char *expected)
+{
+    struct gw_config *c = new_cfg();
+    int rc = load(c, json);
+    if (rc)
+        fprintf(stderr, "unexpected load error: %s\n", err);
+    CHECK(rc == 0);
+    CHECK(validate(c) == GW_EINVAL);
+    CHECK_STR(err, expected);
+    free(c);
+}
+
+#define UP "\"upstream\": {\"host\": \"127.0.0.1\"}"
+
+static void test_validate(void)
+{
+    check_validate_err("{}", "key 'upstream': no upstream configured: set \"upstream\" (or "
+                             "\"upstreams\") in the configuration file, or use --upstream "
+                             "HOST:PORT");
+    check_validate_err("{\"domains\": [\"localhost\"]}",
+                       "key 'upstream': no upstream configured: set \"upstream\" (or "
+                       "\"upstreams\") in the configuration file, or use --upstream HOST:PORT");
+    check_validate_err("{" UP ", \"tls\": {\"cert\": \"c.pem\"}}",
+                       "key 'tls.key': required when tls.cert is set");
+    check_validate_err("{" UP ", \"tls\": {\"key\": \"k.pem\"}}",
+                       "key 'tls.cert': required when tls.key is set");
+    check_validate_err("{" UP ", \"bosh\": {\"max_hold\": 3, \"max_requests\": 3}}",
+                       "key 'bosh.max_requests': must be at least bosh.max_hold + 1 (4)");
+    check_validate_err("{" UP ", \"bosh\": {\"path\": \"/x\"}, \"websocket\": {\"path\": \"/x\"}}",
+                       "key 'bosh.path': must differ from websocket.path (\"/x\")");
+    check_validate_err("{" UP ", \"listen\": \"127.0.0.1:5281\"}",
+                       "key 'admin.listen': must differ from listen");
+    check_validate_err("{\"domains\": [\"a.example\", \"b.example\"], \"upstreams\": "
+                       "{\"a.example\": {\"host\": \"h\"}}}",
+                       "key 'domains[1]': no upstream for \"b.example\": add it to \"upstreams\" "
+                       "or set \"upstream\"");
+
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, "{" UP ", \"tls\": {\"cert\": \"c.pem\", \"key\": \"k.pem\"}, \"bosh\": "
+                  "{\"max_hold\": 3, \"max_requests\": 4}, \"domains\": [\"localhost\"]}") == 0);
+    CHECK(validate(c) == 0);
+
+    /* Values set outside the file (command line) are checked against the table too. */
+    struct gw_config *d = new_cfg();
+    memcpy(d, c, sizeof(*c));
+    d->max_sessions = 0;
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'limits.max_sessions': must be between 1 and 1000000");
+    memcpy(d, c, sizeof(*c));
+    d->send_queue = 64 * 1024 * 1024 + 1;
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'limits.send_queue': must be between 65536 and 67108864");
+    memcpy(d, c, sizeof(*c));
+    snprintf(d->ws_path, sizeof(d->ws_path), "ws");
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'websocket.path': must start with '/'");
+    memcpy(d, c, sizeof(*c));
+    snprintf(d->origins[1], sizeof(d->origins[1]), "example.com");
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'origins[1]': must be \"*\", \"same-host\", \"localhost\" or an origin "
+                   "such as \"https://chat.example:8443\"");
+    memcpy(d, c, sizeof(*c));
+    memset(d->admin_token, 'x', sizeof(d->admin_token)); /* no terminating NUL */
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'admin.token': is not terminated");
+    memcpy(d, c, sizeof(*c));
+    d->n_domains = GW_CFG_MAX_LIST + 1;
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'domains': has too many entries");
+    memcpy(d, c, sizeof(*c));
+    d->upstream.addr.host[0] = '\0';
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'upstream': needs a host name or IP address, a port from 1 to 65535 and "
+                   "a TLS mode");
+    memcpy(d, c, sizeof(*c));
+    d->listen.port = 0;
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'listen': must be \"host:port\" with a port from 1 to 65535");
+    memcpy(d, c, sizeof(*c));
+    d->log_level = (enum gw_log_level)9;
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, "key 'log.level': is out of range");
+    CHECK(gw_config_validate(NULL, err, sizeof(err)) == GW_EINVAL);
+    CHECK(gw_config_validate(c, NULL, 0) == 0);
+    free(c);
+    free(d);
+}
+
+/* ---- the shipped files and config/README.md agree with the table ---- */
+
+/* The member list an unknown-key error gives for the object `prefix` + {"zz": 1} + `suffix`. */
+static int known_keys(const char *prefix, const char *suffix, char *out, size_t outlen)
+{
+    char json[512];
+    snprintf(json, sizeof(json), "%s{\"zz-unknown\": 1}%s", prefix, suffix);
+    struct gw_config *c = new_cfg();
+    int rc = load(c, json);
+    free(c);
+    const char *p = strstr(err, "(known keys: ");
+    if (rc != GW_EINVAL || !p)
+        return -1;
+    p += strlen("(known keys: ");
+    const char *end = strchr(p, ')');
+    if (!end || (size_t)(end - p) >= outlen)
+        return -1;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return 0;
+}
+
+/* Every leaf key, as config/README.md names them: "listen", "bosh.max_wait", "upstream.host",
+ * "upstreams". Found through the public API only, from the unknown-key hints. */
+static unsigned all_keys(char keys[][64], unsigned max)
+{
+    char top[1024], members[1024], json[256];
+    unsigned n = 0;
+    if (known_keys("", "", top, sizeof(top)) != 0)
+        return 0;
+    char *save_top = NULL;
+    for (char *k = strtok_r(top, ", ", &save_top); k; k = strtok_r(NULL, ", ", &save_top)) {
+        /* A section answers a number with exactly "must be an object". */
+        struct gw_config *c = new_cfg();
+        snprintf(json, sizeof(json), "{\"%s\": -1}", k); /* valid for no key */
+        CHECK(load(c, json) == GW_EINVAL);
+        free(c);
+        size_t elen = strlen(err), olen = strlen("must be an object");
+        bool section = elen > olen && strcmp(err + elen - olen, "must be an object") == 0;
+        if (section || strcmp(k, "upstream") == 0) {
+            char prefix[128];
+            snprintf(prefix, sizeof(prefix), "{\"%s\": ", k);
+            CHECK(known_keys(prefix, "}", members, sizeof(members)) == 0);
+            char *save = NULL;
+            for (char *m = strtok_r(members, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
+                if (n < max)
+                    snprintf(keys[n++], 64, "%s.%s", k, m);
+        } else if (n < max) {
+            snprintf(keys[n++], 64, "%s", k);
+        }
+    }
+    return n;
+}
+
+/* {"a": {"b": LIT}} for "a.b"; inside base_upstream for "upstream.*". */
+static void json_for(const char *key, const char *lit, char *out, size_t outlen)
+{
+    const char *dot = strchr(key, '.');
+    if (strncmp(key, "upstream.", 9) == 0)
+        snprintf(out, outlen, "{\"upstream\": {\"host\": \"h.example\", \"%s\": %s}}", dot + 1,
+                 lit);
+    else if (dot)
+        snprintf(out, outlen, "{\"%.*s\": {\"%s\": %s}}", (int)(dot - key), key, dot + 1, lit);
+    else
+        snprintf(out, outlen, "{\"%s\": %s}", key, lit);
+}
+
+/* One README row: the default loads to the table's default; integer bounds hold exactly. */
+static void check_readme_row(const char *key, const char *def, const char *bounds)
+{
+    struct gw_config *a = new_cfg(), *b = new_cfg();
+    char json[1024], lit[256];
+    const char *base =
+        strncmp(key, "upstream.", 9) == 0 ? "{\"upstream\": {\"host\": \"h.example\"}}" : "{}";
+    size_t dlen = strlen(def);
+    if (dlen >= 2 && def[0] == '`' && def[dlen - 1] == '`' && dlen - 2 < sizeof(lit)) {
+        memcpy(lit, def + 1, dlen - 2);
+        lit[dlen - 2] = '\0';
+        json_for(key, lit, json, sizeof(json));
+        CHECK(load(a, base) == 0);
+        int rc = load(b, json);
+        if (rc != 0 || memcmp(a, b, sizeof(*a)) != 0)
+            fprintf(stderr, "README default of %s (%s) differs from the table\n", key, lit);
+        CHECK(rc == 0);
+        CHECK(memcmp(a, b, sizeof(*a)) == 0);
+    }
+    unsigned long long lo, hi;
+    if (sscanf(bounds, "`%llu..%llu`", &lo, &hi) == 2) {
+        char expected[256];
+        snprintf(expected, sizeof(expected), "'%s': must be between %llu and %llu", key, lo, hi);
+        snprintf(lit, sizeof(lit), "%llu", lo);
+        json_for(key, lit, json, sizeof(json));
+        CHECK(load(b, json) == 0);
+        snprintf(lit, sizeof(lit), "%llu", hi);
+        json_for(key, lit, json, sizeof(json));
+        CHECK(load(b, json) == 0);
+        if (lo > 0) {
+            snprintf(lit, sizeof(lit), "%llu", lo - 1);
+            json_for(key, lit, json, sizeof(json));
+            CHECK(load(b, json) == GW_EINVAL);
+            CHECK(strstr(err, expected) != NULL);
+        }
+        snprintf(lit, sizeof(lit), "%llu", hi + 1);
+        json_for(key, lit, json, sizeof(json));
+        CHECK(load(b, json) == GW_EINVAL);
+        if (!strstr(err, expected))
+            fprintf(stderr, "README bounds of %s: got \"%s\"\n", key, err);
+        CHECK(strstr(err, expected) != NULL);
+    }
+    free(a);
+    free(b);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ')
+        s++;
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ')
+        s[--n] = '\0';
+    return s;
+}
+
+static json_t *json_path(json_t *root, const char *key)
+{
+    char part[64];
+    const char *p = key;
+    json_t *v = root;
+    while (v && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(part))
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        v = json_object_get(v, part);
+        p += n + (dot ? 1 : 0);
+    }
+    return v;
+}
+
+static void test_docs_and_shipped_files(void)
+{
+    char keys[96][64];
+    unsigned n = all_keys(keys, 96);
+    CHECK(n == 33);
+
+    char path[4096];
+    PATH_PRINTF(path, "%s/config/README.md", source_dir);
+    char *readme = read_text(path);
+    CHECK(readme != NULL);
+    PATH_PRINTF(path, "%s/config/xmppgw.example.json", source_dir);
+    json_error_t jerr;
+    json_t *example = json_load_file(path, 0, &jerr);
+    CHECK(example != NULL);
+
+    /* Table -> README and example. */
+    for (unsigned i = 0; i < n; i++) {
+        char row[96];
+        PATH_PRINTF(row, "| `%s` |", keys[i]);
+        if (readme && !strstr(readme, row))
+            fprintf(stderr, "config/README.md has no row for %s\n", keys[i]);
+        CHECK(readme && strstr(readme, row));
+        if (example && !json_path(example, keys[i]))
+            fprintf(stderr, "config/xmppgw.example.json has no %s\n", keys[i]);
+        CHECK(example && json_path(example, keys[i]));
+    }
+
+    /* README -> table: every row names a key, its default and bounds are true. */
+    unsigned rows = 0;
+    char *save = NULL;
+    for (char *line = readme ? strtok_r(readme, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "| `", 3) != 0)
+            continue;
+        char *cell[8];
+        unsigned nc = 0;
+        for (char *p = line + 1; nc < 8;) {
+            char *bar = strchr(p, '|');
+            if (!bar)
+                break;
+            *bar = '\0';
+            cell[nc++] = trim(p);
+            p = bar + 1;
+        }
+        CHECK(nc == 6);
+        if (nc != 6)
+            continue;
+        size_t klen = strlen(cell[0]);
+        char key[64];
+        CHECK(klen > 2 && klen - 2 < sizeof(key));
+        if (klen <= 2 || klen - 2 >= sizeof(key))
+            continue;
+        memcpy(key, cell[0] + 1, klen - 2);
+        key[klen - 2] = '\0';
+        bool known = false;
+        for (unsigned i = 0; i < n; i++)
+            known |= strcmp(keys[i], key) == 0;
+        if (!known)
+            fprintf(stderr, "config/README.md documents %s, which is no key\n", key);
+        CHECK(known);
+        check_readme_row(key, cell[2], cell[3]);
+        rows++;
+    }
+    CHECK(rows == n);
+
+    /* The example holds the defaults (plus its upstream examples), and is valid. */
+    struct gw_config *c = new_cfg(), *d = new_cfg();
+    PATH_PRINTF(path, "%s/config/xmppgw.example.json", source_dir);
+    err[0] = '\0';
+    int rc = gw_config_load(c, path, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CHECK(rc == 0);
+    CHECK(validate(c) == 0);
+    CHECK(c->has_default_upstream);
+    CHECK(c->n_upstream_map == 1);
+    d->has_default_upstream = c->has_default_upstream;
+    d->upstream = c->upstream;
+    memcpy(d->upstream_map, c->upstream_map, sizeof(d->upstream_map));
+    d->n_upstream_map = c->n_upstream_map;
+    CHECK(memcmp(c, d, sizeof(*c)) == 0);
+
+    /* The working default for a local Prosody. */
+    PATH_PRINTF(path, "%s/config/xmppgw.json", source_dir);
+    rc = gw_config_load(c, path, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    CHECK(rc == 0);
+    CHECK(validate(c) == 0);
+    CHECK_STR(c->listen.host, "127.0.0.1");
+    CHECK(c->listen.port == 5280);
+    CHECK_STR(c->admin_listen.host, "127.0.0.1");
+    CHECK(c->admin_listen.port == 5281);
+    CHECK(c->n_domains == 1);
+    CHECK_STR(c->domains[0], "localhost");
+    CHECK(c->has_default_upstream);
+    CHECK_STR(c->upstream.addr.host, "127.0.0.1");
+    CHECK(c->upstream.addr.port == 5222);
+    CHECK(c->upstream.tls == GW_UPSTREAM_TLS_STARTTLS);
+    CHECK_STR(c->upstream_ca, "/etc/prosody/certs/localhost.crt");
+    CHECK_STR(c->static_root, "static");
+    CHECK_STR(c->node_modules, "node_modules");
+    CHECK(gw_config_upstream_for(c, "localhost") == &c->upstream);
+
+    json_decref(example);
+    free(readme);
+    free(c);
+    free(d);
+}
+
+int main(void)
+{
+    find_dirs();
+    test_defaults();
+    test_full_file();
+    test_fixture_errors();
+    test_type_errors();
+    test_value_errors();
+    test_key_errors();
+    test_positions();
+    test_syntax_errors();
+    test_parse_addr();
+    test_parse_tls();
+    test_upstream_for();
+    test_validate();
+    test_docs_and_shipped_files();
+    return CHECK_SUMMARY();
+}
