@@ -31,7 +31,8 @@ static const char usage[] =
     "  --upstream HOST:PORT send every domain to this XMPP server\n"
     "  --upstream-tls MODE  starttls (default), direct (TLS from the first byte) or off\n"
     "  --upstream-ca FILE   also trust this CA (PEM) for upstream certificates\n"
-    "  --check-config       validate the configuration and exit 0 (valid) or 1\n"
+    "  --check-config       validate the configuration and exit 0 (valid) or 1;\n"
+    "                       --check-config FILE is short for --config FILE --check-config\n"
     "  --version            print the version and exit\n"
     "  --help               print this help and exit\n"
     "\n"
@@ -234,6 +235,9 @@ int main(int argc, char **argv)
         default: fputs(usage, stderr); free(app); return 2;
         }
     }
+    /* "--check-config FILE" is accepted as well as "--config FILE --check-config". */
+    if (check_only && !app->config_path && optind == argc - 1)
+        app->config_path = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "xmppgw: unexpected argument '%s'\n%s", argv[optind], usage);
         free(app);
@@ -247,6 +251,14 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        /* The CA file is part of the configuration: check that it loads too. */
+        struct ssl_ctx_st *tls = gw_upstream_tls_ctx_new(app->cfg.upstream_ca, err, sizeof(err));
+        if (!tls) {
+            fprintf(stderr, "xmppgw: %s\n", err);
+            free(app);
+            return 1;
+        }
+        SSL_CTX_free(tls);
         printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
                app->config_path ? app->config_path : "");
         free(app);

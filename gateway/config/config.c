@@ -119,7 +119,7 @@ static const struct key_def config_keys[] = {
     SECTION("websocket"),
     STRING("websocket.path", ws_path, "/xmpp-websocket", check_path),
     UINT("websocket.ping_interval", ws_ping_interval, 30, 0, 3600),
-    BOOL("websocket.deflate", ws_deflate, true),
+    BOOL("websocket.deflate", ws_deflate, false),
     SECTION("bosh"),
     STRING("bosh.path", bosh_path, "/http-bind", check_path),
     UINT("bosh.max_wait", bosh_max_wait, 50, 1, 600),

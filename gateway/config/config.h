@@ -57,7 +57,7 @@ struct gw_config {
     /* WebSocket */
     char ws_path[128];                  /* "websocket.path": "/xmpp-websocket" */
     unsigned ws_ping_interval;          /* "websocket.ping_interval" s: 30 (0=off, 0..3600) */
-    bool ws_deflate;                    /* "websocket.deflate": true */
+    bool ws_deflate;                    /* "websocket.deflate": false (see config/README.md) */
 
     /* BOSH */
     char bosh_path[128];                /* "bosh.path": "/http-bind" */

@@ -270,8 +270,12 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
     info.server_string = "xmppgw";
     info.keepalive_timeout = 60;
     info.timeout_secs = 30;
-    if (cfg->ws_deflate)
+    if (cfg->ws_deflate) {
         info.extensions = web->exts;
+        GW_WARN(&ctx->log, NULL, NULL,
+                "websocket.deflate is on: libwebsockets 4.1.6's permessage-deflate can stall or "
+                "abort on client input (see config/README.md)");
+    }
     if (cfg->ws_ping_interval) {
         web->retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval;
         web->retry.secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval * 2 + 10);

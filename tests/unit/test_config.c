@@ -146,7 +146,7 @@ static void test_defaults(void)
     CHECK_STR(c->origins[1], "localhost");
     CHECK_STR(c->ws_path, "/xmpp-websocket");
     CHECK(c->ws_ping_interval == 30);
-    CHECK(c->ws_deflate);
+    CHECK(!c->ws_deflate);
     CHECK_STR(c->bosh_path, "/http-bind");
     CHECK(c->bosh_max_wait == 50);
     CHECK(c->bosh_max_hold == 1);

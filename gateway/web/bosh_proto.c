@@ -1,0 +1,535 @@
+/* BOSH protocol logic without sockets: request bodies, attribute negotiation, the rid window and
+ * log, key sequencing, overactivity and response bodies (XEP-0124, XEP-0206). Calls: xml, core,
+ * OpenSSL (SHA-1 for keys). */
+#include "web/bosh_proto.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define NS_XML "http://www.w3.org/XML/1998/namespace"
+
+/* ---- request bodies ---- */
+
+void gw_bosh_body_init(struct gw_bosh_body *b, size_t payload_max)
+{
+    memset(b, 0, sizeof(*b));
+    gw_buf_init(&b->payload, payload_max);
+    /* Each child element is at least "<a/>": four bytes. */
+    gw_buf_init(&b->slices, (payload_max / 4 + 1) * sizeof(struct gw_bosh_slice));
+}
+
+void gw_bosh_body_cleanup(struct gw_bosh_body *b)
+{
+    gw_buf_cleanup(&b->payload);
+    gw_buf_cleanup(&b->slices);
+}
+
+/* Forget the previous body's values, keep the buffers' allocations and bounds. */
+static void body_reset(struct gw_bosh_body *b)
+{
+    struct gw_buf payload = b->payload, slices = b->slices;
+    memset(b, 0, sizeof(*b));
+    b->payload = payload;
+    b->slices = slices;
+    gw_buf_reset(&b->payload);
+    gw_buf_reset(&b->slices);
+}
+
+const char *gw_bosh_body_stanza(const struct gw_bosh_body *b, unsigned i, size_t *len)
+{
+    if (i >= b->n_stanzas) {
+        *len = 0;
+        return NULL;
+    }
+    struct gw_bosh_slice sl;
+    memcpy(&sl, gw_buf_ptr(&b->slices) + (size_t)i * sizeof(sl), sizeof(sl));
+    *len = sl.len;
+    return gw_buf_ptr(&b->payload) + sl.off;
+}
+
+bool gw_bosh_body_is_empty(const struct gw_bosh_body *b)
+{
+    return b->n_stanzas == 0 && !b->has_pause && !b->terminate && !b->restart;
+}
+
+bool gw_bosh_parse_uint(const char *s, uint64_t *out)
+{
+    if (!s || !*s || strlen(s) > 16)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (v > GW_BOSH_RID_MAX)
+        return false;
+    *out = v;
+    return true;
+}
+
+unsigned gw_bosh_parse_ver(const char *s)
+{
+    unsigned major = 0, minor = 0;
+    const char *p = s;
+    if (!p || *p < '0' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9' && major < 1000)
+        major = major * 10 + (unsigned)(*p++ - '0');
+    if (*p != '.' || p[1] < '0' || p[1] > '9')
+        return 0;
+    p++;
+    while (*p >= '0' && *p <= '9' && minor < 1000)
+        minor = minor * 10 + (unsigned)(*p++ - '0');
+    if (*p || major >= 1000 || minor >= 1000)
+        return 0;
+    return major * 1000 + minor;
+}
+
+struct gw_bosh_parser {
+    struct gw_xml_parser *xml;
+    struct gw_bosh_body *out; /* the body being filled */
+    enum gw_bosh_parse_err err;
+};
+
+static bool copy_value(char *dst, size_t dstlen, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= dstlen)
+        return false;
+    memcpy(dst, v, n + 1);
+    return true;
+}
+
+/* Numbers larger than 2^53 - 1 are not valid rids; for wait/hold/pause/ack they are capped later
+ * anyway, so any all-digit value is taken (saturated). */
+static bool read_number(const char *v, uint64_t *out, bool saturate)
+{
+    if (gw_bosh_parse_uint(v, out))
+        return true;
+    if (!saturate || !*v)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    *out = GW_BOSH_RID_MAX;
+    return true;
+}
+
+static bool read_attr(struct gw_bosh_body *b, const struct gw_xml_attr *a)
+{
+    const char *n = a->name, *v = a->value;
+    if (a->ns[0] == '\0') {
+        if (strcmp(n, "rid") == 0)
+            return (b->has_rid = read_number(v, &b->rid, false));
+        if (strcmp(n, "sid") == 0)
+            return copy_value(b->sid, sizeof(b->sid), v);
+        if (strcmp(n, "to") == 0)
+            return copy_value(b->to, sizeof(b->to), v);
+        if (strcmp(n, "route") == 0)
+            return copy_value(b->route, sizeof(b->route), v);
+        if (strcmp(n, "ver") == 0)
+            return copy_value(b->ver, sizeof(b->ver), v);
+        if (strcmp(n, "wait") == 0)
+            return (b->has_wait = read_number(v, &b->wait, true));
+        if (strcmp(n, "hold") == 0)
+            return (b->has_hold = read_number(v, &b->hold, true));
+        if (strcmp(n, "ack") == 0)
+            return (b->has_ack = read_number(v, &b->ack, true));
+        if (strcmp(n, "pause") == 0)
+            return (b->has_pause = read_number(v, &b->pause, true));
+        if (strcmp(n, "key") == 0)
+            return copy_value(b->key, sizeof(b->key), v);
+        if (strcmp(n, "newkey") == 0)
+            return copy_value(b->newkey, sizeof(b->newkey), v);
+        if (strcmp(n, "type") == 0) {
+            b->terminate = strcmp(v, "terminate") == 0;
+            return true;
+        }
+        return true; /* content, from, secure, hold-over attributes we do not use */
+    }
+    if (strcmp(a->ns, NS_XML) == 0 && strcmp(n, "lang") == 0)
+        return copy_value(b->lang, sizeof(b->lang), v);
+    if (strcmp(a->ns, GW_NS_XBOSH) == 0) {
+        if (strcmp(n, "version") == 0)
+            return copy_value(b->xmpp_version, sizeof(b->xmpp_version), v);
+        if (strcmp(n, "restart") == 0) {
+            b->restart = strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+            return true;
+        }
+    }
+    return true;
+}
+
+static void on_open(void *ud, const char *ns, const char *name, const struct gw_xml_attr *attrs,
+                    unsigned n_attrs)
+{
+    struct gw_bosh_parser *p = ud;
+    if (strcmp(name, "body") != 0 || strcmp(ns, GW_NS_HTTPBIND) != 0) {
+        p->err = GW_BOSH_PARSE_ROOT;
+    } else {
+        for (unsigned i = 0; i < n_attrs && attrs[i].name; i++) {
+            if (!read_attr(p->out, &attrs[i])) {
+                p->err = GW_BOSH_PARSE_ATTR;
+                break;
+            }
+        }
+    }
+    if (p->err)
+        gw_xml_pause(p->xml);
+}
+
+static void on_stanza(void *ud, const struct gw_xml_stanza *st)
+{
+    struct gw_bosh_parser *p = ud;
+    if (p->err)
+        return;
+    struct gw_bosh_body *b = p->out;
+    struct gw_bosh_slice sl = {.off = gw_buf_size(&b->payload), .len = st->len};
+    int rc = gw_buf_append(&b->payload, st->bytes, st->len);
+    if (rc == 0)
+        rc = gw_buf_append(&b->slices, &sl, sizeof(sl));
+    if (rc) {
+        p->err = rc == GW_ENOMEM ? GW_BOSH_PARSE_NOMEM : GW_BOSH_PARSE_XML;
+        gw_xml_pause(p->xml);
+        return;
+    }
+    b->n_stanzas++;
+}
+
+struct gw_bosh_parser *gw_bosh_parser_new(const struct gw_xml_limits *limits)
+{
+    struct gw_bosh_parser *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    /* No namespace injection: a stanza without its own xmlns must reach upstream without one, so
+     * that it takes jabber:client from the upstream stream (XEP-0206 section 4) instead of the
+     * httpbind namespace of <body/>. */
+    struct gw_xml_opts opts = {.mode = GW_XML_DOCUMENT, .limits = *limits};
+    struct gw_xml_callbacks cb = {.on_open = on_open, .on_stanza = on_stanza};
+    p->xml = gw_xml_new(&opts, &cb, p);
+    if (!p->xml) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void gw_bosh_parser_free(struct gw_bosh_parser *p)
+{
+    if (!p)
+        return;
+    gw_xml_free(p->xml);
+    free(p);
+}
+
+enum gw_bosh_parse_err gw_bosh_parse(struct gw_bosh_parser *p, const char *data, size_t len,
+                                     struct gw_bosh_body *out)
+{
+    body_reset(out);
+    p->out = out;
+    p->err = GW_BOSH_PARSE_OK;
+    int rc = gw_xml_parse_document(p->xml, data, len);
+    p->out = NULL;
+    if (p->err)
+        return p->err;
+    if (rc == GW_ENOMEM)
+        return GW_BOSH_PARSE_NOMEM;
+    if (rc)
+        return GW_BOSH_PARSE_XML;
+    return GW_BOSH_PARSE_OK;
+}
+
+/* ---- session attributes ---- */
+
+static unsigned clamp_u(uint64_t v, unsigned lo, unsigned hi)
+{
+    return v < lo ? lo : v > hi ? hi : (unsigned)v;
+}
+
+void gw_bosh_negotiate(const struct gw_bosh_body *req, const struct gw_bosh_limits *lim,
+                       struct gw_bosh_params *out)
+{
+    memset(out, 0, sizeof(*out));
+    unsigned max_requests = clamp_u(lim->max_requests, 1, GW_BOSH_REQUESTS_MAX);
+    out->wait = req->has_wait ? clamp_u(req->wait, 1, lim->max_wait) : lim->max_wait;
+    out->hold = req->has_hold ? clamp_u(req->hold, 0, lim->max_hold) : 1;
+    if (out->hold > lim->max_hold)
+        out->hold = lim->max_hold;
+    if (out->hold + 1 > max_requests)
+        out->hold = max_requests - 1;
+    out->requests = out->hold + 1 < 2 ? 2 : out->hold + 1;
+    if (out->requests > max_requests)
+        out->requests = max_requests;
+    out->inactivity = lim->inactivity;
+    out->polling = lim->polling;
+    out->maxpause = lim->max_pause;
+    out->ack = req->has_ack;
+    /* The lower of the client's version and ours. A client that names no version is answered with
+     * ours and treated as current (1.6+: binding errors in 200 responses). */
+    unsigned ours = gw_bosh_parse_ver(GW_BOSH_VER), theirs = gw_bosh_parse_ver(req->ver);
+    if (theirs && theirs < ours) {
+        snprintf(out->ver, sizeof(out->ver), "%u.%u", theirs / 1000, theirs % 1000);
+        out->legacy = theirs < 1006;
+    } else {
+        snprintf(out->ver, sizeof(out->ver), "%s", GW_BOSH_VER);
+    }
+}
+
+/* ---- rid window ---- */
+
+enum gw_bosh_rid_class gw_bosh_rid_classify(uint64_t last_rid, unsigned window, uint64_t rid)
+{
+    if (rid <= last_rid)
+        return GW_BOSH_RID_SEEN;
+    if (rid == last_rid + 1)
+        return GW_BOSH_RID_NEXT;
+    if (rid - last_rid <= window)
+        return GW_BOSH_RID_AHEAD;
+    return GW_BOSH_RID_OUTSIDE;
+}
+
+int gw_bosh_ridlog_init(struct gw_bosh_ridlog *l, unsigned size, size_t body_max)
+{
+    if (size == 0)
+        size = 1;
+    l->e = calloc(size, sizeof(*l->e));
+    if (!l->e) {
+        l->size = 0;
+        return GW_ENOMEM;
+    }
+    l->size = size;
+    for (unsigned i = 0; i < size; i++)
+        gw_buf_init(&l->e[i].body, body_max);
+    return 0;
+}
+
+void gw_bosh_ridlog_cleanup(struct gw_bosh_ridlog *l)
+{
+    for (unsigned i = 0; i < l->size; i++)
+        gw_buf_cleanup(&l->e[i].body);
+    free(l->e);
+    l->e = NULL;
+    l->size = 0;
+}
+
+struct gw_bosh_rid_entry *gw_bosh_ridlog_find(struct gw_bosh_ridlog *l, uint64_t rid)
+{
+    if (!l->size)
+        return NULL;
+    struct gw_bosh_rid_entry *e = &l->e[rid % l->size];
+    return e->state != GW_BOSH_RID_FREE && e->rid == rid ? e : NULL;
+}
+
+struct gw_bosh_rid_entry *gw_bosh_ridlog_add(struct gw_bosh_ridlog *l, uint64_t rid,
+                                             const char *key)
+{
+    if (!l->size)
+        return NULL;
+    struct gw_bosh_rid_entry *e = &l->e[rid % l->size];
+    e->rid = rid;
+    e->state = GW_BOSH_RID_HELD;
+    e->sent_ms = 0;
+    snprintf(e->key, sizeof(e->key), "%s", key ? key : "");
+    /* Old answers are big: give the memory back rather than keep it per session. */
+    gw_buf_cleanup(&e->body);
+    return e;
+}
+
+int gw_bosh_ridlog_answered(struct gw_bosh_ridlog *l, uint64_t rid, const char *body, size_t len,
+                            uint64_t now_ms)
+{
+    struct gw_bosh_rid_entry *e = gw_bosh_ridlog_find(l, rid);
+    if (!e)
+        return GW_EINVAL;
+    e->state = GW_BOSH_RID_ANSWERED;
+    e->sent_ms = now_ms;
+    gw_buf_reset(&e->body);
+    int rc = gw_buf_append(&e->body, body, len);
+    if (rc)
+        gw_buf_cleanup(&e->body);
+    return rc;
+}
+
+/* ---- keys ---- */
+
+int gw_bosh_sha1_hex(const char *s, size_t len, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(s, len, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+        out[0] = '\0';
+        return GW_ENOMEM;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
+    return 0;
+}
+
+bool gw_bosh_key_ok(const char *prev, const char *key)
+{
+    char h[41];
+    if (!prev || !key || !*key || gw_bosh_sha1_hex(key, strlen(key), h) != 0)
+        return false;
+    return strcasecmp(h, prev) == 0;
+}
+
+/* ---- overactivity ---- */
+
+bool gw_bosh_overactive(const struct gw_bosh_activity *a, uint64_t now_ms, unsigned polling,
+                        unsigned held, bool empty)
+{
+    if (!empty || held > 0 || !a->have || !a->last_empty || !a->last_answer_empty)
+        return false;
+    return now_ms - a->last_ms < (uint64_t)polling * 1000;
+}
+
+void gw_bosh_activity_request(struct gw_bosh_activity *a, uint64_t now_ms, bool empty)
+{
+    a->have = true;
+    a->last_ms = now_ms;
+    a->last_empty = empty;
+    a->last_answer_empty = false;
+}
+
+void gw_bosh_activity_answer(struct gw_bosh_activity *a, bool empty)
+{
+    a->last_answer_empty = empty;
+}
+
+/* ---- response bodies ---- */
+
+#define BODY_OPEN "<body xmlns='" GW_NS_HTTPBIND "'"
+#define STREAM_DECL " xmlns:stream='" GW_NS_STREAM "'"
+
+static int close_body(struct gw_buf *out, const char *payload, size_t len)
+{
+    if (!len)
+        return gw_buf_append_str(out, "/>");
+    int rc = gw_buf_append_str(out, ">");
+    if (!rc)
+        rc = gw_buf_append(out, payload, len);
+    if (!rc)
+        rc = gw_buf_append_str(out, "</body>");
+    return rc;
+}
+
+static int attr(struct gw_buf *out, const char *name, const char *value)
+{
+    int rc = gw_buf_printf(out, " %s='", name);
+    if (!rc)
+        rc = gw_buf_append_xml_escaped(out, value, strlen(value));
+    if (!rc)
+        rc = gw_buf_append_str(out, "'");
+    return rc;
+}
+
+int gw_bosh_build_reply(struct gw_buf *out, const struct gw_bosh_reply *r, const char *payload,
+                        size_t len)
+{
+    int rc = gw_buf_append_str(out, BODY_OPEN);
+    if (!rc && len)
+        rc = gw_buf_append_str(out, STREAM_DECL);
+    if (!rc && r->terminate)
+        rc = gw_buf_append_str(out, " type='terminate'");
+    if (!rc && r->terminate && r->condition)
+        rc = attr(out, "condition", r->condition);
+    if (!rc && r->has_ack)
+        rc = gw_buf_printf(out, " ack='%llu'", (unsigned long long)r->ack);
+    if (!rc && r->has_report)
+        rc = gw_buf_printf(out, " report='%llu' time='%llu'", (unsigned long long)r->report,
+                           (unsigned long long)r->time_ms);
+    if (!rc)
+        rc = close_body(out, payload, len);
+    return rc;
+}
+
+int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
+                           const char *payload, size_t len)
+{
+    const struct gw_bosh_params *p = c->params;
+    int rc = gw_buf_append_str(out, BODY_OPEN " xmlns:xmpp='" GW_NS_XBOSH "'" STREAM_DECL);
+    if (!rc)
+        rc = attr(out, "sid", c->sid);
+    if (!rc)
+        rc = gw_buf_printf(out, " wait='%u' requests='%u' hold='%u' inactivity='%u' polling='%u'",
+                           p->wait, p->requests, p->hold, p->inactivity, p->polling);
+    if (!rc && p->maxpause)
+        rc = gw_buf_printf(out, " maxpause='%u'", p->maxpause);
+    if (!rc)
+        rc = attr(out, "ver", p->ver);
+    if (!rc && c->from && *c->from)
+        rc = attr(out, "from", c->from);
+    if (!rc && c->authid && *c->authid)
+        rc = attr(out, "authid", c->authid);
+    if (!rc && c->has_ack)
+        rc = gw_buf_printf(out, " ack='%llu'", (unsigned long long)c->ack);
+    if (!rc)
+        rc = gw_buf_append_str(out, " xmpp:version='1.0' xmpp:restartlogic='true'");
+    if (!rc)
+        rc = close_body(out, payload, len);
+    return rc;
+}
+
+static const char *const bosh_conditions[] = {
+    "bad-request",
+    "host-gone",
+    "host-unknown",
+    "improper-addressing",
+    "internal-server-error",
+    "item-not-found",
+    "other-request",
+    "policy-violation",
+    "remote-connection-failed",
+    "remote-stream-error",
+    "see-other-uri",
+    "system-shutdown",
+    "undefined-condition",
+};
+
+bool gw_bosh_is_condition(const char *cond)
+{
+    if (!cond)
+        return false;
+    for (size_t i = 0; i < sizeof(bosh_conditions) / sizeof(bosh_conditions[0]); i++)
+        if (strcmp(cond, bosh_conditions[i]) == 0)
+            return true;
+    return false;
+}
+
+const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml)
+{
+    if (has_err_xml)
+        return "remote-stream-error";
+    if (!cond)
+        return NULL;
+    if (gw_bosh_is_condition(cond))
+        return cond;
+    /* Names the session core or upstream use that XEP-0124 says differently. */
+    if (strcmp(cond, "connection-timeout") == 0 || strcmp(cond, "remote-server-timeout") == 0 ||
+        strcmp(cond, "remote-connection-failed") == 0)
+        return "remote-connection-failed";
+    if (strcmp(cond, "resource-constraint") == 0)
+        return "internal-server-error";
+    return "undefined-condition";
+}
+
+unsigned gw_bosh_error_status(const char *cond, bool legacy)
+{
+    if (!legacy || !cond)
+        return 200;
+    if (strcmp(cond, "bad-request") == 0)
+        return 400;
+    if (strcmp(cond, "policy-violation") == 0)
+        return 403;
+    if (strcmp(cond, "item-not-found") == 0)
+        return 404;
+    return 200;
+}

@@ -1,0 +1,169 @@
+// The command line: --help, --version, --check-config on good and bad files (errors name the key,
+// the line and the column), bad arguments, and a clear one-line failure when a port is taken.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { runGateway, baseConfig, SOURCE_DIR } from './lib/gateway.mjs';
+import { occupyPort, freePorts } from './lib/ports.mjs';
+
+const T = { timeout: 20000 };
+// A complete, valid configuration (baseConfig() leaves the upstream to the command line).
+const validConfig = (extra = {}) => ({
+  ...baseConfig(),
+  upstream: { host: '127.0.0.1', port: 5222, tls: 'starttls' },
+  ...extra,
+});
+const OPTIONS = ['--config', '--listen', '--admin', '--upstream', '--upstream-tls', '--upstream-ca',
+  '--check-config', '--version', '--help'];
+
+describe('command line', { timeout: 200000 }, () => {
+  let dir;
+  const file = async (name, text) => {
+    const f = path.join(dir, name);
+    await writeFile(f, text);
+    return f;
+  };
+  const out = (r) => `${r.stdout}${r.stderr}`;
+
+  before(async () => { dir = await mkdtemp(path.join(os.tmpdir(), 'xmppgw-cli-')); });
+  after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('--help prints every option and exits 0', T, async () => {
+    const r = await runGateway(['--help']);
+    assert.equal(r.code, 0, out(r));
+    for (const o of OPTIONS) assert.ok(out(r).includes(o), `--help does not mention ${o}:\n${out(r)}`);
+  });
+
+  it('--version prints the project version and exits 0', T, async () => {
+    const cmake = await readFile(path.join(SOURCE_DIR, 'CMakeLists.txt'), 'utf8');
+    const version = /project\(xmppgw\s+VERSION\s+([0-9.]+)/.exec(cmake)[1];
+    const r = await runGateway(['--version']);
+    assert.equal(r.code, 0, out(r));
+    assert.ok(r.stdout.includes(version), `expected ${version} in: ${out(r)}`);
+    assert.ok(r.stdout.trim().split('\n').length <= 3, `short output: ${r.stdout}`);
+  });
+
+  it('refuses an unknown option with a non-zero exit', T, async () => {
+    const r = await runGateway(['--no-such-option']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no-such-option|unknown|unrecognized/i);
+  });
+
+  it('refuses a bad --upstream-tls value', T, async () => {
+    const r = await runGateway(['--check-config', '--config', await file('ok-tls.json', JSON.stringify(validConfig())),
+      '--upstream-tls', 'sometimes']);
+    assert.notEqual(r.code, 0, out(r));
+    assert.match(out(r), /sometimes|upstream-tls/);
+  });
+
+  it('--check-config accepts a valid file', T, async () => {
+    const f = await file('good.json', `${JSON.stringify(validConfig({ websocket: { ping_interval: 5 }, limits: { max_stanza: 65536 } }), null, 2)}\n`);
+    const r = await runGateway(['--check-config', '--config', f]);
+    assert.equal(r.code, 0, out(r));
+  });
+
+  it('--check-config accepts the shipped example config', T, async () => {
+    const r = await runGateway(['--check-config', '--config', path.join(SOURCE_DIR, 'config/xmppgw.example.json')]);
+    assert.equal(r.code, 0, out(r));
+  });
+
+  it('--check-config after --config, and with flags that complete the file', T, async () => {
+    const f = await file('good2.json', JSON.stringify(validConfig()));
+    const r = await runGateway(['--config', f, '--check-config']);
+    assert.equal(r.code, 0, out(r));
+    const partial = await file('partial.json', JSON.stringify(baseConfig()));
+    const r2 = await runGateway(['--config', partial, '--upstream', '127.0.0.1:5222', '--check-config']);
+    assert.equal(r2.code, 0, out(r2));
+  });
+
+  it('--check-config rejects a file without any upstream, naming the key', T, async () => {
+    const f = await file('no-upstream.json', JSON.stringify(baseConfig()));
+    const r = await runGateway(['--check-config', '--config', f]);
+    assert.equal(r.code, 1, out(r));
+    assert.match(out(r), /upstream/);
+  });
+
+  // Each bad file: the key that must be named and where the problem is (1-based line, column).
+  const BAD = [
+    {
+      name: 'a value out of range',
+      key: 'websocket.ping_interval',
+      line: 4,
+      text: '{\n  "domains": ["localhost"],\n  "websocket": {\n    "ping_interval": 99999\n  }\n}\n',
+    },
+    {
+      name: 'a value of the wrong type',
+      key: 'limits.max_stanza',
+      line: 3,
+      text: '{\n  "domains": ["localhost"],\n  "limits": { "max_stanza": "big" }\n}\n',
+    },
+    {
+      name: 'an unknown key',
+      key: 'limitz',
+      line: 3,
+      text: '{\n  "domains": ["localhost"],\n  "limitz": {}\n}\n',
+    },
+    {
+      name: 'a bad upstream port',
+      key: 'upstream.port',
+      line: 5,
+      text: '{\n  "domains": ["localhost"],\n  "upstream": {\n    "host": "127.0.0.1",\n    "port": 70000\n  }\n}\n',
+    },
+    {
+      name: 'a bad log level',
+      key: 'log.level',
+      line: 2,
+      text: '{\n  "log": { "level": "chatty" },\n  "domains": ["localhost"]\n}\n',
+    },
+  ];
+
+  for (const bad of BAD) {
+    it(`--check-config rejects ${bad.name}, naming key, line and column`, T, async () => {
+      const f = await file(`bad-${bad.key}.json`, bad.text);
+      const r = await runGateway(['--check-config', '--config', f]);
+      assert.equal(r.code, 1, `exit code; output:\n${out(r)}`);
+      const o = out(r);
+      assert.ok(o.includes(bad.key), `message should name "${bad.key}":\n${o}`);
+      assert.match(o, new RegExp(`line\\s*:?\\s*${bad.line}\\b|:${bad.line}:\\d+`), `message should give line ${bad.line}:\n${o}`);
+      assert.match(o, /col(umn)?\s*:?\s*\d+|:\d+:\d+/i, `message should give a column:\n${o}`);
+    });
+  }
+
+  it('--check-config rejects a JSON syntax error with its line and column', T, async () => {
+    const f = await file('syntax.json', '{\n  "domains": ["localhost"]\n  "log": { "level": "info" }\n}\n');
+    const r = await runGateway(['--check-config', '--config', f]);
+    assert.equal(r.code, 1, out(r));
+    assert.match(out(r), /line\s*:?\s*3\b|:3:\d+/, out(r));
+    assert.match(out(r), /col(umn)?\s*:?\s*\d+|:\d+:\d+/i, out(r));
+  });
+
+  it('--check-config on a missing file exits 1 naming the file', T, async () => {
+    const missing = path.join(dir, 'does-not-exist.json');
+    const r = await runGateway(['--check-config', '--config', missing]);
+    assert.equal(r.code, 1, out(r));
+    assert.ok(out(r).includes('does-not-exist.json'), out(r));
+  });
+
+  for (const which of ['--listen', '--admin']) {
+    it(`exits non-zero with one clear line when ${which} cannot listen`, T, async () => {
+      const taken = await occupyPort();
+      try {
+        const [other] = await freePorts(1);
+        const cfg = await file(`listen${which}.json`, JSON.stringify({ ...baseConfig(), log: { level: 'info' } }));
+        const args = ['--config', cfg, '--upstream', '127.0.0.1:1', '--upstream-tls', 'off'];
+        if (which === '--listen') args.push('--listen', `127.0.0.1:${taken.port}`, '--admin', `127.0.0.1:${other}`);
+        else args.push('--listen', `127.0.0.1:${other}`, '--admin', `127.0.0.1:${taken.port}`);
+        const r = await runGateway(args, { timeoutMs: 10000 });
+        assert.equal(r.timedOut, false, 'the gateway must exit, not hang');
+        assert.notEqual(r.code, 0, out(r));
+        const lines = r.stderr.split('\n').filter((l) => l.includes(`127.0.0.1:${taken.port}`));
+        assert.ok(lines.length >= 1, `a stderr line naming 127.0.0.1:${taken.port}:\n${r.stderr}`);
+        assert.match(lines.join('\n'), /listen|bind|in use/i);
+      } finally {
+        await taken.close();
+      }
+    });
+  }
+});
