@@ -473,7 +473,11 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         }
         if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
             handle_message(c);
-            gw_buf_reset(&c->msg);
+            /* An idle session should not keep the buffer of its largest message. */
+            if (c->msg.cap > 16384)
+                gw_buf_cleanup(&c->msg);
+            else
+                gw_buf_reset(&c->msg);
         }
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:

@@ -52,6 +52,19 @@ struct frame {
     size_t text_off;          /* where this element's character data starts in p->text */
 };
 
+/* Where the input stands between markup and text, followed byte by byte in stream mode to know
+ * when a chunk may complete a token (see feed_all). */
+enum lex {
+    LEX_TEXT,      /* character data, or between markup in the prolog */
+    LEX_LT,        /* after '<' */
+    LEX_BANG,      /* after "<!" and lex_match bytes of "[CDATA[" */
+    LEX_BANG_DASH, /* after "<!-" */
+    LEX_TAG,       /* inside a tag or declaration, up to '>' outside quotes */
+    LEX_COMMENT,   /* up to "-->" */
+    LEX_CDATA,     /* up to "]]>" */
+    LEX_PI,        /* up to "?>" (the XML declaration too) */
+};
+
 /* An expat name split into its parts (pointers into expat's string, not NUL-terminated). */
 struct qname {
     const char *ns, *local, *prefix;      /* "" when absent */
@@ -77,6 +90,9 @@ struct gw_xml_parser {
     bool in_stanza;        /* between a stanza's start tag and its end */
     uint64_t stanza_start; /* offset of the current stanza's '<' */
     uint64_t text_run;     /* character data between stanzas since the last one */
+    enum lex lex;          /* lexical state after the last byte fed */
+    char lex_quote;        /* in LEX_TAG: the quote of the attribute value we are in, or 0 */
+    unsigned lex_match;    /* bytes of the terminator (or of "<![CDATA[") matched so far */
 
     struct ctx_decl *ctx; /* declarations made on the depth-0 element */
     unsigned n_ctx;       /* entries in ctx */
@@ -863,9 +879,7 @@ static void setup_expat(struct gw_xml_parser *p)
     XML_SetCommentHandler(xp, refuse_comment);
     XML_SetSkippedEntityHandler(xp, refuse_skipped_entity);
     XML_SetParamEntityParsing(xp, XML_PARAM_ENTITY_PARSING_NEVER);
-    /* Deferral holds back a token until much more input arrives, which could leave a complete
-     * stanza undelivered while the peer waits for our answer. Re-scanning is bounded instead by
-     * the pending-bytes limit. */
+    /* Documents come whole; streams set deferral per chunk (feed_all). */
     XML_SetReparseDeferralEnabled(xp, XML_FALSE);
 }
 
@@ -877,6 +891,9 @@ static void clear_state(struct gw_xml_parser *p)
     p->depth = 0;
     p->in_stanza = p->tree = false;
     p->stanza_start = p->text_run = 0;
+    p->lex = LEX_TEXT;
+    p->lex_quote = 0;
+    p->lex_match = 0;
     trim_buf(&p->in);
     trim_buf(&p->decls);
     trim_buf(&p->inj);
@@ -964,6 +981,84 @@ static int check_start(struct gw_xml_parser *p, const char *data, size_t n)
     return 0;
 }
 
+/* Follow data lexically; true if it ends some markup (a tag's '>', "-->", "]]>", "?>"), that is, if
+ * expat may now have a complete element event to report. Errs towards true on odd input: a '<' or
+ * '[' inside a tag also counts, so that expat gets to see (and refuse) it. */
+static bool ends_markup(struct gw_xml_parser *p, const char *data, size_t n)
+{
+    static const char cdata[] = "[CDATA[";
+    bool ends = false;
+    size_t i = 0;
+    while (i < n) {
+        char c = data[i];
+        bool again = false; /* the byte opens the next state: look at it there */
+        switch (p->lex) {
+        case LEX_TEXT:
+            if (c == '<')
+                p->lex = LEX_LT;
+            break;
+        case LEX_LT:
+            p->lex_match = 0;
+            p->lex_quote = 0;
+            p->lex = c == '!' ? LEX_BANG : c == '?' ? LEX_PI : LEX_TAG;
+            again = p->lex == LEX_TAG;
+            break;
+        case LEX_BANG:
+            if (p->lex_match == 0 && c == '-') {
+                p->lex = LEX_BANG_DASH;
+            } else if (p->lex_match < sizeof(cdata) - 1 && c == cdata[p->lex_match]) {
+                if (++p->lex_match == sizeof(cdata) - 1) {
+                    p->lex = LEX_CDATA;
+                    p->lex_match = 0;
+                }
+            } else {
+                p->lex = LEX_TAG; /* DOCTYPE or junk: quotes and '>' as in a tag */
+                again = true;
+            }
+            break;
+        case LEX_BANG_DASH:
+            p->lex = c == '-' ? LEX_COMMENT : LEX_TAG;
+            p->lex_match = 0;
+            again = p->lex == LEX_TAG;
+            break;
+        case LEX_TAG:
+            if (p->lex_quote) {
+                if (c == p->lex_quote)
+                    p->lex_quote = 0;
+            } else if (c == '\'' || c == '"') {
+                p->lex_quote = c;
+            } else if (c == '>' || c == '<' || c == '[') {
+                ends = true;
+                p->lex = c == '>' ? LEX_TEXT : c == '<' ? LEX_LT : LEX_TAG;
+            }
+            break;
+        case LEX_COMMENT:
+        case LEX_CDATA: {
+            char dash = p->lex == LEX_COMMENT ? '-' : ']';
+            if (c == dash) {
+                p->lex_match = p->lex_match < 2 ? p->lex_match + 1 : 2;
+            } else if (c == '>' && p->lex_match == 2) {
+                ends = true;
+                p->lex = LEX_TEXT;
+            } else {
+                p->lex_match = 0;
+            }
+            break;
+        }
+        case LEX_PI:
+            if (c == '>' && p->lex_match == 1) {
+                ends = true;
+                p->lex = LEX_TEXT;
+            }
+            p->lex_match = c == '?';
+            break;
+        }
+        if (!again)
+            i++;
+    }
+    return ends;
+}
+
 /* Feed len bytes; on a pause, *consumed is how many of them belong to this stream. */
 static int feed_all(struct gw_xml_parser *p, const char *data, size_t len, bool final,
                     size_t *consumed)
@@ -977,6 +1072,11 @@ static int feed_all(struct gw_xml_parser *p, const char *data, size_t len, bool 
             return rc;
         p->chunk = n ? data + off : "";
         p->chunk_len = n;
+        /* expat's reparse deferral keeps a large split token from being rescanned on every small
+         * chunk, but it could also hold back a complete stanza until more input came. So let it
+         * defer only while no markup has ended; a chunk that ends some is parsed at once. */
+        if (!final)
+            XML_SetReparseDeferralEnabled(p->xp, !ends_markup(p, p->chunk, n));
         enum XML_Status st = XML_Parse(p->xp, p->chunk, (int)n, final && last);
         if (st == XML_STATUS_SUSPENDED || p->paused) {
             uint64_t end = p->pause_end;
