@@ -36,7 +36,8 @@ static const char usage[] =
     "  --version            print the version and exit\n"
     "  --help               print this help and exit\n"
     "\n"
-    "Signals: SIGHUP reloads limits, origins, log level and the upstream map; SIGTERM drains.\n";
+    "Signals: SIGHUP reloads what can change live (config/README.md says which keys);\n"
+    "SIGTERM drains: sessions are told system-shutdown and upstream streams closed.\n";
 
 struct overrides {
     const char *listen, *admin, *upstream, *upstream_tls, *upstream_ca;
@@ -171,6 +172,11 @@ static void on_hup(uv_signal_t *h, int signum)
         memcmp(&cur->admin_listen, &next->admin_listen, sizeof(next->admin_listen)))
         GW_WARN(&app->ctx.log, NULL, NULL,
                 "SIGHUP: listen addresses, TLS files, paths and upstream_ca need a restart");
+    if (cur->max_stanza != next->max_stanza || cur->max_depth != next->max_depth ||
+        cur->max_attrs != next->max_attrs || cur->ws_ping_interval != next->ws_ping_interval ||
+        cur->ws_deflate != next->ws_deflate)
+        GW_WARN(&app->ctx.log, NULL, NULL,
+                "SIGHUP: limits.max_stanza/max_depth/max_attrs and websocket.* need a restart");
     memcpy(cur->domains, next->domains, sizeof(cur->domains));
     cur->n_domains = next->n_domains;
     cur->has_default_upstream = next->has_default_upstream;
@@ -192,6 +198,7 @@ static void on_hup(uv_signal_t *h, int signum)
     cur->max_sessions = next->max_sessions;
     cur->send_queue = next->send_queue;
     cur->log_level = next->log_level;
+    memcpy(cur->admin_token, next->admin_token, sizeof(cur->admin_token));
     app->ctx.log.level = next->log_level;
     free(next);
     GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s",

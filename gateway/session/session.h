@@ -43,7 +43,8 @@ struct gw_sink_ops {
      * condition ("remote-connection-failed", "host-unknown", "system-shutdown", ...) and a short
      * reason (may be NULL). When upstream itself sent a stream error, cond is that error's
      * condition and err_xml/err_len hold its <stream:error/> element, framed (NULL otherwise).
-     * The transport must not call the session afterwards. */
+     * The strings are valid only during the call. The transport must not call the session
+     * afterwards. */
     void (*closed)(void *t, const char *cond, const char *text, const char *err_xml,
                    size_t err_len);
 };
@@ -59,12 +60,13 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, enum gw_transport tr,
                                   const struct gw_sink_ops *ops, void *t, const char *peer,
                                   int *err);
 
-/* Open the upstream stream for XMPP domain `to`. GW_EINVAL: the domain is not served (answer
- * host-unknown). Otherwise stream_ready() or closed() follows later. */
+/* Open the upstream stream for XMPP domain `to` (lang may be NULL: "en"). GW_EINVAL: the domain
+ * is not served (answer host-unknown). Otherwise stream_ready() or closed() follows later. */
 int gw_session_start(struct gw_session *s, const char *to, const char *lang) GW_MUST_CHECK;
 
-/* A client stanza (complete element bytes) for upstream. GW_EAGAIN: the upstream stream is not
- * ready yet (transport should hold it), GW_ELIMIT: upstream send queue full, GW_ECLOSED. */
+/* A client stanza (complete element bytes) for upstream. Before the stream is ready (after
+ * <open/> or a restart) it is held and sent once it is. GW_ELIMIT: the held bytes or the upstream
+ * send queue passed limits.send_queue; GW_ECLOSED: the upstream is gone. */
 int gw_session_send(struct gw_session *s, const char *bytes, size_t len) GW_MUST_CHECK;
 
 /* The client restarts the stream (after SASL success). GW_EPROTO if no SASL success was seen. */

@@ -89,9 +89,7 @@ struct bsess {
     char key[GW_BOSH_KEY_MAX + 1]; /* the last key (or newkey) seen */
     uint64_t last_rid;             /* every rid up to this one was processed */
     uint64_t hi_answered;          /* highest rid answered */
-    uint64_t payload_rid;          /* the newest answer that carried stanzas (0: none) */
-    int payload_fd;                /* the connection (socket) that carried it */
-    uint64_t confirmed_rid;        /* the client has every answer up to this rid */
+    struct gw_bosh_order order;    /* which answers may carry stanzas */
     struct gw_bosh_ridlog log;     /* recent rids and their answers */
     struct req_list held;          /* processed, not yet answered */
     struct req_list waiting;       /* arrived early */
@@ -490,37 +488,20 @@ static void enforce_hold(struct bsess *bs)
     }
 }
 
-/* Compose the answer of a held request: the stanzas waiting go to the oldest request. */
-/* May an answer carry stanzas now? Clients such as Strophe.js handle answers in the order they
- * complete, not in rid order (XEP-0124 section 14.2 asks otherwise), and two answers in flight on
- * two connections may complete in either order. So an answer carries stanzas only once the client
- * surely has the last one that did. */
-static bool payload_allowed(const struct bsess *bs)
+/* The socket of a connection, to tell connections apart (-1: none). */
+static int wsi_fd(struct lws *wsi)
 {
-    return bs->payload_rid == 0 || bs->payload_rid <= bs->confirmed_rid;
-}
-
-/* A new rid arrived on wsi: which answers does the client surely have? Every one up to
- * rid - requests (it never has more than `requests` outstanding), and, HTTP/1.1 having no
- * pipelining here, the answer last written on the same connection. */
-static void note_arrival(struct bsess *bs, uint64_t rid, struct lws *wsi)
-{
-    int fd = wsi ? (int)lws_get_socket_fd(wsi) : -1;
-    if (rid > bs->p.requests && rid - bs->p.requests > bs->confirmed_rid)
-        bs->confirmed_rid = rid - bs->p.requests;
-    if (fd >= 0 && fd == bs->payload_fd && rid > bs->payload_rid &&
-        bs->payload_rid > bs->confirmed_rid)
-        bs->confirmed_rid = bs->payload_rid;
+    return wsi ? (int)lws_get_socket_fd(wsi) : -1;
 }
 
 /* Compose the answer of a held request: the stanzas waiting go to the oldest request, when
- * payload_allowed(). *empty: the answer is empty and the client was not meant to come back at
- * once (the overactivity rule counts it). */
+ * gw_bosh_order_allowed() (see bosh_proto.h). *empty: the answer is empty and the client was not
+ * meant to come back at once (the overactivity rule counts it). */
 static int compose(struct bsess *bs, struct req *r, bool *empty)
 {
     const struct gw_config *cfg = bs->b->ctx->cfg;
     bool oldest = r == bs->held.head;
-    bool take = oldest && (r->creation || payload_allowed(bs));
+    bool take = oldest && (r->creation || gw_bosh_order_allowed(&bs->order));
     const char *payload = take ? gw_buf_ptr(&bs->out) : "";
     size_t plen = take ? gw_buf_size(&bs->out) : 0;
     int rc;
@@ -560,10 +541,8 @@ static int compose(struct bsess *bs, struct req *r, bool *empty)
     }
     if (rc)
         return rc;
-    if (take && plen) {
-        bs->payload_rid = r->rid;
-        bs->payload_fd = r->wsi ? (int)lws_get_socket_fd(r->wsi) : -1;
-    }
+    if (take && plen)
+        gw_bosh_order_sent(&bs->order, r->rid, wsi_fd(r->wsi));
     if (take) {
         gw_buf_reset(&bs->out);
         if (gw_buf_size(&bs->out) == 0 && bs->out.cap > 65536)
@@ -1050,7 +1029,7 @@ static void session_request(struct bsess *bs, struct req *r)
         return;
     case GW_BOSH_RID_AHEAD:
     case GW_BOSH_RID_NEXT:
-        note_arrival(bs, rid, r->wsi);
+        gw_bosh_order_arrival(&bs->order, rid, bs->p.requests, wsi_fd(r->wsi));
         break;
     }
     struct req *dup = list_find(&bs->waiting, rid);
@@ -1164,8 +1143,9 @@ static void create_session(struct gw_bosh *b, struct req *r)
 
     uint64_t now = now_ms(b);
     bs->state = BS_CONNECTING;
-    bs->last_rid = body->rid;    bs->use_key = body->newkey[0] != '\0';
-    bs->payload_fd = -1;
+    bs->last_rid = body->rid;
+    bs->use_key = body->newkey[0] != '\0';
+    gw_bosh_order_init(&bs->order);
     snprintf(bs->key, sizeof(bs->key), "%s", body->newkey);
     (void)gw_bosh_ridlog_add(&bs->log, body->rid, "");
     bs->idle_since = now;

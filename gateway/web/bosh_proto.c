@@ -404,6 +404,34 @@ void gw_bosh_activity_answer(struct gw_bosh_activity *a, bool empty)
     a->last_answer_empty = empty;
 }
 
+/* ---- order of answers ---- */
+
+void gw_bosh_order_init(struct gw_bosh_order *o)
+{
+    o->payload_rid = 0;
+    o->payload_fd = -1;
+    o->confirmed_rid = 0;
+}
+
+void gw_bosh_order_arrival(struct gw_bosh_order *o, uint64_t rid, unsigned requests, int fd)
+{
+    if (rid > requests && rid - requests > o->confirmed_rid)
+        o->confirmed_rid = rid - requests;
+    if (fd >= 0 && fd == o->payload_fd && rid > o->payload_rid && o->payload_rid > o->confirmed_rid)
+        o->confirmed_rid = o->payload_rid;
+}
+
+bool gw_bosh_order_allowed(const struct gw_bosh_order *o)
+{
+    return o->payload_rid == 0 || o->payload_rid <= o->confirmed_rid;
+}
+
+void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd)
+{
+    o->payload_rid = rid;
+    o->payload_fd = fd;
+}
+
 /* ---- response bodies ---- */
 
 #define BODY_OPEN "<body xmlns='" GW_NS_HTTPBIND "'"
@@ -494,14 +522,20 @@ static const char *const bosh_conditions[] = {
     "undefined-condition",
 };
 
-bool gw_bosh_is_condition(const char *cond)
+/* The table's own copy of cond (static storage), or NULL. */
+static const char *known_condition(const char *cond)
 {
     if (!cond)
-        return false;
+        return NULL;
     for (size_t i = 0; i < sizeof(bosh_conditions) / sizeof(bosh_conditions[0]); i++)
         if (strcmp(cond, bosh_conditions[i]) == 0)
-            return true;
-    return false;
+            return bosh_conditions[i];
+    return NULL;
+}
+
+bool gw_bosh_is_condition(const char *cond)
+{
+    return known_condition(cond) != NULL;
 }
 
 const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml)
@@ -510,8 +544,9 @@ const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml)
         return "remote-stream-error";
     if (!cond)
         return NULL;
-    if (gw_bosh_is_condition(cond))
-        return cond;
+    const char *known = known_condition(cond);
+    if (known)
+        return known;
     /* Names the session core or upstream use that XEP-0124 says differently. */
     if (strcmp(cond, "connection-timeout") == 0 || strcmp(cond, "remote-server-timeout") == 0 ||
         strcmp(cond, "remote-connection-failed") == 0)

@@ -172,6 +172,28 @@ bool gw_bosh_overactive(const struct gw_bosh_activity *a, uint64_t now_ms, unsig
 void gw_bosh_activity_request(struct gw_bosh_activity *a, uint64_t now_ms, bool empty);
 void gw_bosh_activity_answer(struct gw_bosh_activity *a, bool empty);
 
+/* ---- order of answers that carry stanzas ----
+ * Clients such as Strophe.js handle answers in the order they complete, not in rid order (XEP-0124
+ * section 14.2 asks otherwise), and two answers in flight on two connections may complete in
+ * either order. So an answer carries stanzas only once the client surely has the last answer that
+ * did; a held request that may not carry them is answered empty, and the client's next request
+ * (which tells us what it has) gets them. */
+struct gw_bosh_order {
+    uint64_t payload_rid;   /* the newest answer that carried stanzas (0: none) */
+    int payload_fd;         /* the connection (socket) it went out on, -1 for none */
+    uint64_t confirmed_rid; /* the client surely has every answer up to this rid */
+};
+
+void gw_bosh_order_init(struct gw_bosh_order *o);
+/* A new rid arrived on connection fd: the client has every answer up to rid - requests (it never
+ * has more than `requests` outstanding) and, without HTTP pipelining, the answer last written on
+ * the same connection. */
+void gw_bosh_order_arrival(struct gw_bosh_order *o, uint64_t rid, unsigned requests, int fd);
+/* May the next answer carry stanzas? */
+bool gw_bosh_order_allowed(const struct gw_bosh_order *o);
+/* An answer with stanzas for rid went out on fd. */
+void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd);
+
 /* ---- response bodies ---- */
 
 /* Attributes of a response body other than the session creation response. */
@@ -206,7 +228,8 @@ int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
 
 /* The XEP-0124 terminate condition to send for a session's closing cause: cond as given by the
  * session core (a stream error condition, "remote-connection-failed", ...). has_err_xml: upstream
- * sent a <stream:error/> (remote-stream-error). NULL cond stays NULL (clean close). */
+ * sent a <stream:error/> (remote-stream-error). NULL cond stays NULL (clean close). The result is
+ * a static string (it may be kept after cond is gone). */
 const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml);
 /* Is cond one of the XEP-0124 terminate conditions? */
 bool gw_bosh_is_condition(const char *cond);

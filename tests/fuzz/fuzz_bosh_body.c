@@ -1,0 +1,97 @@
+/* Fuzz target for the BOSH request body path (gateway/web/bosh_proto.c): arbitrary bytes go through
+ * the body parser, then whatever was read goes through the checks and builders a request meets in
+ * bosh.c (negotiation, rid window and log, key check, response bodies). No sockets. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "web/bosh_proto.h"
+
+static struct gw_bosh_parser *parser;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!parser) {
+        struct gw_xml_limits lim = {.max_stanza = 16384, .max_depth = 32, .max_attrs = 64};
+        parser = gw_bosh_parser_new(&lim);
+        if (!parser)
+            abort();
+    }
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, size + 1);
+    enum gw_bosh_parse_err err = gw_bosh_parse(parser, (const char *)data, size, &b);
+
+    /* Whatever was read must be consistent, even after an error. */
+    if (strlen(b.sid) > GW_BOSH_SID_MAX || strlen(b.key) > GW_BOSH_KEY_MAX ||
+        strlen(b.newkey) > GW_BOSH_KEY_MAX)
+        abort();
+    if (b.has_rid && b.rid > GW_BOSH_RID_MAX)
+        abort();
+    size_t total = 0;
+    for (unsigned i = 0; i < b.n_stanzas; i++) {
+        size_t len;
+        const char *st = gw_bosh_body_stanza(&b, i, &len);
+        if (!st || len == 0 || st[0] != '<')
+            abort();
+        total += len;
+    }
+    if (total > gw_buf_size(&b.payload))
+        abort();
+    (void)gw_bosh_body_is_empty(&b);
+
+    if (err == GW_BOSH_PARSE_OK) {
+        struct gw_bosh_limits lim = {.max_wait = 60,
+                                     .max_hold = 3,
+                                     .max_requests = 4,
+                                     .inactivity = 60,
+                                     .max_pause = 120,
+                                     .polling = 2};
+        struct gw_bosh_params p;
+        gw_bosh_negotiate(&b, &lim, &p);
+        if (p.wait < 1 || p.wait > 60 || p.hold > 3 || p.requests > 4 || p.requests < 2)
+            abort();
+
+        struct gw_bosh_ridlog log;
+        if (gw_bosh_ridlog_init(&log, p.requests, 4096) == 0) {
+            uint64_t last = b.has_rid && b.rid > 3 ? b.rid - 3 : 0;
+            (void)gw_bosh_rid_classify(last, p.requests, b.rid);
+            (void)gw_bosh_ridlog_add(&log, b.rid, b.key);
+            if (gw_bosh_ridlog_find(&log, b.rid) == NULL)
+                abort();
+            (void)gw_bosh_ridlog_answered(&log, b.rid, gw_buf_ptr(&b.payload),
+                                          gw_buf_size(&b.payload), 1);
+            gw_bosh_ridlog_cleanup(&log);
+        }
+        (void)gw_bosh_key_ok(b.newkey, b.key);
+
+        struct gw_bosh_order o;
+        gw_bosh_order_init(&o);
+        gw_bosh_order_sent(&o, b.rid, (int)(b.wait & 7));
+        gw_bosh_order_arrival(&o, b.ack, p.requests, (int)(b.hold & 7));
+        if (o.confirmed_rid > (b.ack > b.rid ? b.ack : b.rid))
+            abort();
+        (void)gw_bosh_order_allowed(&o);
+
+        struct gw_buf out;
+        gw_buf_init(&out, 2 * size + 4096);
+        struct gw_bosh_creation c = {.params = &p,
+                                     .sid = b.sid,
+                                     .from = b.to,
+                                     .authid = b.route,
+                                     .has_ack = b.has_ack,
+                                     .ack = b.rid};
+        (void)gw_bosh_build_creation(&out, &c, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload));
+        gw_buf_reset(&out);
+        struct gw_bosh_reply r = {.terminate = b.terminate,
+                                  .condition =
+                                      gw_bosh_terminate_condition(b.to[0] ? b.to : NULL, b.restart),
+                                  .has_ack = b.has_ack,
+                                  .ack = b.ack};
+        (void)gw_bosh_build_reply(&out, &r, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload));
+        gw_buf_cleanup(&out);
+    }
+    gw_bosh_body_cleanup(&b);
+    return 0;
+}

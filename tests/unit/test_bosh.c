@@ -1,0 +1,491 @@
+/* Unit tests for gateway/web/bosh_proto.c: request bodies, negotiation caps, the rid window and
+ * log, key sequencing, overactivity and response bodies. No sockets: bosh.c's lws side is covered
+ * by tests/integration/bosh_*.test.mjs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/buf.h"
+#include "web/bosh_proto.h"
+
+static const struct gw_xml_limits limits = {.max_stanza = 4096, .max_depth = 16, .max_attrs = 32};
+
+static enum gw_bosh_parse_err parse(struct gw_bosh_parser *p, struct gw_bosh_body *b, const char *s)
+{
+    return gw_bosh_parse(p, s, strlen(s), b);
+}
+
+static void test_parse_creation(struct gw_bosh_parser *p)
+{
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, 65536);
+    CHECK(parse(p, &b,
+                "<body content='text/xml; charset=utf-8' hold='1' rid='1573741820' "
+                "to='example.com' route='xmpp:example.com:9999' secure='true' ver='1.6' "
+                "wait='60' ack='1' xml:lang='en' newkey='ca393b51b682f61f98e7877d61146407f3d0a770' "
+                "xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(b.has_rid && b.rid == 1573741820ull);
+    CHECK_STR(b.sid, "");
+    CHECK_STR(b.to, "example.com");
+    CHECK_STR(b.route, "xmpp:example.com:9999");
+    CHECK_STR(b.lang, "en");
+    CHECK_STR(b.ver, "1.6");
+    CHECK_STR(b.xmpp_version, "1.0");
+    CHECK(b.has_wait && b.wait == 60);
+    CHECK(b.has_hold && b.hold == 1);
+    CHECK(b.has_ack && b.ack == 1);
+    CHECK(!b.has_pause);
+    CHECK_STR(b.newkey, "ca393b51b682f61f98e7877d61146407f3d0a770");
+    CHECK_STR(b.key, "");
+    CHECK(!b.terminate && !b.restart);
+    CHECK(b.n_stanzas == 0);
+    CHECK(gw_bosh_body_is_empty(&b));
+    gw_bosh_body_cleanup(&b);
+}
+
+static void test_parse_payload(struct gw_bosh_parser *p)
+{
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, 65536);
+    const char *doc = "<?xml version='1.0'?>\n"
+                      "<body rid='42' sid='abc' xmlns='http://jabber.org/protocol/httpbind'>"
+                      "<message to='a@b' xmlns='jabber:client'><body>hi &amp; bye</body></message>"
+                      " <presence xmlns='jabber:client'/>"
+                      "<iq type='get' id='x'><query xmlns='jabber:iq:roster'/></iq>"
+                      "</body>";
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_OK);
+    CHECK(b.rid == 42);
+    CHECK_STR(b.sid, "abc");
+    CHECK(b.n_stanzas == 3);
+    CHECK(!gw_bosh_body_is_empty(&b));
+    size_t len;
+    const char *st = gw_bosh_body_stanza(&b, 0, &len);
+    CHECK(st && len == strlen("<message to='a@b' xmlns='jabber:client'><body>hi &amp; bye</body>"
+                              "</message>"));
+    CHECK(st && memcmp(st, "<message to='a@b'", 17) == 0);
+    st = gw_bosh_body_stanza(&b, 1, &len);
+    CHECK(st && len == strlen("<presence xmlns='jabber:client'/>"));
+    /* A stanza without its own xmlns must not get the httpbind namespace injected. */
+    st = gw_bosh_body_stanza(&b, 2, &len);
+    CHECK(st && len > 0 && memmem(st, len, "httpbind", 8) == NULL);
+    CHECK(gw_bosh_body_stanza(&b, 3, &len) == NULL && len == 0);
+
+    /* Reuse: the previous body's values are gone. */
+    CHECK(parse(p, &b,
+                "<body rid='43' sid='abc' type='terminate' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(b.rid == 43 && b.terminate && b.n_stanzas == 0 && !gw_bosh_body_is_empty(&b));
+    CHECK(parse(p, &b,
+                "<body rid='44' sid='abc' xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(b.restart && !b.terminate);
+    CHECK(parse(p, &b,
+                "<body rid='45' sid='abc' pause='30' key='k' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(b.has_pause && b.pause == 30);
+    CHECK_STR(b.key, "k");
+    gw_bosh_body_cleanup(&b);
+}
+
+static void test_parse_errors(struct gw_bosh_parser *p)
+{
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, 65536);
+    CHECK(parse(p, &b, "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'>") ==
+          GW_BOSH_PARSE_XML);
+    CHECK(parse(p, &b, "not xml at all") == GW_BOSH_PARSE_XML);
+    CHECK(parse(p, &b, "") == GW_BOSH_PARSE_XML);
+    CHECK(parse(p, &b,
+                "<!DOCTYPE body [<!ENTITY x 'y'>]>"
+                "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_XML);
+    CHECK(parse(p, &b, "<body rid='1' xmlns='urn:other'/>") == GW_BOSH_PARSE_ROOT);
+    CHECK(parse(p, &b, "<foo rid='1' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_ROOT);
+    CHECK(parse(p, &b, "<body rid='1'/>") == GW_BOSH_PARSE_ROOT);
+    CHECK(parse(p, &b, "<body rid='x1' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_ATTR);
+    CHECK(parse(p, &b,
+                "<body rid='9007199254740992' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_ATTR);
+    CHECK(parse(p, &b, "<body rid='-1' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_ATTR);
+    /* A broken body still names its session (so that the session can be ended). */
+    CHECK(parse(p, &b,
+                "<body rid='7' sid='s1' xmlns='http://jabber.org/protocol/httpbind'><message>") ==
+          GW_BOSH_PARSE_XML);
+    CHECK_STR(b.sid, "s1");
+    /* Over-long attribute values. */
+    char doc[1024];
+    char longv[400];
+    memset(longv, 'a', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    snprintf(doc, sizeof(doc),
+             "<body rid='1' to='%s' xmlns='http://jabber.org/protocol/httpbind'/>", longv);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_ATTR);
+    /* Huge wait/hold values saturate instead of failing. */
+    CHECK(parse(p, &b,
+                "<body rid='1' wait='99999999999999999999' hold='123456789012345678' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(b.has_wait && b.wait == GW_BOSH_RID_MAX);
+    CHECK(b.has_hold && b.hold == GW_BOSH_RID_MAX);
+    /* A missing rid is not a parse error (the caller refuses it). */
+    CHECK(parse(p, &b, "<body xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
+    CHECK(!b.has_rid);
+    /* Unbound prefix. */
+    CHECK(parse(p, &b,
+                "<body rid='1' xmpp:version='1.0' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_XML);
+    gw_bosh_body_cleanup(&b);
+
+    /* The payload is bounded. */
+    gw_bosh_body_init(&b, 16);
+    CHECK(parse(p, &b,
+                "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'>"
+                "<message xmlns='jabber:client'><body>longer than sixteen</body></message>"
+                "</body>") != GW_BOSH_PARSE_OK);
+    gw_bosh_body_cleanup(&b);
+}
+
+static void test_numbers(void)
+{
+    uint64_t v;
+    CHECK(gw_bosh_parse_uint("0", &v) && v == 0);
+    CHECK(gw_bosh_parse_uint("9007199254740991", &v) && v == GW_BOSH_RID_MAX);
+    CHECK(!gw_bosh_parse_uint("9007199254740992", &v));
+    CHECK(!gw_bosh_parse_uint("", &v));
+    CHECK(!gw_bosh_parse_uint("+1", &v));
+    CHECK(!gw_bosh_parse_uint(" 1", &v));
+    CHECK(!gw_bosh_parse_uint("1e3", &v));
+    CHECK(!gw_bosh_parse_uint("12345678901234567", &v));
+    CHECK(gw_bosh_parse_ver("1.6") == 1006);
+    CHECK(gw_bosh_parse_ver("1.11") == 1011);
+    CHECK(gw_bosh_parse_ver("2.0") == 2000);
+    CHECK(gw_bosh_parse_ver("") == 0);
+    CHECK(gw_bosh_parse_ver("1") == 0);
+    CHECK(gw_bosh_parse_ver("1.") == 0);
+    CHECK(gw_bosh_parse_ver("1.6x") == 0);
+    CHECK(gw_bosh_parse_ver("x1.6") == 0);
+}
+
+static void test_negotiate(void)
+{
+    struct gw_bosh_limits lim = {.max_wait = 50,
+                                 .max_hold = 1,
+                                 .max_requests = 2,
+                                 .inactivity = 60,
+                                 .max_pause = 120,
+                                 .polling = 2};
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, 16);
+    struct gw_bosh_params p;
+
+    /* Caps. */
+    b.has_wait = true;
+    b.wait = 300;
+    b.has_hold = true;
+    b.hold = 5;
+    snprintf(b.ver, sizeof(b.ver), "1.6");
+    gw_bosh_negotiate(&b, &lim, &p);
+    CHECK(p.wait == 50);
+    CHECK(p.hold == 1);
+    CHECK(p.requests == 2);
+    CHECK(p.inactivity == 60 && p.polling == 2 && p.maxpause == 120);
+    CHECK_STR(p.ver, "1.6");
+    CHECK(!p.legacy && !p.ack);
+
+    /* Below the caps: the client's values. */
+    b.wait = 10;
+    b.hold = 0;
+    snprintf(b.ver, sizeof(b.ver), "1.11");
+    b.has_ack = true;
+    b.ack = 1;
+    gw_bosh_negotiate(&b, &lim, &p);
+    CHECK(p.wait == 10 && p.hold == 0 && p.requests == 2);
+    CHECK_STR(p.ver, "1.11");
+    CHECK(p.ack);
+
+    /* wait 0 becomes 1; higher versions are answered with ours. */
+    b.wait = 0;
+    snprintf(b.ver, sizeof(b.ver), "1.20");
+    gw_bosh_negotiate(&b, &lim, &p);
+    CHECK(p.wait == 1);
+    CHECK_STR(p.ver, GW_BOSH_VER);
+
+    /* Defaults when the client names nothing; legacy versions. */
+    struct gw_bosh_body d;
+    gw_bosh_body_init(&d, 16);
+    gw_bosh_negotiate(&d, &lim, &p);
+    CHECK(p.wait == 50 && p.hold == 1 && p.requests == 2 && !p.legacy);
+    CHECK_STR(p.ver, GW_BOSH_VER);
+    snprintf(d.ver, sizeof(d.ver), "1.5");
+    gw_bosh_negotiate(&d, &lim, &p);
+    CHECK(p.legacy);
+    CHECK_STR(p.ver, "1.5");
+
+    /* Bigger limits: requests is hold + 1 within max_requests. */
+    struct gw_bosh_limits big = {.max_wait = 600,
+                                 .max_hold = 10,
+                                 .max_requests = 16,
+                                 .inactivity = 30,
+                                 .max_pause = 0,
+                                 .polling = 0};
+    d.has_hold = true;
+    d.hold = 4;
+    gw_bosh_negotiate(&d, &big, &p);
+    CHECK(p.hold == 4 && p.requests == 5 && p.maxpause == 0);
+    struct gw_bosh_limits tight = {.max_wait = 600,
+                                   .max_hold = 10,
+                                   .max_requests = 3,
+                                   .inactivity = 30,
+                                   .max_pause = 0,
+                                   .polling = 0};
+    gw_bosh_negotiate(&d, &tight, &p);
+    CHECK(p.hold == 2 && p.requests == 3);
+    gw_bosh_body_cleanup(&b);
+    gw_bosh_body_cleanup(&d);
+}
+
+static void test_rid_window(void)
+{
+    CHECK(gw_bosh_rid_classify(100, 2, 100) == GW_BOSH_RID_SEEN);
+    CHECK(gw_bosh_rid_classify(100, 2, 1) == GW_BOSH_RID_SEEN);
+    CHECK(gw_bosh_rid_classify(100, 2, 101) == GW_BOSH_RID_NEXT);
+    CHECK(gw_bosh_rid_classify(100, 2, 102) == GW_BOSH_RID_AHEAD);
+    CHECK(gw_bosh_rid_classify(100, 2, 103) == GW_BOSH_RID_OUTSIDE);
+    CHECK(gw_bosh_rid_classify(100, 5, 105) == GW_BOSH_RID_AHEAD);
+    CHECK(gw_bosh_rid_classify(100, 5, 106) == GW_BOSH_RID_OUTSIDE);
+    CHECK(gw_bosh_rid_classify(GW_BOSH_RID_MAX - 1, 2, GW_BOSH_RID_MAX) == GW_BOSH_RID_NEXT);
+
+    struct gw_bosh_ridlog l;
+    CHECK(gw_bosh_ridlog_init(&l, 2, 1024) == 0);
+    CHECK(gw_bosh_ridlog_find(&l, 10) == NULL);
+    struct gw_bosh_rid_entry *e = gw_bosh_ridlog_add(&l, 10, "k10");
+    CHECK(e && e->state == GW_BOSH_RID_HELD && e->rid == 10);
+    CHECK_STR(e->key, "k10");
+    CHECK(gw_bosh_ridlog_find(&l, 10) == e);
+    CHECK(gw_bosh_ridlog_answered(&l, 10, "<body/>", 7, 5000) == 0);
+    CHECK(e->state == GW_BOSH_RID_ANSWERED && e->sent_ms == 5000);
+    CHECK(gw_buf_size(&e->body) == 7 && memcmp(gw_buf_ptr(&e->body), "<body/>", 7) == 0);
+    CHECK(gw_bosh_ridlog_add(&l, 11, NULL) != NULL);
+    CHECK(gw_bosh_ridlog_find(&l, 10) == e && gw_bosh_ridlog_find(&l, 11) != NULL);
+    /* rid 12 takes 10's slot: 10 is no longer replayable. */
+    CHECK(gw_bosh_ridlog_add(&l, 12, "") != NULL);
+    CHECK(gw_bosh_ridlog_find(&l, 10) == NULL);
+    CHECK(gw_bosh_ridlog_find(&l, 12) != NULL && gw_bosh_ridlog_find(&l, 11) != NULL);
+    CHECK(gw_bosh_ridlog_answered(&l, 10, "x", 1, 1) == GW_EINVAL);
+    /* An answer too big to keep: answered, no body. */
+    char big[2048];
+    memset(big, 'x', sizeof(big));
+    CHECK(gw_bosh_ridlog_answered(&l, 12, big, sizeof(big), 1) == GW_ELIMIT);
+    e = gw_bosh_ridlog_find(&l, 12);
+    CHECK(e && e->state == GW_BOSH_RID_ANSWERED && gw_buf_size(&e->body) == 0);
+    gw_bosh_ridlog_cleanup(&l);
+}
+
+static void test_keys(void)
+{
+    char h[41];
+    CHECK(gw_bosh_sha1_hex("abc", 3, h) == 0);
+    CHECK_STR(h, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    /* A chain K(n) = hex(SHA-1(K(n-1))): the client sends K(n) first, then K(n-1)... */
+    char k[5][41];
+    snprintf(k[0], sizeof(k[0]), "%s", "seed-of-the-chain");
+    for (int i = 1; i < 5; i++)
+        CHECK(gw_bosh_sha1_hex(k[i - 1], strlen(k[i - 1]), k[i]) == 0);
+    CHECK(gw_bosh_key_ok(k[4], k[3]));
+    CHECK(gw_bosh_key_ok(k[3], k[2]));
+    CHECK(gw_bosh_key_ok(k[2], k[1]));
+    CHECK(!gw_bosh_key_ok(k[4], k[2]));
+    CHECK(!gw_bosh_key_ok(k[3], k[4]));
+    CHECK(!gw_bosh_key_ok(k[4], ""));
+    CHECK(!gw_bosh_key_ok(k[4], NULL));
+    /* Upper-case hex from a client still matches. */
+    char upper[41];
+    for (int i = 0; i < 41; i++)
+        upper[i] = (char)((k[4][i] >= 'a' && k[4][i] <= 'f') ? k[4][i] - 32 : k[4][i]);
+    CHECK(gw_bosh_key_ok(upper, k[3]));
+}
+
+static void test_overactivity(void)
+{
+    struct gw_bosh_activity a = {0};
+    /* Nothing seen yet. */
+    CHECK(!gw_bosh_overactive(&a, 1000, 2, 0, true));
+    gw_bosh_activity_request(&a, 1000, true);
+    gw_bosh_activity_answer(&a, true);
+    /* Empty after empty answered empty, nothing held, within polling: violation. */
+    CHECK(gw_bosh_overactive(&a, 1500, 2, 0, true));
+    /* Not when something is held, when this one carries data, or after polling seconds. */
+    CHECK(!gw_bosh_overactive(&a, 1500, 2, 1, true));
+    CHECK(!gw_bosh_overactive(&a, 1500, 2, 0, false));
+    CHECK(!gw_bosh_overactive(&a, 3000, 2, 0, true));
+    CHECK(!gw_bosh_overactive(&a, 1500, 0, 0, true));
+    /* Not when the previous answer had data. */
+    gw_bosh_activity_answer(&a, false);
+    CHECK(!gw_bosh_overactive(&a, 1500, 2, 0, true));
+    /* Not when the previous request had data. */
+    gw_bosh_activity_request(&a, 2000, false);
+    gw_bosh_activity_answer(&a, true);
+    CHECK(!gw_bosh_overactive(&a, 2100, 2, 0, true));
+}
+
+static void test_order(void)
+{
+    struct gw_bosh_order o;
+    gw_bosh_order_init(&o);
+    CHECK(gw_bosh_order_allowed(&o)); /* nothing sent yet */
+
+    /* Creation answer (rid 10) with features on fd 7; the next request comes on fd 7. */
+    gw_bosh_order_sent(&o, 10, 7);
+    CHECK(!gw_bosh_order_allowed(&o));
+    gw_bosh_order_arrival(&o, 11, 2, 7);
+    CHECK(gw_bosh_order_allowed(&o));
+
+    /* 11 answered with stanzas on fd 7; 12 held on fd 8 (sent before 11's answer came):
+     * 12 may not carry stanzas while 11's answer may be on its way. */
+    gw_bosh_order_sent(&o, 11, 7);
+    gw_bosh_order_arrival(&o, 12, 2, 8);
+    CHECK(!gw_bosh_order_allowed(&o));
+    /* 13 arrives: the client has every answer up to 13 - 2 = 11. */
+    gw_bosh_order_arrival(&o, 13, 2, 8);
+    CHECK(gw_bosh_order_allowed(&o));
+
+    /* The same connection tells it too, but only for a later rid. */
+    gw_bosh_order_sent(&o, 13, 9);
+    gw_bosh_order_arrival(&o, 13, 2, 9);
+    CHECK(!gw_bosh_order_allowed(&o));
+    gw_bosh_order_arrival(&o, 14, 2, 5);
+    CHECK(!gw_bosh_order_allowed(&o));
+    gw_bosh_order_arrival(&o, 14, 2, 9);
+    CHECK(gw_bosh_order_allowed(&o));
+    CHECK(o.confirmed_rid == 13);
+
+    /* Confirmation never goes back. */
+    gw_bosh_order_arrival(&o, 3, 2, -1);
+    CHECK(o.confirmed_rid == 13);
+    /* Small rids do not wrap. */
+    gw_bosh_order_init(&o);
+    gw_bosh_order_arrival(&o, 1, 2, -1);
+    CHECK(o.confirmed_rid == 0);
+}
+
+static void test_bodies(void)
+{
+    struct gw_buf out;
+    gw_buf_init(&out, 65536);
+    struct gw_bosh_reply r = {0};
+    CHECK(gw_bosh_build_reply(&out, &r, NULL, 0) == 0);
+    CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind'/>");
+
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_reply(&out, &r, "<message/>", 10) == 0);
+    CHECK_STR(gw_buf_ptr(&out),
+              "<body xmlns='http://jabber.org/protocol/httpbind' "
+              "xmlns:stream='http://etherx.jabber.org/streams'><message/></body>");
+
+    gw_buf_reset(&out);
+    r.terminate = true;
+    r.condition = "item-not-found";
+    CHECK(gw_bosh_build_reply(&out, &r, NULL, 0) == 0);
+    CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind' "
+                                "type='terminate' condition='item-not-found'/>");
+
+    gw_buf_reset(&out);
+    struct gw_bosh_reply r2 = {
+        .has_ack = true, .ack = 7, .has_report = true, .report = 5, .time_ms = 1200};
+    CHECK(gw_bosh_build_reply(&out, &r2, NULL, 0) == 0);
+    CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind' ack='7' "
+                                "report='5' time='1200'/>");
+
+    struct gw_bosh_params p = {
+        .wait = 30, .hold = 1, .requests = 2, .inactivity = 60, .polling = 2, .maxpause = 120};
+    snprintf(p.ver, sizeof(p.ver), "1.11");
+    struct gw_bosh_creation c = {.params = &p,
+                                 .sid = "0123abcd",
+                                 .from = "example.com",
+                                 .authid = "id'<1>",
+                                 .has_ack = true,
+                                 .ack = 99};
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_creation(&out, &c, "<stream:features/>", 18) == 0);
+    CHECK_STR(gw_buf_ptr(&out),
+              "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' "
+              "xmlns:stream='http://etherx.jabber.org/streams' sid='0123abcd' wait='30' "
+              "requests='2' hold='1' inactivity='60' polling='2' maxpause='120' ver='1.11' "
+              "from='example.com' authid='id&apos;&lt;1&gt;' ack='99' xmpp:version='1.0' "
+              "xmpp:restartlogic='true'><stream:features/></body>");
+    p.maxpause = 0;
+    c.has_ack = false;
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_creation(&out, &c, NULL, 0) == 0);
+    CHECK(strstr(gw_buf_ptr(&out), "maxpause") == NULL);
+    CHECK(strstr(gw_buf_ptr(&out), " ack=") == NULL);
+
+    /* Bounded output. */
+    struct gw_buf small;
+    gw_buf_init(&small, 20);
+    CHECK(gw_bosh_build_reply(&small, &r, NULL, 0) == GW_ELIMIT);
+    gw_buf_cleanup(&small);
+    gw_buf_cleanup(&out);
+}
+
+static void test_conditions(void)
+{
+    CHECK(gw_bosh_terminate_condition(NULL, false) == NULL);
+    CHECK_STR(gw_bosh_terminate_condition("conflict", true), "remote-stream-error");
+    CHECK_STR(gw_bosh_terminate_condition("remote-connection-failed", false),
+              "remote-connection-failed");
+    CHECK_STR(gw_bosh_terminate_condition("host-unknown", false), "host-unknown");
+    CHECK_STR(gw_bosh_terminate_condition("system-shutdown", false), "system-shutdown");
+    CHECK_STR(gw_bosh_terminate_condition("internal-server-error", false), "internal-server-error");
+    CHECK_STR(gw_bosh_terminate_condition("connection-timeout", false), "remote-connection-failed");
+    CHECK_STR(gw_bosh_terminate_condition("resource-constraint", false), "internal-server-error");
+    CHECK_STR(gw_bosh_terminate_condition("weird", false), "undefined-condition");
+    char dyn[] = "host-unknown";
+    CHECK(gw_bosh_terminate_condition(dyn, false) != dyn); /* a static copy */
+    const char *all[] = {"bad-request",
+                         "host-gone",
+                         "host-unknown",
+                         "improper-addressing",
+                         "internal-server-error",
+                         "item-not-found",
+                         "other-request",
+                         "policy-violation",
+                         "remote-connection-failed",
+                         "remote-stream-error",
+                         "see-other-uri",
+                         "system-shutdown",
+                         "undefined-condition"};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        CHECK(gw_bosh_is_condition(all[i]));
+    CHECK(!gw_bosh_is_condition("conflict"));
+    CHECK(!gw_bosh_is_condition(NULL));
+    CHECK(gw_bosh_error_status("item-not-found", false) == 200);
+    CHECK(gw_bosh_error_status("item-not-found", true) == 404);
+    CHECK(gw_bosh_error_status("bad-request", true) == 400);
+    CHECK(gw_bosh_error_status("policy-violation", true) == 403);
+    CHECK(gw_bosh_error_status("host-unknown", true) == 200);
+}
+
+int main(void)
+{
+    struct gw_bosh_parser *p = gw_bosh_parser_new(&limits);
+    CHECK(p != NULL);
+    if (p) {
+        test_parse_creation(p);
+        test_parse_payload(p);
+        test_parse_errors(p);
+        gw_bosh_parser_free(p);
+    }
+    test_numbers();
+    test_negotiate();
+    test_rid_window();
+    test_keys();
+    test_overactivity();
+    test_order();
+    test_bodies();
+    test_conditions();
+    return CHECK_SUMMARY();
+}
