@@ -82,6 +82,21 @@ describe('upstream failures', { timeout: 300000 }, () => {
     );
   });
 
+  it('certificate for another name: remote-connection-failed, host name mismatch', T, async () => {
+    // The chain is trusted (the gateway is given this very certificate as CA) but it names
+    // "elsewhere.example", not the XMPP domain "localhost".
+    const wrong = await startProsody({ certNames: ['elsewhere.example'] });
+    try {
+      const gw = await gateway({ prosody: wrong });
+      const { text } = await openAndExpectError(gw, 'remote-connection-failed');
+      assert.match(text, /hostname mismatch/i, `<text/> should say why: "${text}"`);
+      const line = await gw.waitForLog(/hostname mismatch/i, 5000);
+      assert.ok(line);
+    } finally {
+      await wrong.stop();
+    }
+  });
+
   it('untrusted certificate: no CA given means the system store, which does not know it either', T, async () => {
     const gw = await gateway({ prosody: untrusted, caFile: null });
     const { text } = await openAndExpectError(gw, 'remote-connection-failed');

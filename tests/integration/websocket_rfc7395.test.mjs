@@ -103,6 +103,37 @@ describe('RFC 7395 WebSocket transport', { timeout: 300000 }, () => {
     });
   });
 
+  describe('fragmented messages', () => {
+    it('reassembles a stanza sent in several WebSocket fragments', T, async () => {
+      const { probe, jid } = await rawLogin(gw.wsUrl, { username: 'carol', password: users.carol });
+      try {
+        const text = `<message xmlns="${NS_CLIENT}" to="${jid}" type="chat" id="frag1"><body>${'f'.repeat(5000)}</body></message>`;
+        const parts = [text.slice(0, 7), text.slice(7, 3000), text.slice(3000)];
+        probe.ws.send(parts[0], { fin: false });
+        probe.ws.send(parts[1], { fin: false });
+        probe.ws.send(parts[2], { fin: true });
+        let f;
+        do { f = await probe.next(); } while (f.el?.localName !== 'message');
+        assert.equal(f.el.getAttribute('id'), 'frag1');
+        assert.equal(f.el.getElementsByTagName('body')[0].textContent.length, 5000);
+      } finally {
+        probe.terminate();
+      }
+    });
+
+    it('policy-violation when the fragments together pass limits.max_stanza', T, async () => {
+      const probe = await connect(gw.wsUrl, { perMessageDeflate: false });
+      probe.send(openFrame('localhost'));
+      await expectOpen(probe);
+      await expectFeatures(probe);
+      const chunk = 'x'.repeat(100 * 1024);
+      probe.ws.send(`<message xmlns="${NS_CLIENT}" to="bob@localhost"><body>`, { fin: false });
+      for (let i = 0; i < 3; i++) probe.ws.send(chunk, { fin: false }); // 300 KiB > 256 KiB
+      probe.ws.send('</body></message>', { fin: true });
+      await expectStreamError(probe, 'policy-violation', { timeoutMs: 10000 });
+    });
+  });
+
   describe('permessage-deflate, when enabled (websocket.deflate: true)', () => {
     let dstack;
     before(async () => { dstack = await startStack({ gateway: { config: { websocket: { deflate: true } } } }); });

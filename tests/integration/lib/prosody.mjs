@@ -57,6 +57,7 @@ export async function makeCertificate(dir, stem, names = ['localhost']) {
  *   directTls      also listen for direct TLS c2s (XEP-0368) on `directTlsPort`
  *   bosh           load mod_bosh on a free HTTP port (`boshUrl`), for comparisons
  *   websocket      load mod_websocket on the same HTTP port (`websocketUrl`)
+ *   certNames      names the (trusted) certificate carries (default: the domain and pubsub domain)
  *   logLevel       minimum Prosody log level (default "debug")
  *   extraGlobal    Lua text appended to the global section
  *   extraHost      Lua text appended inside the VirtualHost section
@@ -101,7 +102,7 @@ export async function startProsody(opts = {}) {
   try {
     await mkdir(dataDir, { mode: 0o750 });
     await mkdir(path.join(dir, 'certs'));
-    const trusted = await makeCertificate(dir, 'trusted', [domain, pubsubDomain]);
+    const trusted = await makeCertificate(dir, 'trusted', opts.certNames ?? [domain, pubsubDomain]);
     const served = opts.untrustedCert
       ? await makeCertificate(dir, 'untrusted', [domain, pubsubDomain])
       : trusted;
