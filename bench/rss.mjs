@@ -193,6 +193,9 @@ async function main() {
     }
     const before = await reading(gw, `after ${opts.warmup} warm-up sessions came and went`);
     readings.push(before);
+    // The upstream server's own cost of the same sessions, as a reference beside the gateway's.
+    const prosodyBefore = (await procStatus(prosody.pid)).VmRSS;
+    let prosodyAfter;
 
     let after;
     let openSeconds;
@@ -207,6 +210,7 @@ async function main() {
       if (round === 1) {
         after = open;
         openSeconds = seconds;
+        prosodyAfter = (await procStatus(prosody.pid)).VmRSS;
       }
       await closeAll(sessions);
       sessions = [];
@@ -222,11 +226,14 @@ async function main() {
     console.log(`RSS with ${opts.sessions} sessions: ${(after.rssKb / 1024).toFixed(1)} MiB; growth ${(deltaKb / 1024).toFixed(1)} MiB`);
     console.log(`per session: ${(perSession / 1024).toFixed(1)} KiB (upstream ${opts.tls})`);
     console.log(`descriptors per session: ${((after.fds - before.fds) / opts.sessions).toFixed(2)}`);
+    const prosodyPer = ((prosodyAfter - prosodyBefore) * 1024) / opts.sessions;
+    console.log(`Prosody (upstream) per session, same sessions: ${(prosodyPer / 1024).toFixed(1)} KiB; `
+      + `gateway / Prosody: ${(perSession / prosodyPer).toFixed(2)}x`);
 
     if (opts.json) {
       await writeFile(opts.json, `${JSON.stringify({
         when: new Date().toISOString(), opts, upstream: opts.tls, extensions, openSeconds, readings,
-        perSessionBytes: perSession,
+        perSessionBytes: perSession, prosodyPerSessionBytes: prosodyPer,
       }, null, 2)}\n`);
     }
   } finally {

@@ -880,7 +880,9 @@ static void setup_expat(struct gw_xml_parser *p)
     XML_SetSkippedEntityHandler(xp, refuse_skipped_entity);
     XML_SetParamEntityParsing(xp, XML_PARAM_ENTITY_PARSING_NEVER);
     /* Documents come whole; streams set deferral per chunk (feed_all). */
+#ifdef GW_HAVE_REPARSE_DEFERRAL
     XML_SetReparseDeferralEnabled(xp, XML_FALSE);
+#endif
 }
 
 static void clear_state(struct gw_xml_parser *p)
@@ -984,7 +986,7 @@ static int check_start(struct gw_xml_parser *p, const char *data, size_t n)
 /* Follow data lexically; true if it ends some markup (a tag's '>', "-->", "]]>", "?>"), that is, if
  * expat may now have a complete element event to report. Errs towards true on odd input: a '<' or
  * '[' inside a tag also counts, so that expat gets to see (and refuse) it. */
-static bool ends_markup(struct gw_xml_parser *p, const char *data, size_t n)
+__attribute__((unused)) static bool ends_markup(struct gw_xml_parser *p, const char *data, size_t n)
 {
     static const char cdata[] = "[CDATA[";
     bool ends = false;
@@ -1075,8 +1077,10 @@ static int feed_all(struct gw_xml_parser *p, const char *data, size_t len, bool 
         /* expat's reparse deferral keeps a large split token from being rescanned on every small
          * chunk, but it could also hold back a complete stanza until more input came. So let it
          * defer only while no markup has ended; a chunk that ends some is parsed at once. */
+#ifdef GW_HAVE_REPARSE_DEFERRAL
         if (!final)
             XML_SetReparseDeferralEnabled(p->xp, !ends_markup(p, p->chunk, n));
+#endif
         enum XML_Status st = XML_Parse(p->xp, p->chunk, (int)n, final && last);
         if (st == XML_STATUS_SUSPENDED || p->paused) {
             uint64_t end = p->pause_end;
