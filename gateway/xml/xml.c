@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/rand.h"
 
 /* Cannot occur in XML 1.0 text, so expat's "uri SEP local SEP prefix" names split unambiguously. */
 #define NS_SEP '\x01'
@@ -40,9 +41,11 @@ struct arena_inline {
 
 /* One namespace declaration of the depth-0 element, rendered once for insertion into stanzas. */
 struct ctx_decl {
-    char *prefix;    /* "" for the default namespace */
-    char *text;      /* " xmlns:p='uri'", escaped */
-    size_t text_len; /* strlen(text) */
+    char *prefix;       /* "" for the default namespace */
+    char *text;         /* " xmlns:p='uri'", escaped */
+    size_t text_len;    /* strlen(text) */
+    bool root_declares; /* the current stanza's root declares this prefix itself */
+    bool injected;      /* part of the current stanza's injection */
 };
 
 /* An element of the tree being built whose end tag has not come yet. */
@@ -72,6 +75,7 @@ struct qname {
 };
 
 struct gw_xml_parser {
+    unsigned long hash_salt; /* expat hash salt, random once per parser */
     XML_Parser xp;              /* created with namespace processing, UTF-8 forced */
     struct gw_xml_opts opts;    /* as given to gw_xml_new */
     struct gw_xml_callbacks cb; /* as given to gw_xml_new */
@@ -101,6 +105,7 @@ struct gw_xml_parser {
 
     struct gw_buf inj; /* the declarations this stanza gets, inserted at inj_at */
     size_t inj_at;     /* just past the root element's name, from its '<' */
+    bool inj_more;     /* a descendant uses a context prefix the root did not get */
     struct gw_buf out; /* stanza bytes when they cannot point straight into the input */
 
     struct arena_block *arena;     /* newest first, ending with &arena0.hdr */
@@ -400,21 +405,98 @@ static bool declared_here(const struct gw_xml_parser *p, const char *prefix)
     return false;
 }
 
-/* Which context declarations this stanza root needs, and where they go. */
-static int plan_injection(struct gw_xml_parser *p, const struct qname *q)
+/* Does the element or one of its attributes use this prefix? */
+static bool uses_prefix(const struct qname *q, const XML_Char **atts, unsigned n_atts,
+                        const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (q->prefix_len == n && memcmp(q->prefix, prefix, n) == 0)
+        return true;
+    for (unsigned k = 0; k < n_atts; k++) {
+        struct qname a;
+        split_name(atts[2 * k], &a);
+        if (a.prefix_len == n && memcmp(a.prefix, prefix, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Which context declarations this stanza root needs, and where they go: the default namespace
+ * always (the stanza inherits it), a prefix only when the root uses it. A descendant that uses
+ * another context prefix adds it when the stanza closes (note_prefixes, complete_injection). */
+static int plan_injection(struct gw_xml_parser *p, const struct qname *q, const XML_Char **atts,
+                          unsigned n_atts)
 {
     gw_buf_reset(&p->inj);
     p->inj_at = 0;
+    p->inj_more = false;
     if (p->n_ctx == 0)
         return 0;
     p->inj_at = 1 + (q->prefix_len ? q->prefix_len + 1 : 0) + q->local_len;
     for (unsigned i = 0; i < p->n_ctx; i++) {
-        if (declared_here(p, p->ctx[i].prefix))
+        struct ctx_decl *d = &p->ctx[i];
+        d->root_declares = declared_here(p, d->prefix);
+        d->injected = false;
+        if (d->root_declares || (*d->prefix && !uses_prefix(q, atts, n_atts, d->prefix)))
             continue;
-        int rc = gw_buf_append(&p->inj, p->ctx[i].text, p->ctx[i].text_len);
+        int rc = gw_buf_append(&p->inj, d->text, d->text_len);
+        if (rc)
+            return rc;
+        d->injected = true;
+    }
+    return 0;
+}
+
+/* A descendant element: note context prefixes it uses that the root did not get. */
+static void note_prefixes(struct gw_xml_parser *p, const XML_Char *name, const XML_Char **atts,
+                          unsigned n_atts)
+{
+    struct qname q;
+    bool split = false;
+    for (unsigned i = 0; i < p->n_ctx; i++) {
+        struct ctx_decl *d = &p->ctx[i];
+        if (d->injected || d->root_declares || !*d->prefix)
+            continue;
+        if (!split) {
+            split_name(name, &q);
+            split = true;
+        }
+        if (uses_prefix(&q, atts, n_atts, d->prefix)) {
+            d->injected = true;
+            p->inj_more = true;
+        }
+    }
+}
+
+static void shift_nodes(struct gw_xml_node *n, size_t delta)
+{
+    for (; n; n = n->next) {
+        n->start += delta;
+        n->end += delta;
+        shift_nodes(n->children, delta);
+    }
+}
+
+/* Add the declarations descendants turned out to need; the tree's offsets move with them. */
+static int complete_injection(struct gw_xml_parser *p, struct gw_xml_node *root)
+{
+    if (!p->inj_more)
+        return 0;
+    size_t before = p->inj.len;
+    for (unsigned i = 0; i < p->n_ctx; i++) {
+        struct ctx_decl *d = &p->ctx[i];
+        if (!d->injected || !*d->prefix || d->root_declares)
+            continue;
+        /* Already in: the root used it. Only the ones noted later are appended. */
+        if (p->inj.data && memmem(p->inj.data, before, d->text, d->text_len))
+            continue;
+        int rc = gw_buf_append(&p->inj, d->text, d->text_len);
         if (rc)
             return rc;
     }
+    p->inj_more = false;
+    if (root)
+        shift_nodes(root->children, p->inj.len - before);
     return 0;
 }
 
@@ -605,7 +687,7 @@ static void open_stanza(struct gw_xml_parser *p, const XML_Char *name, const XML
     p->st_name = arena_strndup(p, q.local, q.local_len);
     if (!p->st_ns || !p->st_name)
         return;
-    int rc = plan_injection(p, &q);
+    int rc = plan_injection(p, &q, atts, n_atts);
     if (rc) {
         fail_buf(p, rc, "stanza namespace declarations");
         return;
@@ -641,10 +723,13 @@ static void handle_start(void *ud, const XML_Char *name, const XML_Char **atts)
         open_stanza(p, name, atts, n_atts, at, end);
     } else if (end - p->stanza_start > p->opts.limits.max_stanza) {
         fail_limit(p, "stanza");
-    } else if (p->tree) {
-        struct qname q;
-        split_name(name, &q);
-        push_node(p, &q, atts, n_atts, (size_t)(at - p->stanza_start) + p->inj.len);
+    } else {
+        note_prefixes(p, name, atts, n_atts);
+        if (p->tree) {
+            struct qname q;
+            split_name(name, &q);
+            push_node(p, &q, atts, n_atts, (size_t)(at - p->stanza_start) + p->inj.len);
+        }
     }
     p->n_decls = 0;
     gw_buf_reset(&p->decls);
@@ -657,6 +742,11 @@ static void close_stanza(struct gw_xml_parser *p, uint64_t end)
         return;
     }
     struct gw_xml_stanza st = {.ns = p->st_ns, .name = p->st_name};
+    int rc = complete_injection(p, p->tree && p->n_frames ? p->frames[0].node : NULL);
+    if (rc) {
+        fail_buf(p, rc, "stanza namespace declarations");
+        return;
+    }
     if (p->tree) {
         if (!pop_node(p, (size_t)(end - p->stanza_start) + p->inj.len))
             return;
@@ -864,6 +954,9 @@ static void refuse_skipped_entity(void *ud, const XML_Char *name, int is_param)
 static void setup_expat(struct gw_xml_parser *p)
 {
     XML_Parser xp = p->xp;
+    /* Without a salt of ours expat draws one from the kernel on every reset: a system call per
+     * WebSocket frame and BOSH body. One random salt per parser keeps the hash-flooding defence. */
+    XML_SetHashSalt(xp, p->hash_salt);
     XML_SetUserData(xp, p);
     XML_SetReturnNSTriplet(xp, XML_TRUE);
     XML_SetElementHandler(xp, handle_start, handle_end);
@@ -1127,6 +1220,12 @@ struct gw_xml_parser *gw_xml_new(const struct gw_xml_opts *opts, const struct gw
     p->arena0.hdr.size = ARENA_INLINE;
     p->arena = &p->arena0.hdr;
     p->cond = "";
+    uint64_t salt = 0;
+    if (gw_rand_u64(&salt) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->hash_salt = (unsigned long)salt | 1; /* 0 would make expat draw its own */
     p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
     if (!p->xp) {
         free(p);
