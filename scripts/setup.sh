@@ -27,12 +27,8 @@ PROSODY_KEY=/etc/prosody/certs/localhost.key
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "not root and no sudo: cannot install packages"
-    SUDO=(sudo)
-fi
+# shellcheck source=scripts/lib/packages.sh
+. "$ROOT/scripts/lib/packages.sh"
 
 PACKAGES=(
     cmake make pkg-config gcc
@@ -113,33 +109,6 @@ cmd_stop() {
 cmd_status() {
     if pid_alive "$PIDFILE"; then echo "gateway: running (pid $(cat "$PIDFILE"))"; else echo "gateway: stopped"; fi
     if pid_alive /run/prosody/prosody.pid; then echo "prosody: running (pid $(cat /run/prosody/prosody.pid))"; else echo "prosody: not running (system instance)"; fi
-}
-
-install_packages() {
-    local p missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-    done
-    if [ "${#missing[@]}" -eq 0 ]; then
-        echo "all Debian packages present"
-        return
-    fi
-    say "installing: ${missing[*]}"
-    # Keep the package scripts from starting Prosody with its stock configuration: this script
-    # starts it itself once the configuration is right.
-    local policy=/usr/sbin/policy-rc.d placed=0 rc=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
-        "${SUDO[@]}" chmod 755 "$policy"
-        placed=1
-    fi
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
-    fi
-    [ "$placed" -eq 1 ] && "${SUDO[@]}" rm -f "$policy"
-    [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc)"
 }
 
 # Debian's /etc/prosody/prosody.cfg.lua already has VirtualHost "localhost" but no certificate for

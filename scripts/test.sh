@@ -17,12 +17,8 @@ JOBS=${JOBS:-2}
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "not root and no sudo: cannot install packages"
-    SUDO=(sudo)
-fi
+# shellcheck source=scripts/lib/packages.sh
+. "$ROOT/scripts/lib/packages.sh"
 
 # Debian packages the build and the suites need. lua-unbound gives Prosody asynchronous DNS.
 PACKAGES=(
@@ -31,41 +27,6 @@ PACKAGES=(
     libssl-dev libjansson-dev
     prosody lua-unbound chromium nginx haproxy openssl valgrind ca-certificates
 )
-
-missing_packages() {
-    local p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \
-            || printf '%s\n' "$p"
-    done
-}
-
-install_packages() {
-    local missing
-    mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
-    if [ "${#missing[@]}" -eq 0 ]; then
-        echo "all Debian packages present"
-        return
-    fi
-    say "installing: ${missing[*]}"
-    # Installing prosody, nginx or haproxy must not start their system services: the suites run
-    # their own instances on free loopback ports. policy-rc.d answering 101 forbids the start; it
-    # is only put in place (and removed again) when the machine has none.
-    local policy=/usr/sbin/policy-rc.d placed=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
-        "${SUDO[@]}" chmod 755 "$policy"
-        placed=1
-    fi
-    local rc=0
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
-    fi
-    [ "$placed" -eq 1 ] && "${SUDO[@]}" rm -f "$policy"
-    [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc)"
-}
 
 check_node() {
     command -v node >/dev/null || die "Node.js 20 or newer is required (node not found)"
