@@ -296,6 +296,7 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
                          LWS_CLOSE_STATUS_NORMAL);
             return;
         }
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
         int rc = gw_session_start(c->s, to, lang);
         if (rc == GW_EINVAL) {
             client_error(c, "host-unknown", "this gateway does not serve that domain",
@@ -454,6 +455,9 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         gw_buf_init(&c->msg, ctx->cfg->max_stanza);
         gw_web_peer(wsi, c->peer, sizeof(c->peer));
         pss->c = c;
+        /* A connection that never sends <open/> holds a descriptor for nothing: it gets as long
+         * as an upstream gets to answer (connect_timeout), then lws closes it. */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)ctx->cfg->connect_timeout);
         GW_DEBUG(&ctx->log, NULL, NULL, "websocket connection from %s", c->peer);
         return 0;
     }

@@ -744,6 +744,8 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&u->tcp, 1);
+    /* Notice an upstream that vanished without a FIN (crash, network cut) on an idle stream. */
+    uv_tcp_keepalive(&u->tcp, 1, 60);
     GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connected to %s:%u", u->cfg.addr.host,
              u->cfg.addr.port);
     if (u->cfg.tls == GW_UPSTREAM_TLS_DIRECT) {

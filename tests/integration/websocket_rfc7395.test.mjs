@@ -134,6 +134,34 @@ describe('RFC 7395 WebSocket transport', { timeout: 300000 }, () => {
     });
   });
 
+  describe('idle connections', () => {
+    let istack;
+    before(async () => { istack = await startStack({ gateway: { config: { connect_timeout: 2 } } }); });
+    after(async () => {
+      const problem = await istack?.stop();
+      if (problem) assert.fail(problem);
+    });
+
+    it('closes a connection that never sends <open/> after connect_timeout', T, async () => {
+      const probe = await connect(istack.gw.wsUrl, { perMessageDeflate: false });
+      const t0 = Date.now();
+      const { frames } = await probe.readUntilClose(8000);
+      const ms = Date.now() - t0;
+      assert.equal(frames.length, 0, 'nothing was said');
+      assert.ok(ms >= 1500 && ms < 6000, `closed after ${ms} ms (connect_timeout 2 s)`);
+    });
+
+    it('keeps a connection that sent <open/> past connect_timeout', T, async () => {
+      const probe = await connect(istack.gw.wsUrl, { perMessageDeflate: false });
+      probe.send(openFrame('localhost'));
+      await expectOpen(probe);
+      await expectFeatures(probe);
+      await new Promise((r) => setTimeout(r, 3500));
+      assert.equal(probe.isClosed, false, 'still open after 3.5 s');
+      probe.terminate();
+    });
+  });
+
   describe('permessage-deflate, when enabled (websocket.deflate: true)', () => {
     let dstack;
     before(async () => { dstack = await startStack({ gateway: { config: { websocket: { deflate: true } } } }); });
