@@ -782,21 +782,25 @@ void gw_config_defaults(struct gw_config *cfg)
     cfg->has_default_upstream = false;
 }
 
+/* If path ("bosh.max_wait") is a direct member of section ("bosh"; "" for the top level), the
+ * member's name ("max_wait"), else NULL. */
+static const char *member_of(const char *path, const char *section)
+{
+    size_t slen = strlen(section);
+    if (!slen)
+        return strchr(path, '.') ? NULL : path;
+    if (strncmp(path, section, slen) != 0 || path[slen] != '.')
+        return NULL;
+    return path + slen + 1;
+}
+
 /* The entry for member `key` of `section` ("" at the top). */
 static const struct key_def *find_key(const struct key_def *table, size_t n, const char *section,
                                       const char *key)
 {
-    size_t slen = strlen(section);
     for (size_t i = 0; i < n; i++) {
-        const char *path = table[i].path;
-        if (slen) {
-            if (strncmp(path, section, slen) != 0 || path[slen] != '.')
-                continue;
-            path += slen + 1;
-        } else if (strchr(path, '.')) {
-            continue;
-        }
-        if (strcmp(path, key) == 0)
+        const char *member = member_of(table[i].path, section);
+        if (member && strcmp(member, key) == 0)
             return &table[i];
     }
     return NULL;
@@ -806,18 +810,13 @@ static const struct key_def *find_key(const struct key_def *table, size_t n, con
 static void known_keys(const struct key_def *table, size_t n, const char *section, char *out,
                        size_t outlen)
 {
-    size_t slen = strlen(section), used = 0;
+    size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < n && used < outlen; i++) {
-        const char *path = table[i].path;
-        if (slen) {
-            if (strncmp(path, section, slen) != 0 || path[slen] != '.')
-                continue;
-            path += slen + 1;
-        } else if (strchr(path, '.')) {
+        const char *member = member_of(table[i].path, section);
+        if (!member)
             continue;
-        }
-        int w = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", path);
+        int w = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", member);
         if (w < 0)
             break;
         used += (size_t)w;

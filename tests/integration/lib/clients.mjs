@@ -77,6 +77,18 @@ export async function stopAllClients() {
 let idCounter = 0;
 export const nextId = (prefix = 't') => `${prefix}${process.pid}-${++idCounter}`;
 
+// An iq to send and the promise of its answer: gives the iq an id when it has none.
+function expectIqAnswer(inbox, text, ms) {
+  let stanza = text;
+  let id = /\sid\s*=\s*["']([^"']*)["']/.exec(text.slice(0, text.indexOf('>')))?.[1];
+  if (!id) {
+    id = nextId('iq');
+    stanza = text.replace(/^\s*<iq\b/, `<iq id="${id}"`);
+  }
+  const answer = inbox.waitFor((s) => s.name === 'iq' && s.id === id && (s.type === 'result' || s.type === 'error'), ms, `iq answer ${id}`);
+  return { stanza, answer };
+}
+
 function escapeAttr(s) {
   return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
 }
@@ -208,13 +220,7 @@ export async function loginXmppJs({
       await c.send(xml('presence', attrs, ...children));
     },
     async iq(text, ms = DEFAULT_TIMEOUT_MS) {
-      let stanza = text;
-      let id = /\sid\s*=\s*["']([^"']*)["']/.exec(text.slice(0, text.indexOf('>')))?.[1];
-      if (!id) {
-        id = nextId('iq');
-        stanza = text.replace(/^\s*<iq\b/, `<iq id="${id}"`);
-      }
-      const answer = inbox.waitFor((s) => s.name === 'iq' && s.id === id && (s.type === 'result' || s.type === 'error'), ms, `iq answer ${id}`);
+      const { stanza, answer } = expectIqAnswer(inbox, text, ms);
       await c.write(withClientNs(stanza));
       return answer;
     },
@@ -322,13 +328,7 @@ export async function loginStrophe({
       conn.flush();
     },
     async iq(text, ms = DEFAULT_TIMEOUT_MS) {
-      let stanza = text;
-      let id = /\sid\s*=\s*["']([^"']*)["']/.exec(text.slice(0, text.indexOf('>')))?.[1];
-      if (!id) {
-        id = nextId('iq');
-        stanza = text.replace(/^\s*<iq\b/, `<iq id="${id}"`);
-      }
-      const answer = inbox.waitFor((s) => s.name === 'iq' && s.id === id && (s.type === 'result' || s.type === 'error'), ms, `iq answer ${id}`);
+      const { stanza, answer } = expectIqAnswer(inbox, text, ms);
       await wrapper.sendRaw(stanza);
       return answer;
     },
