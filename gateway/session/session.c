@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "core/strmap.h"
 #include "xmpp/jid.h"
 #include "xmpp/upstream.h"
 
@@ -31,105 +32,23 @@ struct gw_session {
     uint64_t created_ms;
     uint64_t stanzas_in;           /* from the client */
     uint64_t stanzas_out;          /* to the client */
-    struct gw_session *next_sid;   /* hash chain by sid */
-    struct gw_session *next_jid;   /* hash chain by JID */
+    struct gw_strmap_node by_sid;  /* in the table by sid */
+    struct gw_strmap_node by_jid;  /* in the table by JID, once bound */
     struct gw_session *next_dead;  /* graveyard list */
-};
-
-struct table {
-    struct gw_session **b; /* buckets */
-    size_t nb;             /* number of buckets, a power of two */
-    size_t n;              /* entries */
 };
 
 struct gw_sessions {
     struct gw_ctx *ctx;
-    struct table by_sid;
-    struct table by_jid;
+    struct gw_strmap by_sid;
+    struct gw_strmap by_jid;
     struct gw_session *graveyard; /* marked dead, freed before the loop sleeps */
     uv_prepare_t sweeper;
     bool sweeper_open;
 };
 
-/* ---- hash tables (chained, keyed by string) ---- */
-
-static uint64_t hash_str(const char *s)
+static struct gw_session *of_sid(struct gw_strmap_node *n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static struct gw_session **chain_next(struct gw_session *s, bool jid)
-{
-    return jid ? &s->next_jid : &s->next_sid;
-}
-
-static const char *key_of(const struct gw_session *s, bool jid)
-{
-    return jid ? s->jid : s->sid;
-}
-
-static int table_grow(struct table *t, bool jid)
-{
-    size_t nb = t->nb ? t->nb * 2 : 64;
-    struct gw_session **b = calloc(nb, sizeof(*b));
-    if (!b)
-        return GW_ENOMEM;
-    for (size_t i = 0; i < t->nb; i++) {
-        struct gw_session *s = t->b[i];
-        while (s) {
-            struct gw_session *next = *chain_next(s, jid);
-            size_t k = hash_str(key_of(s, jid)) & (nb - 1);
-            *chain_next(s, jid) = b[k];
-            b[k] = s;
-            s = next;
-        }
-    }
-    free(t->b);
-    t->b = b;
-    t->nb = nb;
-    return 0;
-}
-
-static int table_add(struct table *t, struct gw_session *s, bool jid)
-{
-    if (t->n >= t->nb) {
-        int rc = table_grow(t, jid);
-        if (rc && t->nb == 0)
-            return rc; /* a full table still works, only slower */
-    }
-    size_t k = hash_str(key_of(s, jid)) & (t->nb - 1);
-    *chain_next(s, jid) = t->b[k];
-    t->b[k] = s;
-    t->n++;
-    return 0;
-}
-
-static void table_del(struct table *t, struct gw_session *s, bool jid)
-{
-    if (!t->nb || !key_of(s, jid))
-        return;
-    struct gw_session **pp = &t->b[hash_str(key_of(s, jid)) & (t->nb - 1)];
-    for (; *pp; pp = chain_next(*pp, jid)) {
-        if (*pp == s) {
-            *pp = *chain_next(s, jid);
-            t->n--;
-            return;
-        }
-    }
-}
-
-static struct gw_session *table_find(const struct table *t, const char *key, bool jid)
-{
-    if (!t->nb || !key)
-        return NULL;
-    struct gw_session *s = t->b[hash_str(key) & (t->nb - 1)];
-    for (; s; s = *chain_next(s, jid))
-        if (strcmp(key_of(s, jid), key) == 0)
-            return s;
-    return NULL;
+    return n ? GW_CONTAINER_OF(n, struct gw_session, by_sid) : NULL;
 }
 
 /* ---- lifetime ---- */
@@ -160,9 +79,9 @@ static void mark_dead(struct gw_session *s)
     struct gw_sessions *tbl = s->ctx->sessions;
     s->dead = true;
     s->ops = NULL;
-    table_del(&tbl->by_sid, s, false);
+    gw_strmap_del(&tbl->by_sid, &s->by_sid);
     if (s->jid)
-        table_del(&tbl->by_jid, s, true);
+        gw_strmap_del(&tbl->by_jid, &s->by_jid);
     s->ctx->metrics.sessions_open[s->tr]--;
     s->next_dead = tbl->graveyard;
     tbl->graveyard = s;
@@ -176,10 +95,10 @@ struct gw_sessions *gw_sessions_new(struct gw_ctx *ctx)
     if (!tbl)
         return NULL;
     tbl->ctx = ctx;
-    if (table_grow(&tbl->by_sid, false) || table_grow(&tbl->by_jid, true) ||
+    if (gw_strmap_init(&tbl->by_sid) || gw_strmap_init(&tbl->by_jid) ||
         uv_prepare_init(ctx->loop, &tbl->sweeper) != 0) {
-        free(tbl->by_sid.b);
-        free(tbl->by_jid.b);
+        gw_strmap_cleanup(&tbl->by_sid);
+        gw_strmap_cleanup(&tbl->by_jid);
         free(tbl);
         return NULL;
     }
@@ -199,20 +118,18 @@ void gw_sessions_free(struct gw_sessions *tbl)
 {
     if (!tbl)
         return;
-    for (size_t i = 0; i < tbl->by_sid.nb; i++) {
-        while (tbl->by_sid.b[i]) {
-            struct gw_session *s = tbl->by_sid.b[i];
-            s->ops = NULL;
-            gw_session_end(s, "system-shutdown");
-        }
+    struct gw_session *s;
+    while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL) {
+        s->ops = NULL;
+        gw_session_end(s, "system-shutdown");
     }
     while (tbl->graveyard) {
-        struct gw_session *s = tbl->graveyard;
+        s = tbl->graveyard;
         tbl->graveyard = s->next_dead;
         session_free(s);
     }
-    free(tbl->by_sid.b);
-    free(tbl->by_jid.b);
+    gw_strmap_cleanup(&tbl->by_sid);
+    gw_strmap_cleanup(&tbl->by_jid);
     tbl->sweeper_open = false;
     uv_prepare_stop(&tbl->sweeper);
     uv_close((uv_handle_t *)&tbl->sweeper, on_sweeper_closed);
@@ -238,10 +155,8 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, enum gw_transport tr,
         e = GW_ENOMEM;
     } else if (gw_rand_hex(s->sid, GW_SID_LEN / 2) != 0) {
         e = GW_EIO;
-    } else if (table_find(&tbl->by_sid, s->sid, false)) {
+    } else if (gw_strmap_find(&tbl->by_sid, s->sid)) {
         e = GW_EIO; /* 128 random bits collided: the generator is broken */
-    } else if (table_add(&tbl->by_sid, s, false) != 0) {
-        e = GW_ENOMEM;
     }
     if (e) {
         free(s);
@@ -249,6 +164,7 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, enum gw_transport tr,
             *err = e;
         return NULL;
     }
+    gw_strmap_add(&tbl->by_sid, &s->by_sid, s->sid);
     s->ctx = ctx;
     s->tr = tr;
     s->ops = ops;
@@ -302,11 +218,11 @@ static void up_bound(void *ud, const char *jid)
     struct gw_session *s = ud;
     struct gw_sessions *tbl = s->ctx->sessions;
     if (s->jid)
-        table_del(&tbl->by_jid, s, true);
+        gw_strmap_del(&tbl->by_jid, &s->by_jid);
     free(s->jid);
     s->jid = strdup(jid);
-    if (s->jid && table_add(&tbl->by_jid, s, true) != 0)
-        GW_WARN(&s->ctx->log, s->sid, s->jid, "JID index full");
+    if (s->jid)
+        gw_strmap_add(&tbl->by_jid, &s->by_jid, s->jid);
     GW_INFO(&s->ctx->log, s->sid, s->jid, "bound");
 }
 
@@ -426,45 +342,42 @@ bool gw_session_ready(const struct gw_session *s)
 
 struct gw_session *gw_sessions_find(struct gw_sessions *tbl, const char *sid)
 {
-    return table_find(&tbl->by_sid, sid, false);
+    return of_sid(gw_strmap_find(&tbl->by_sid, sid));
 }
 
 struct gw_session *gw_sessions_find_jid(struct gw_sessions *tbl, const char *full_jid)
 {
-    return table_find(&tbl->by_jid, full_jid, true);
+    struct gw_strmap_node *n = gw_strmap_find(&tbl->by_jid, full_jid);
+    return n ? GW_CONTAINER_OF(n, struct gw_session, by_jid) : NULL;
 }
 
 void gw_sessions_foreach(struct gw_sessions *tbl,
                          void (*fn)(void *ud, const struct gw_session_info *info), void *ud)
 {
-    for (size_t i = 0; i < tbl->by_sid.nb; i++) {
-        for (struct gw_session *s = tbl->by_sid.b[i]; s; s = s->next_sid) {
-            struct gw_session_info info = {
-                .sid = s->sid,
-                .jid = gw_session_jid(s),
-                .domain = s->domain,
-                .peer = s->peer,
-                .transport = s->tr,
-                .state = s->up ? gw_upstream_state_name(s->up) : "closing",
-                .created_ms = s->created_ms,
-                .stanzas_in = s->stanzas_in,
-                .stanzas_out = s->stanzas_out,
-                .upstream_tls = s->up && gw_upstream_is_tls(s->up),
-            };
-            fn(ud, &info);
-        }
+    for (struct gw_strmap_node *n = gw_strmap_first(&tbl->by_sid); n;
+         n = gw_strmap_next(&tbl->by_sid, n)) {
+        const struct gw_session *s = of_sid(n);
+        struct gw_session_info info = {
+            .sid = s->sid,
+            .jid = gw_session_jid(s),
+            .domain = s->domain,
+            .peer = s->peer,
+            .transport = s->tr,
+            .state = s->up ? gw_upstream_state_name(s->up) : "closing",
+            .created_ms = s->created_ms,
+            .stanzas_in = s->stanzas_in,
+            .stanzas_out = s->stanzas_out,
+            .upstream_tls = s->up && gw_upstream_is_tls(s->up),
+        };
+        fn(ud, &info);
     }
 }
 
 void gw_sessions_shutdown(struct gw_sessions *tbl)
 {
     /* Telling a transport may make it end other sessions: take one at a time from the table. */
-    for (;;) {
-        struct gw_session *s = NULL;
-        for (size_t i = 0; i < tbl->by_sid.nb && !s; i++)
-            s = tbl->by_sid.b[i];
-        if (!s)
-            break;
+    struct gw_session *s;
+    while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL) {
         const struct gw_sink_ops *ops = s->ops;
         s->ops = NULL;
         if (ops)

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/strmap.h"
 #include "session/session.h"
 #include "web/bosh_proto.h"
 #include "web/web.h"
@@ -109,13 +110,12 @@ struct bsess {
     uint64_t tomb_until;           /* BS_CLOSED: forget the session then */
     const char *fail_cond;         /* an end decided inside a sink callback, done from the timer */
     uv_timer_t timer;
-    struct bsess *next; /* hash chain */
+    struct gw_strmap_node in_table; /* in gw_bosh.table, by sid */
 };
 
 struct gw_bosh {
     struct gw_ctx *ctx;
-    struct bsess **buckets; /* sid -> bsess, chained; nb is a power of two */
-    size_t nb, n;
+    struct gw_strmap table; /* sid -> bsess */
     struct gw_bosh_parser *parser;
     struct gw_xml_limits limits; /* the parser's limits (rebuilt when the configuration changes) */
     bool shutting_down;
@@ -150,64 +150,10 @@ static size_t resp_max(const struct gw_config *cfg)
 
 /* ---- the sid table ---- */
 
-static uint64_t hash_sid(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static void table_grow(struct gw_bosh *b)
-{
-    size_t nb = b->nb ? b->nb * 2 : 64;
-    struct bsess **nbk = calloc(nb, sizeof(*nbk));
-    if (!nbk)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < b->nb; i++) {
-        for (struct bsess *bs = b->buckets[i], *next; bs; bs = next) {
-            next = bs->next;
-            size_t k = hash_sid(bs->sid) & (nb - 1);
-            bs->next = nbk[k];
-            nbk[k] = bs;
-        }
-    }
-    free(b->buckets);
-    b->buckets = nbk;
-    b->nb = nb;
-}
-
-static void table_add(struct gw_bosh *b, struct bsess *bs)
-{
-    if (b->n >= b->nb)
-        table_grow(b);
-    size_t k = hash_sid(bs->sid) & (b->nb - 1);
-    bs->next = b->buckets[k];
-    b->buckets[k] = bs;
-    b->n++;
-}
-
-static void table_del(struct gw_bosh *b, struct bsess *bs)
-{
-    if (!b->nb)
-        return;
-    for (struct bsess **pp = &b->buckets[hash_sid(bs->sid) & (b->nb - 1)]; *pp; pp = &(*pp)->next) {
-        if (*pp == bs) {
-            *pp = bs->next;
-            b->n--;
-            return;
-        }
-    }
-}
-
 static struct bsess *table_find(struct gw_bosh *b, const char *sid)
 {
-    if (!b->nb)
-        return NULL;
-    for (struct bsess *bs = b->buckets[hash_sid(sid) & (b->nb - 1)]; bs; bs = bs->next)
-        if (strcmp(bs->sid, sid) == 0)
-            return bs;
-    return NULL;
+    struct gw_strmap_node *n = gw_strmap_find(&b->table, sid);
+    return n ? GW_CONTAINER_OF(n, struct bsess, in_table) : NULL;
 }
 
 /* ---- request lists (ascending rid) ---- */
@@ -427,7 +373,7 @@ static void destroy(struct bsess *bs, const char *cond)
         bs->s = NULL;
     }
     bs->dead = true;
-    table_del(bs->b, bs);
+    gw_strmap_del(&bs->b->table, &bs->in_table);
     uv_timer_stop(&bs->timer);
     uv_close((uv_handle_t *)&bs->timer, on_timer_closed);
 }
@@ -1139,7 +1085,7 @@ static void create_session(struct gw_bosh *b, struct req *r)
     }
     uv_timer_init(ctx->loop, &bs->timer);
     bs->timer.data = bs;
-    table_add(b, bs);
+    gw_strmap_add(&b->table, &bs->in_table, bs->sid);
 
     uint64_t now = now_ms(b);
     bs->state = BS_CONNECTING;
@@ -1452,14 +1398,13 @@ struct gw_bosh *gw_bosh_new(struct gw_ctx *ctx)
     if (!b)
         return NULL;
     b->ctx = ctx;
-    table_grow(b);
-    if (!b->buckets) {
+    if (gw_strmap_init(&b->table) != 0) {
         free(b);
         return NULL;
     }
     refresh_parser(b);
     if (!b->parser) {
-        free(b->buckets);
+        gw_strmap_cleanup(&b->table);
         free(b);
         return NULL;
     }
@@ -1468,16 +1413,18 @@ struct gw_bosh *gw_bosh_new(struct gw_ctx *ctx)
 
 size_t gw_bosh_count(const struct gw_bosh *b)
 {
-    return b ? b->n : 0;
+    return b ? b->table.n : 0;
 }
 
 /* Every bsess, one at a time (the callee may take it out of the table). */
 static struct bsess *first_session(struct gw_bosh *b, bool live_only)
 {
-    for (size_t i = 0; i < b->nb; i++)
-        for (struct bsess *bs = b->buckets[i]; bs; bs = bs->next)
-            if (!live_only || bs->state != BS_CLOSED)
-                return bs;
+    for (struct gw_strmap_node *n = gw_strmap_first(&b->table); n;
+         n = gw_strmap_next(&b->table, n)) {
+        struct bsess *bs = GW_CONTAINER_OF(n, struct bsess, in_table);
+        if (!live_only || bs->state != BS_CLOSED)
+            return bs;
+    }
     return NULL;
 }
 
@@ -1515,7 +1462,7 @@ void gw_bosh_free(struct gw_bosh *b)
         destroy(bs, NULL);
     }
     gw_bosh_parser_free(b->parser);
-    free(b->buckets);
+    gw_strmap_cleanup(&b->table);
     if (b->ctx->bosh == b)
         b->ctx->bosh = NULL;
     free(b);
