@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The one test command: installs what is missing (Debian packages, npm packages), checks that the
-# release build compiles with gcc and -Werror, then builds with clang + AddressSanitizer +
+# The one test command: installs what is missing (Debian packages, npm packages), runs
+# scripts/lint.sh (formatting, function length, tests/README.md lists every test file), checks that
+# the release build compiles with gcc and -Werror, then builds with clang + AddressSanitizer +
 # UndefinedBehaviorSanitizer + libFuzzer and runs every CTest test (unit, integration, browser,
-# proxy, fault, fuzz). Exits non-zero on any failure.
+# fuzz). Exits non-zero on any failure.
 #
 #   bash scripts/test.sh              everything
 #   bash scripts/test.sh -L unit      extra arguments go to ctest (here: only the "unit" label)
 #   bash scripts/test.sh -R rfc7395   (only tests whose name matches)
 #
-# Environment: XMPPGW_SKIP_DEPS=1 skips apt/npm (offline re-runs); JOBS (default 2).
+# Environment: XMPPGW_SKIP_DEPS=1 skips apt/npm (offline re-runs); XMPPGW_SKIP_LINT=1 skips
+# scripts/lint.sh; JOBS (default 2).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,9 +22,10 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/lib/packages.sh
 . "$ROOT/scripts/lib/packages.sh"
 
-# Debian packages the build and the suites need. lua-unbound gives Prosody asynchronous DNS.
+# Debian packages the build, the lint step and the suites need. lua-unbound gives Prosody
+# asynchronous DNS.
 PACKAGES=(
-    cmake make pkg-config gcc clang libclang-rt-14-dev
+    cmake make pkg-config gcc clang libclang-rt-14-dev clang-format universal-ctags
     libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmicrohttpd-dev libexpat1-dev
     libssl-dev libjansson-dev
     prosody lua-unbound chromium nginx haproxy openssl valgrind ca-certificates
@@ -57,6 +60,11 @@ else
     [ -d node_modules ] || die "node_modules missing: run without XMPPGW_SKIP_DEPS=1 once"
 fi
 note_system_prosody
+
+if [ "${XMPPGW_SKIP_LINT:-0}" != 1 ]; then
+    say "lint (scripts/lint.sh; XMPPGW_SKIP_LINT=1 skips it)"
+    bash "$ROOT/scripts/lint.sh"
+fi
 
 say "release build with gcc (-Werror) in build/"
 CC=gcc cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null

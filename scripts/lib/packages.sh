@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/setup.sh and scripts/test.sh: root or sudo, and installing the Debian packages
 # named in PACKAGES that are missing. The caller defines say() and die().
 #
@@ -34,10 +35,11 @@ install_packages() {
         "${SUDO[@]}" chmod 755 "$policy"
         placed=1
     fi
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
+    # A fresh machine may be running its own apt (unattended-upgrades): wait for its lock.
+    local apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+    "${apt[@]}" update -qq || rc=$?
     if [ "$rc" -eq 0 ]; then
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+        "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
     fi
     [ "$placed" -eq 1 ] && "${SUDO[@]}" rm -f "$policy"
     [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc)"
