@@ -256,7 +256,7 @@ static json_t *describe_session(const struct gw_session_info *info, uint64_t now
     set_value(o, "domain", new_text(info->domain), rc);
     set_value(o, "peer", new_text(info->peer), rc);
     set_value(o, "transport", json_string(gw_transport_name(info->transport)), rc);
-    set_value(o, "state", new_text(info->state), rc);
+    set_value(o, "state", new_text(gw_session_state_name(info->state)), rc);
     set_value(o, "age_seconds", new_count(age), rc);
     set_value(o, "stanzas_in", new_count(info->stanzas_in), rc);
     set_value(o, "stanzas_out", new_count(info->stanzas_out), rc);

@@ -1,9 +1,10 @@
-/* Session core: the session table (by sid and by bound JID), each session's upstream stream and the
- * glue between a transport's sink and the upstream's callbacks. Sessions are freed only from a
- * uv_prepare callback, never inside another callback. Calls: xmpp/upstream, xmpp/jid, config,
- * core. */
+/* Session core: the session table (by sid and by bound JID), each session's state machine and
+ * upstream stream, and the glue between the owner's sink and the upstream's events. Every change
+ * of state goes through transition(). Sessions are freed only from a uv_prepare callback, never
+ * inside another callback. Calls: xmpp/upstream, xmpp/jid, config, core. */
 #include "session/session.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,19 +17,33 @@
 #include "xmpp/jid.h"
 #include "xmpp/upstream.h"
 
+#define BIND_ID "gw-bind-1"
+
+/* What a session that logs in by itself needs until it is bound. */
+struct login {
+    char *user;
+    char *password;          /* cleared and freed once SASL is done */
+    char *resource;          /* NULL: the server chooses */
+    struct gw_buf features;  /* features of the bound stream, for the sink */
+    char stream_id[256];     /* header of the bound stream, for the sink */
+    char stream_from[256];
+    char stream_lang[64];
+};
+
 struct gw_session {
     struct gw_ctx *ctx;
     char sid[GW_SID_LEN + 1];
+    enum gw_session_state state;
     enum gw_transport tr;
-    const struct gw_sink_ops *ops; /* NULL once detached from the transport */
-    void *t;                       /* the transport's own state */
+    const struct gw_sink_ops *ops; /* NULL once detached from the owner */
+    void *t;                       /* the owner's own state */
+    struct login *login;           /* GW_SESSION_AUTH_GATEWAY only */
+    bool restart_due;              /* SASL success seen; the stream restarts (RESTARTING only) */
     char peer[64];                 /* client address, for logs and /api/sessions */
     char domain[256];              /* XMPP domain asked for */
     char *jid;                     /* bound full JID, NULL before bind */
     struct gw_upstream *up;        /* NULL once upstream closed or was closed */
-    struct gw_buf pending_up;      /* client stanzas that arrived before the stream was ready */
-    bool ready;                    /* upstream stream ready for stanzas */
-    bool dead;                     /* on the graveyard list, unreachable by lookups */
+    struct gw_buf held;            /* client elements waiting for the stream to open for them */
     uint64_t created_ms;
     uint64_t stanzas_in;           /* from the client */
     uint64_t stanzas_out;          /* to the client */
@@ -41,10 +56,27 @@ struct gw_sessions {
     struct gw_ctx *ctx;
     struct gw_strmap by_sid;
     struct gw_strmap by_jid;
-    struct gw_session *graveyard; /* marked dead, freed before the loop sleeps */
+    struct gw_session *graveyard; /* closed, freed before the loop sleeps */
     uv_prepare_t sweeper;
     bool sweeper_open;
 };
+
+static const char *const state_names[GW_SESSION_STATE_COUNT] = {
+    [GW_SESSION_NEW] = "new",
+    [GW_SESSION_CONNECTING] = "connecting",
+    [GW_SESSION_SECURING] = "securing",
+    [GW_SESSION_FEATURES] = "features",
+    [GW_SESSION_AUTHENTICATING] = "authenticating",
+    [GW_SESSION_RESTARTING] = "restarting",
+    [GW_SESSION_BINDING] = "binding",
+    [GW_SESSION_BOUND] = "bound",
+    [GW_SESSION_CLOSED] = "closed",
+};
+
+const char *gw_session_state_name(enum gw_session_state st)
+{
+    return (unsigned)st < GW_SESSION_STATE_COUNT ? state_names[st] : "?";
+}
 
 static struct gw_session *of_sid(struct gw_strmap_node *n)
 {
@@ -53,9 +85,24 @@ static struct gw_session *of_sid(struct gw_strmap_node *n)
 
 /* ---- lifetime ---- */
 
+static void login_free(struct login *l)
+{
+    if (!l)
+        return;
+    if (l->password) {
+        OPENSSL_cleanse(l->password, strlen(l->password));
+        free(l->password);
+    }
+    free(l->user);
+    free(l->resource);
+    gw_buf_cleanup(&l->features);
+    free(l);
+}
+
 static void session_free(struct gw_session *s)
 {
-    gw_buf_cleanup(&s->pending_up);
+    gw_buf_cleanup(&s->held);
+    login_free(s->login);
     free(s->jid);
     free(s);
 }
@@ -71,13 +118,18 @@ static void sweep(uv_prepare_t *h)
     uv_prepare_stop(&tbl->sweeper);
 }
 
-/* Unreachable at once, freed before the loop sleeps. */
-static void mark_dead(struct gw_session *s)
+/* The one place a session changes state. CLOSED takes it out of the table at once; its memory
+ * goes before the loop sleeps. */
+static void transition(struct gw_session *s, enum gw_session_state to)
 {
-    if (s->dead)
+    if (s->state == to || s->state == GW_SESSION_CLOSED)
+        return;
+    GW_DEBUG(&s->ctx->log, s->sid, s->jid, "state %s -> %s", state_names[s->state],
+             state_names[to]);
+    s->state = to;
+    if (to != GW_SESSION_CLOSED)
         return;
     struct gw_sessions *tbl = s->ctx->sessions;
-    s->dead = true;
     s->ops = NULL;
     gw_strmap_del(&tbl->by_sid, &s->by_sid);
     if (s->jid)
@@ -112,8 +164,6 @@ static void on_sweeper_closed(uv_handle_t *h)
     free(h->data);
 }
 
-/* Ends every session without telling transports (they are being freed too), then frees. The loop
- * must run once more for the sweeper handle to close. */
 void gw_sessions_free(struct gw_sessions *tbl)
 {
     if (!tbl)
@@ -121,7 +171,7 @@ void gw_sessions_free(struct gw_sessions *tbl)
     struct gw_session *s;
     while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL) {
         s->ops = NULL;
-        gw_session_end(s, "system-shutdown");
+        gw_session_end(s, GW_COND_system_shutdown);
     }
     while (tbl->graveyard) {
         s = tbl->graveyard;
@@ -140,70 +190,397 @@ size_t gw_sessions_count(const struct gw_sessions *tbl)
     return tbl->by_sid.n;
 }
 
-struct gw_session *gw_session_new(struct gw_ctx *ctx, enum gw_transport tr,
-                                  const struct gw_sink_ops *ops, void *t, const char *peer,
-                                  int *err)
+static struct login *login_new(const struct gw_session_opts *o, size_t max_stanza)
+{
+    struct login *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->user = strdup(o->user);
+    l->password = strdup(o->password);
+    l->resource = o->resource ? strdup(o->resource) : NULL;
+    gw_buf_init(&l->features, max_stanza);
+    if (!l->user || !l->password || (o->resource && !l->resource)) {
+        login_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static int check_new(struct gw_ctx *ctx, const struct gw_session_opts *o)
+{
+    if (ctx->draining)
+        return GW_ECLOSED;
+    if (ctx->sessions->by_sid.n >= ctx->cfg->max_sessions)
+        return GW_ELIMIT;
+    if (!o->sink || (unsigned)o->transport >= GW_TRANSPORT_COUNT)
+        return GW_EINVAL;
+    if (o->auth == GW_SESSION_AUTH_GATEWAY && (!o->user || !*o->user || !o->password))
+        return GW_EINVAL;
+    return 0;
+}
+
+struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *o, int *err)
 {
     struct gw_sessions *tbl = ctx->sessions;
-    int e = 0;
     struct gw_session *s = NULL;
-    if (ctx->draining) {
-        e = GW_ECLOSED;
-    } else if (tbl->by_sid.n >= ctx->cfg->max_sessions) {
-        e = GW_ELIMIT;
-    } else if (!(s = calloc(1, sizeof(*s)))) {
+    int e = check_new(ctx, o);
+    if (!e && !(s = calloc(1, sizeof(*s))))
         e = GW_ENOMEM;
-    } else if (gw_rand_hex(s->sid, GW_SID_LEN / 2) != 0) {
+    if (!e && gw_rand_hex(s->sid, GW_SID_LEN / 2) != 0)
         e = GW_EIO;
-    } else if (gw_strmap_find(&tbl->by_sid, s->sid)) {
+    if (!e && gw_strmap_find(&tbl->by_sid, s->sid))
         e = GW_EIO; /* 128 random bits collided: the generator is broken */
-    }
+    if (!e && o->auth == GW_SESSION_AUTH_GATEWAY && !(s->login = login_new(o, ctx->cfg->max_stanza)))
+        e = GW_ENOMEM;
+    if (err)
+        *err = e;
     if (e) {
+        if (s)
+            login_free(s->login);
         free(s);
-        if (err)
-            *err = e;
         return NULL;
     }
     gw_strmap_add(&tbl->by_sid, &s->by_sid, s->sid);
     s->ctx = ctx;
-    s->tr = tr;
-    s->ops = ops;
-    s->t = t;
-    snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
-    gw_buf_init(&s->pending_up, ctx->cfg->send_queue);
+    s->state = GW_SESSION_NEW;
+    s->tr = o->transport;
+    s->ops = o->sink;
+    s->t = o->t;
+    snprintf(s->peer, sizeof(s->peer), "%s", o->peer ? o->peer : "");
+    gw_buf_init(&s->held, ctx->cfg->send_queue);
     s->created_ms = uv_now(ctx->loop);
-    ctx->metrics.sessions_open[tr]++;
-    ctx->metrics.sessions_total[tr]++;
-    GW_INFO(&ctx->log, s->sid, NULL, "session created: transport=%s peer=%s",
-            gw_transport_name(tr), s->peer);
-    if (err)
-        *err = 0;
+    ctx->metrics.sessions_open[s->tr]++;
+    ctx->metrics.sessions_total[s->tr]++;
+    GW_INFO(&ctx->log, s->sid, NULL, "session created: transport=%s peer=%s auth=%s",
+            gw_transport_name(s->tr), s->peer, s->login ? "gateway" : "client");
     return s;
 }
 
-/* ---- upstream callbacks ---- */
+/* ---- ending ---- */
 
-static void up_ready(void *ud, const struct gw_upstream_stream *hdr, const char *features,
-                     size_t len)
+/* Tell the owner (once) and close. */
+static void close_with(struct gw_session *s, const struct gw_close_reason *why)
+{
+    if (s->state == GW_SESSION_CLOSED)
+        return;
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended: %s%s%s",
+            why->cond == GW_COND_NONE ? "closed" : gw_condition_name(why->cond),
+            why->text ? ": " : "", why->text ? why->text : "");
+    const struct gw_sink_ops *ops = s->ops;
+    s->ops = NULL;
+    if (s->up) {
+        gw_upstream_close(s->up);
+        s->up = NULL;
+    }
+    transition(s, GW_SESSION_CLOSED);
+    if (ops)
+        ops->closed(s->t, why);
+}
+
+static void fail(struct gw_session *s, enum gw_condition cond, const char *text)
+{
+    struct gw_close_reason why = {.cond = cond, .text = text};
+    close_with(s, &why);
+}
+
+/* The owner ends the session: no sink call follows. */
+static void end_by_owner(struct gw_session *s, const char *why)
+{
+    if (s->state == GW_SESSION_CLOSED)
+        return;
+    s->ops = NULL;
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended: %s", why);
+    if (s->up) {
+        gw_upstream_close(s->up);
+        s->up = NULL;
+    }
+    transition(s, GW_SESSION_CLOSED);
+}
+
+void gw_session_end(struct gw_session *s, enum gw_condition cond)
+{
+    end_by_owner(s, cond == GW_COND_NONE ? "closed by the client" : gw_condition_name(cond));
+}
+
+void gw_session_lost(struct gw_session *s)
+{
+    end_by_owner(s, "the client side is gone");
+}
+
+/* ---- client elements for upstream ---- */
+
+/* Is the stream open for the client's elements? */
+static bool open_for_client(const struct gw_session *s)
+{
+    if (s->login)
+        return s->state == GW_SESSION_BOUND;
+    return s->state == GW_SESSION_AUTHENTICATING || s->state == GW_SESSION_BINDING ||
+           s->state == GW_SESSION_BOUND;
+}
+
+/* Send what was held, in order, once the stream is open for it. */
+static int flush_held(struct gw_session *s)
+{
+    if (!gw_buf_size(&s->held) || !open_for_client(s))
+        return 0;
+    int rc = gw_upstream_send(s->up, gw_buf_ptr(&s->held), gw_buf_size(&s->held));
+    if (rc == GW_EAGAIN)
+        return 0;
+    gw_buf_reset(&s->held);
+    if (s->held.cap > 65536)
+        gw_buf_cleanup(&s->held);
+    return rc;
+}
+
+int gw_session_send(struct gw_session *s, const char *bytes, size_t len)
+{
+    if (s->state == GW_SESSION_CLOSED || (s->state != GW_SESSION_NEW && !s->up))
+        return GW_ECLOSED;
+    int rc = GW_EAGAIN;
+    if (open_for_client(s) && !gw_buf_size(&s->held))
+        rc = gw_upstream_send(s->up, bytes, len);
+    if (rc == GW_EAGAIN)
+        rc = gw_buf_append(&s->held, bytes, len);
+    if (rc)
+        return rc;
+    s->stanzas_in++;
+    s->ctx->metrics.stanzas_to_upstream++;
+    s->ctx->metrics.bytes_to_upstream += len;
+    return 0;
+}
+
+int gw_session_restart(struct gw_session *s)
+{
+    if (s->state == GW_SESSION_CLOSED || !s->up)
+        return GW_ECLOSED;
+    if (s->login || s->state != GW_SESSION_RESTARTING || !s->restart_due)
+        return GW_EPROTO;
+    s->restart_due = false;
+    return gw_upstream_restart(s->up);
+}
+
+void gw_session_resume(struct gw_session *s)
+{
+    if (s->up)
+        gw_upstream_pause_reading(s->up, false);
+}
+
+/* ---- the gateway's own login (GW_SESSION_AUTH_GATEWAY) ---- */
+
+static bool offers_mechanism(const struct gw_xml_node *features, const char *mech)
+{
+    const struct gw_xml_node *m = gw_xml_child(features, GW_NS_SASL, "mechanisms");
+    for (const struct gw_xml_node *c = m ? m->children : NULL; c; c = c->next)
+        if (strcmp(c->name, "mechanism") == 0 && c->text && strcmp(c->text, mech) == 0)
+            return true;
+    return false;
+}
+
+/* SASL PLAIN (RFC 4616): base64 of "\0user\0password". */
+static int send_plain_auth(struct gw_session *s)
+{
+    struct login *l = s->login;
+    size_t ul = strlen(l->user), pl = strlen(l->password), n = ul + pl + 2;
+    unsigned char *raw = malloc(n);
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    struct gw_buf b;
+    gw_buf_init(&b, 4 * n + 256);
+    int rc = raw && b64 ? 0 : GW_ENOMEM;
+    if (!rc) {
+        raw[0] = '\0';
+        memcpy(raw + 1, l->user, ul);
+        raw[ul + 1] = '\0';
+        memcpy(raw + ul + 2, l->password, pl);
+        EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
+        rc = gw_buf_printf(&b, "<auth xmlns='" GW_NS_SASL "' mechanism='PLAIN'>%s</auth>", b64);
+    }
+    if (!rc)
+        rc = gw_upstream_send(s->up, gw_buf_ptr(&b), gw_buf_size(&b));
+    if (raw)
+        OPENSSL_cleanse(raw, n);
+    if (b64)
+        OPENSSL_cleanse(b64, strlen(b64));
+    if (b.data)
+        OPENSSL_cleanse(b.data, b.cap);
+    gw_buf_cleanup(&b);
+    free(raw);
+    free(b64);
+    return rc;
+}
+
+static int send_bind(struct gw_session *s)
+{
+    struct gw_buf b;
+    gw_buf_init(&b, 2048);
+    int rc = gw_buf_append_str(&b, "<iq type='set' id='" BIND_ID "'><bind xmlns='" GW_NS_BIND "'");
+    if (!rc && s->login->resource) {
+        rc = gw_buf_append_str(&b, "><resource>");
+        if (!rc)
+            rc = gw_buf_append_xml_escaped(&b, s->login->resource, strlen(s->login->resource));
+        if (!rc)
+            rc = gw_buf_append_str(&b, "</resource></bind></iq>");
+    } else if (!rc) {
+        rc = gw_buf_append_str(&b, "/></iq>");
+    }
+    if (!rc)
+        rc = gw_upstream_send(s->up, gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+    return rc;
+}
+
+/* Features of the gateway's own login: authenticate, then bind. */
+static void login_features(struct gw_session *s, const struct gw_stream_info *hdr,
+                           const char *features, size_t len, const struct gw_xml_node *tree)
+{
+    struct login *l = s->login;
+    int rc;
+    if (s->state == GW_SESSION_FEATURES) {
+        if (!offers_mechanism(tree, "PLAIN")) {
+            fail(s, GW_COND_not_authorized, "upstream offers no SASL PLAIN");
+            return;
+        }
+        transition(s, GW_SESSION_AUTHENTICATING);
+        rc = send_plain_auth(s);
+    } else {
+        transition(s, GW_SESSION_BINDING);
+        snprintf(l->stream_id, sizeof(l->stream_id), "%s", hdr->id);
+        snprintf(l->stream_from, sizeof(l->stream_from), "%s", hdr->from);
+        snprintf(l->stream_lang, sizeof(l->stream_lang), "%s", hdr->lang);
+        gw_buf_reset(&l->features);
+        rc = gw_buf_append(&l->features, features, len);
+        if (!rc)
+            rc = send_bind(s);
+    }
+    if (rc)
+        fail(s, GW_COND_internal_server_error, gw_strerror(rc));
+}
+
+/* An element of the gateway's own login (nothing before the bind goes to the owner). */
+static void login_stanza(struct gw_session *s, const struct gw_xml_stanza *st)
+{
+    if (s->state == GW_SESSION_AUTHENTICATING && strcmp(st->ns, GW_NS_SASL) == 0) {
+        if (strcmp(st->name, "success") != 0) {
+            fail(s, GW_COND_not_authorized, "upstream refused the gateway's login");
+            return;
+        }
+        OPENSSL_cleanse(s->login->password, strlen(s->login->password));
+        transition(s, GW_SESSION_RESTARTING);
+        gw_upstream_restart_after(s->up);
+        int rc = gw_upstream_restart(s->up);
+        if (rc)
+            fail(s, GW_COND_internal_server_error, gw_strerror(rc));
+        return;
+    }
+    if (s->state == GW_SESSION_BINDING && strcmp(st->name, "iq") == 0 && st->tree) {
+        /* A result was read by bind_result(); anything else answering our bind is a refusal. */
+        const char *id = gw_xml_attr(st->tree->attrs, st->tree->n_attrs, "id");
+        if (id && strcmp(id, BIND_ID) == 0)
+            fail(s, GW_COND_not_authorized, "upstream refused the resource binding");
+    }
+}
+
+/* ---- upstream events ---- */
+
+static void up_progress(void *ud, enum gw_upstream_progress p)
 {
     struct gw_session *s = ud;
-    s->ready = true;
-    if (gw_buf_size(&s->pending_up)) {
-        int rc = gw_upstream_send(s->up, gw_buf_ptr(&s->pending_up), gw_buf_size(&s->pending_up));
-        gw_buf_reset(&s->pending_up);
-        if (rc)
-            GW_WARN(&s->ctx->log, s->sid, s->jid, "held stanzas not sent upstream: %s",
-                    gw_strerror(rc));
+    if (p == GW_UPSTREAM_CONNECTED && s->state == GW_SESSION_CONNECTING)
+        transition(s, GW_SESSION_SECURING);
+    else if (p == GW_UPSTREAM_STREAM &&
+             (s->state == GW_SESSION_CONNECTING || s->state == GW_SESSION_SECURING))
+        transition(s, GW_SESSION_FEATURES);
+}
+
+static void up_features(void *ud, const struct gw_stream_info *hdr, const char *features,
+                        size_t len, const struct gw_xml_node *tree)
+{
+    struct gw_session *s = ud;
+    if (s->state != GW_SESSION_FEATURES && s->state != GW_SESSION_RESTARTING) {
+        fail(s, GW_COND_undefined_condition, "upstream sent stream features out of turn");
+        return;
     }
-    struct gw_stream_info info = {
-        .id = hdr->id, .from = hdr->from, .version = hdr->version, .lang = hdr->lang};
+    if (s->login) {
+        login_features(s, hdr, features, len, tree);
+        return;
+    }
+    transition(s, s->state == GW_SESSION_FEATURES ? GW_SESSION_AUTHENTICATING
+                                                  : GW_SESSION_BINDING);
+    int rc = flush_held(s);
+    if (rc) {
+        fail(s, rc == GW_ELIMIT ? GW_COND_policy_violation : GW_COND_internal_server_error,
+             "the client's held elements could not be sent upstream");
+        return;
+    }
     if (s->ops)
-        s->ops->stream_ready(s->t, &info, features, len);
+        s->ops->stream_ready(s->t, hdr, features, len);
+}
+
+/* A bind result names the session's full JID. */
+static bool bind_result(struct gw_session *s, const struct gw_xml_stanza *st)
+{
+    if (s->state != GW_SESSION_BINDING || !st->tree || strcmp(st->name, "iq") != 0)
+        return false;
+    const char *type = gw_xml_attr(st->tree->attrs, st->tree->n_attrs, "type");
+    const struct gw_xml_node *bind = gw_xml_child(st->tree, GW_NS_BIND, "bind");
+    const struct gw_xml_node *jid = bind ? gw_xml_child(bind, GW_NS_BIND, "jid") : NULL;
+    if (!type || strcmp(type, "result") != 0 || !jid || !jid->text_len)
+        return false;
+    char *copy = strdup(jid->text);
+    if (!copy) {
+        fail(s, GW_COND_internal_server_error, "out of memory");
+        return true;
+    }
+    struct gw_sessions *tbl = s->ctx->sessions;
+    free(s->jid);
+    s->jid = copy;
+    gw_strmap_add(&tbl->by_jid, &s->by_jid, s->jid);
+    gw_upstream_set_jid(s->up, s->jid);
+    transition(s, GW_SESSION_BOUND);
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "bound");
+    return false;
+}
+
+/* A gateway login is bound: the owner learns of the stream now, and what it held goes. */
+static void login_bound(struct gw_session *s)
+{
+    struct login *l = s->login;
+    struct gw_stream_info info = {
+        .id = l->stream_id, .from = l->stream_from, .version = "1.0", .lang = l->stream_lang};
+    int rc = flush_held(s);
+    if (rc) {
+        fail(s, rc == GW_ELIMIT ? GW_COND_policy_violation : GW_COND_internal_server_error,
+             "the held elements could not be sent upstream");
+        return;
+    }
+    if (s->ops)
+        s->ops->stream_ready(s->t, &info, gw_buf_ptr(&l->features), gw_buf_size(&l->features));
+    gw_buf_cleanup(&l->features);
+}
+
+static bool is_sasl_success(const struct gw_xml_stanza *st)
+{
+    return strcmp(st->ns, GW_NS_SASL) == 0 && strcmp(st->name, "success") == 0;
 }
 
 static void up_stanza(void *ud, const struct gw_xml_stanza *st)
 {
     struct gw_session *s = ud;
+    bool was_bound = s->state == GW_SESSION_BOUND;
+    if (bind_result(s, st) || s->state == GW_SESSION_CLOSED)
+        return;
+    if (s->login && !was_bound) {
+        if (s->state == GW_SESSION_BOUND)
+            login_bound(s);
+        else
+            login_stanza(s, st);
+        return;
+    }
+    if (s->state == GW_SESSION_AUTHENTICATING && is_sasl_success(st)) {
+        /* RFC 6120 6.4.6: the stream restarts; the client's restart sends our new header. */
+        transition(s, GW_SESSION_RESTARTING);
+        s->restart_due = true;
+        gw_upstream_restart_after(s->up);
+    }
     if (!s->ops)
         return;
     s->stanzas_out++;
@@ -213,46 +590,23 @@ static void up_stanza(void *ud, const struct gw_xml_stanza *st)
         gw_upstream_pause_reading(s->up, true);
 }
 
-static void up_bound(void *ud, const char *jid)
-{
-    struct gw_session *s = ud;
-    struct gw_sessions *tbl = s->ctx->sessions;
-    if (s->jid)
-        gw_strmap_del(&tbl->by_jid, &s->by_jid);
-    free(s->jid);
-    s->jid = strdup(jid);
-    if (s->jid)
-        gw_strmap_add(&tbl->by_jid, &s->by_jid, s->jid);
-    GW_INFO(&s->ctx->log, s->sid, s->jid, "bound");
-}
-
-static void up_closed(void *ud, const char *cond, const char *text, const char *err_xml,
-                      size_t err_len)
+static void up_closed(void *ud, const struct gw_close_reason *why)
 {
     struct gw_session *s = ud;
     s->up = NULL; /* it frees itself */
-    s->ready = false;
-    GW_INFO(&s->ctx->log, s->sid, s->jid, "upstream stream ended: %s%s%s", cond ? cond : "closed",
-            text ? ": " : "", text ? text : "");
-    const struct gw_sink_ops *ops = s->ops;
-    s->ops = NULL;
-    if (ops)
-        ops->closed(s->t, cond, text, err_xml, err_len);
-    mark_dead(s);
+    close_with(s, why);
 }
 
 static const struct gw_upstream_ops up_ops = {
-    .on_ready = up_ready,
+    .on_progress = up_progress,
+    .on_features = up_features,
     .on_stanza = up_stanza,
-    .on_bound = up_bound,
     .on_closed = up_closed,
 };
 
-/* ---- transport -> session ---- */
-
 int gw_session_start(struct gw_session *s, const char *to, const char *lang)
 {
-    if (s->up || s->dead)
+    if (s->state != GW_SESSION_NEW)
         return GW_EPROTO;
     if (!to || !gw_jid_domain_valid(to))
         return GW_EINVAL;
@@ -263,52 +617,13 @@ int gw_session_start(struct gw_session *s, const char *to, const char *lang)
     s->up = gw_upstream_open(s->ctx, uc, to, lang, &up_ops, s, s->sid);
     if (!s->up)
         return GW_ENOMEM;
+    transition(s, GW_SESSION_CONNECTING);
     GW_DEBUG(&s->ctx->log, s->sid, NULL, "upstream for %s: %s:%u tls=%s", to, uc->addr.host,
              uc->addr.port, gw_config_tls_name(uc->tls));
     return 0;
 }
 
-int gw_session_send(struct gw_session *s, const char *bytes, size_t len)
-{
-    if (!s->up || s->dead)
-        return GW_ECLOSED;
-    s->stanzas_in++;
-    s->ctx->metrics.stanzas_to_upstream++;
-    s->ctx->metrics.bytes_to_upstream += len;
-    if (!s->ready)
-        return gw_buf_append(&s->pending_up, bytes, len);
-    return gw_upstream_send(s->up, bytes, len);
-}
-
-int gw_session_restart(struct gw_session *s)
-{
-    if (!s->up || s->dead || !gw_upstream_sasl_done(s->up))
-        return GW_EPROTO;
-    s->ready = false;
-    return gw_upstream_restart(s->up);
-}
-
-void gw_session_end(struct gw_session *s, const char *cond)
-{
-    if (s->dead)
-        return;
-    if (cond)
-        GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended: %s", cond);
-    else
-        GW_INFO(&s->ctx->log, s->sid, s->jid, "session closed by client");
-    s->ops = NULL;
-    if (s->up) {
-        gw_upstream_close(s->up);
-        s->up = NULL;
-    }
-    mark_dead(s);
-}
-
-void gw_session_resume(struct gw_session *s)
-{
-    if (s->up)
-        gw_upstream_pause_reading(s->up, false);
-}
+/* ---- views ---- */
 
 const char *gw_session_id(const struct gw_session *s)
 {
@@ -325,30 +640,9 @@ const char *gw_session_domain(const struct gw_session *s)
     return s->domain;
 }
 
-enum gw_transport gw_session_transport_type(const struct gw_session *s)
+enum gw_session_state gw_session_state(const struct gw_session *s)
 {
-    return s->tr;
-}
-
-void *gw_session_transport(const struct gw_session *s)
-{
-    return s->t;
-}
-
-bool gw_session_ready(const struct gw_session *s)
-{
-    return s->ready;
-}
-
-struct gw_session *gw_sessions_find(struct gw_sessions *tbl, const char *sid)
-{
-    return of_sid(gw_strmap_find(&tbl->by_sid, sid));
-}
-
-struct gw_session *gw_sessions_find_jid(struct gw_sessions *tbl, const char *full_jid)
-{
-    struct gw_strmap_node *n = gw_strmap_find(&tbl->by_jid, full_jid);
-    return n ? GW_CONTAINER_OF(n, struct gw_session, by_jid) : NULL;
+    return s->state;
 }
 
 void gw_sessions_foreach(struct gw_sessions *tbl,
@@ -363,7 +657,7 @@ void gw_sessions_foreach(struct gw_sessions *tbl,
             .domain = s->domain,
             .peer = s->peer,
             .transport = s->tr,
-            .state = s->up ? gw_upstream_state_name(s->up) : "closing",
+            .state = s->state,
             .created_ms = s->created_ms,
             .stanzas_in = s->stanzas_in,
             .stanzas_out = s->stanzas_out,
@@ -375,13 +669,8 @@ void gw_sessions_foreach(struct gw_sessions *tbl,
 
 void gw_sessions_shutdown(struct gw_sessions *tbl)
 {
-    /* Telling a transport may make it end other sessions: take one at a time from the table. */
+    /* Telling an owner may make it end other sessions: take one at a time from the table. */
     struct gw_session *s;
-    while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL) {
-        const struct gw_sink_ops *ops = s->ops;
-        s->ops = NULL;
-        if (ops)
-            ops->closed(s->t, "system-shutdown", "the gateway is shutting down", NULL, 0);
-        gw_session_end(s, "system-shutdown");
-    }
+    while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL)
+        fail(s, GW_COND_system_shutdown, "the gateway is shutting down");
 }

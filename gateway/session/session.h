@@ -1,94 +1,133 @@
-/* Session core: one browser session, whatever its transport, mapped to one upstream c2s stream.
- * Owns the session table (sid -> session, JID -> session), each session's upstream and its state
- * machine. Transports (web/websocket.c, web/bosh.c) drive a session through the calls below and
- * receive from it through a struct gw_sink_ops they fill in. Calls: xmpp/upstream, config, core.
+/* Session core: one client session, whatever is on its client side, mapped to one upstream c2s
+ * stream. Owns the session table (sid -> session, JID -> session), each session's state machine
+ * and its upstream. The state machine decides everything about a session's life: the upstream
+ * reports events, transports report what the client did, and one transition function moves the
+ * session from state to state (logged at debug level with sid and JID).
+ *
+ * What is on the client side is a sink (struct gw_sink_ops) the owner fills in: a browser
+ * transport (web/websocket.c, web/bosh_session.c) or a part of the gateway itself (a hub: no
+ * browser). Who authenticates is an option of the session (enum gw_session_auth): the client's
+ * SASL passes through, or the session logs in with credentials it was given and binds a resource
+ * itself. Calls: xmpp/upstream, xmpp/jid, config, core.
  *
  * Rules that keep it simple:
- * - The session never calls its sink synchronously from inside a transport -> session call; what is
+ * - The session never calls its sink synchronously from inside a call the owner made; what is
  *   known at once is a return code. Sink calls come from loop callbacks only.
- * - After closed() (session -> transport) or gw_session_end() (transport -> session) the two are
- *   detached: neither calls the other again. Memory is freed outside callbacks. */
+ * - After the sink's closed() or gw_session_end() the two are detached: neither calls the other
+ *   again. Memory is freed before the loop next sleeps, never inside a callback. */
 #ifndef GW_SESSION_SESSION_H
 #define GW_SESSION_SESSION_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include "core/cond.h"
 #include "core/ctx.h"
 #include "core/err.h"
 #include "core/metrics.h"
+#include "xmpp/stream.h"
 
 #define GW_SID_LEN 32 /* hex characters: 128 bits from OpenSSL RAND */
 
 struct gw_session;
 struct gw_sessions;
 
-/* Attributes of the upstream stream header, as the client should see them. */
-struct gw_stream_info {
-    const char *id;      /* upstream stream id */
-    const char *from;    /* the XMPP domain */
-    const char *version; /* "1.0" */
-    const char *lang;    /* xml:lang, "en" if upstream gave none */
+/* The life of a session. Client stanzas that arrive while the stream is not open for them
+ * (CONNECTING..FEATURES, RESTARTING) are held by the session (bounded by limits.send_queue) and
+ * sent in order once it is. See docs/design-notes.md for the diagram. */
+enum gw_session_state {
+    GW_SESSION_NEW,            /* created, gw_session_start() not yet called */
+    GW_SESSION_CONNECTING,     /* resolving and connecting upstream */
+    GW_SESSION_SECURING,       /* TCP up; STARTTLS or the TLS handshake under way */
+    GW_SESSION_FEATURES,       /* stream header sent, waiting for upstream's features */
+    GW_SESSION_AUTHENTICATING, /* features are with the client (or the session): SASL under way */
+    GW_SESSION_RESTARTING,     /* SASL succeeded: the stream restarts, waiting for new features */
+    GW_SESSION_BINDING,        /* authenticated stream open; no full JID bound yet */
+    GW_SESSION_BOUND,          /* a full JID is bound */
+    GW_SESSION_CLOSED,         /* ended; unreachable, freed before the loop sleeps */
+    GW_SESSION_STATE_COUNT
 };
 
+/* The client side of a session. t is the owner's own state. */
 struct gw_sink_ops {
     /* A (re)started upstream stream is ready: the features element (framed: it declares
-     * xmlns:stream and its own namespace; <starttls/> removed). */
+     * xmlns:stream and its own namespace; <starttls/> removed). With GW_SESSION_AUTH_GATEWAY it
+     * comes once, when the session is bound, with the features of the bound stream. */
     void (*stream_ready)(void *t, const struct gw_stream_info *info, const char *features,
                          size_t len);
-    /* One stanza for the client, framed (jabber:client declared on its root). Returns 0, or
-     * GW_EAGAIN when the transport's queue is now past its bound: the session stops reading
-     * upstream until gw_session_resume(). The stanza is taken either way. */
+    /* One element for the client, framed (jabber:client declared on its root). Returns 0, or
+     * GW_EAGAIN when the owner's queue is now past its bound: the session stops reading upstream
+     * until gw_session_resume(). The element is taken either way. */
     int (*deliver)(void *t, const char *bytes, size_t len);
-    /* The session is ending. cond NULL: upstream closed its stream cleanly. Otherwise the
-     * condition ("remote-connection-failed", "host-unknown", "system-shutdown", ...) and a short
-     * reason (may be NULL). When upstream itself sent a stream error, cond is that error's
-     * condition and err_xml/err_len hold its <stream:error/> element, framed (NULL otherwise).
-     * The strings are valid only during the call. The transport must not call the session
+    /* The session ended (upstream closed or failed, or the gateway ended it): why->cond is
+     * GW_COND_NONE for a clean close by upstream; err_xml is upstream's own <stream:error/>
+     * when it sent one. Valid only during the call. The owner must not call the session
      * afterwards. */
-    void (*closed)(void *t, const char *cond, const char *text, const char *err_xml,
-                   size_t err_len);
+    void (*closed)(void *t, const struct gw_close_reason *why);
+};
+
+enum gw_session_auth {
+    GW_SESSION_AUTH_CLIENT,  /* the client's SASL and bind pass through */
+    GW_SESSION_AUTH_GATEWAY, /* the session logs in (SASL PLAIN) and binds a resource itself */
+};
+
+struct gw_session_opts {
+    enum gw_transport transport; /* what is on the client side (metrics, admin view) */
+    const struct gw_sink_ops *sink;
+    void *t;                     /* passed to every sink call */
+    const char *peer;            /* client address for logs and the admin view; may be NULL */
+    enum gw_session_auth auth;
+    /* GW_SESSION_AUTH_GATEWAY only (copied; the password is never logged): */
+    const char *user;     /* localpart to log in as */
+    const char *password;
+    const char *resource; /* resource to bind; NULL: the server chooses */
 };
 
 /* Create the session table. */
 struct gw_sessions *gw_sessions_new(struct gw_ctx *ctx);
+/* Ends every session without telling its sink; the loop must run once more afterwards. */
 void gw_sessions_free(struct gw_sessions *tbl);
 size_t gw_sessions_count(const struct gw_sessions *tbl);
 
-/* A new session with a fresh random sid. NULL when out of memory, over limits.max_sessions or
- * draining (*err says which: GW_ELIMIT, GW_ENOMEM, GW_ECLOSED). */
-struct gw_session *gw_session_new(struct gw_ctx *ctx, enum gw_transport tr,
-                                  const struct gw_sink_ops *ops, void *t, const char *peer,
+/* A new session with a fresh random sid, in state NEW. NULL with *err: GW_ECLOSED (draining),
+ * GW_ELIMIT (limits.max_sessions), GW_EINVAL (gateway auth without user or password), GW_ENOMEM,
+ * GW_EIO (no randomness). */
+struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *opts,
                                   int *err);
 
-/* Open the upstream stream for XMPP domain `to` (lang may be NULL: "en"). GW_EINVAL: the domain
- * is not served (answer host-unknown). Otherwise stream_ready() or closed() follows later. */
+/* Open the upstream stream for XMPP domain `to` (lang may be NULL: "en"). 0: the sink's
+ * stream_ready() or closed() follows later. GW_EINVAL: the domain is not valid or not served
+ * (answer host-unknown); GW_EPROTO: already started or ended; GW_ENOMEM. */
 int gw_session_start(struct gw_session *s, const char *to, const char *lang) GW_MUST_CHECK;
 
-/* A client stanza (complete element bytes) for upstream. Before the stream is ready (after
- * <open/> or a restart) it is held and sent once it is. GW_ELIMIT: the held bytes or the upstream
- * send queue passed limits.send_queue; GW_ECLOSED: the upstream is gone. */
+/* A client element (complete element bytes) for upstream. 0: sent, or held in order until the
+ * stream is open for it. GW_ELIMIT: the held bytes or the upstream write queue would pass
+ * limits.send_queue (nothing was taken); GW_ECLOSED: the session ended (closed() came or
+ * comes); GW_EPROTO: GW_SESSION_AUTH_GATEWAY and the session is not bound yet; GW_ENOMEM,
+ * GW_EIO. */
 int gw_session_send(struct gw_session *s, const char *bytes, size_t len) GW_MUST_CHECK;
 
-/* The client restarts the stream (after SASL success). GW_EPROTO if no SASL success was seen. */
+/* The client restarts the stream (after SASL success). 0, or GW_EPROTO: no SASL success was
+ * seen since the last restart (answer bad-format / bad-request); GW_ECLOSED; GW_ENOMEM, GW_EIO. */
 int gw_session_restart(struct gw_session *s) GW_MUST_CHECK;
 
-/* The transport is done with the session. cond NULL: the client closed cleanly (</stream:stream>
- * goes upstream). Otherwise the transport is gone or the client broke a rule (the condition is
- * logged and counted; upstream is closed). No sink call follows. */
-void gw_session_end(struct gw_session *s, const char *cond);
+/* The owner is done with the session. cond GW_COND_NONE: the client closed cleanly
+ * (</stream:stream> goes upstream). Otherwise the client side is gone or broke a rule (the
+ * condition is logged; upstream is closed). No sink call follows. */
+void gw_session_end(struct gw_session *s, enum gw_condition cond);
 
-/* The transport's queue drained below its bound: read upstream again. */
+/* The client side vanished without a word (socket dropped, BOSH inactivity): logged as such;
+ * upstream is closed. No sink call follows. */
+void gw_session_lost(struct gw_session *s);
+
+/* The owner's queue drained below its bound: read upstream again. */
 void gw_session_resume(struct gw_session *s);
 
 const char *gw_session_id(const struct gw_session *s);
 const char *gw_session_jid(const struct gw_session *s);    /* full JID after bind, else "" */
 const char *gw_session_domain(const struct gw_session *s); /* "" before start */
-enum gw_transport gw_session_transport_type(const struct gw_session *s);
-void *gw_session_transport(const struct gw_session *s); /* the t given to gw_session_new */
-bool gw_session_ready(const struct gw_session *s);      /* upstream stream ready for stanzas */
-
-struct gw_session *gw_sessions_find(struct gw_sessions *tbl, const char *sid);
-struct gw_session *gw_sessions_find_jid(struct gw_sessions *tbl, const char *full_jid);
+enum gw_session_state gw_session_state(const struct gw_session *s);
+const char *gw_session_state_name(enum gw_session_state st);
 
 /* A read-only view for the admin port. */
 struct gw_session_info {
@@ -97,16 +136,29 @@ struct gw_session_info {
     const char *domain;
     const char *peer;
     enum gw_transport transport;
-    const char *state;       /* "connecting", "tls", "open", "closing" */
-    uint64_t created_ms;     /* uv_now() at creation */
-    uint64_t stanzas_in;     /* from the client */
-    uint64_t stanzas_out;    /* to the client */
-    bool upstream_tls;       /* upstream stream is encrypted */
+    enum gw_session_state state;
+    uint64_t created_ms;  /* uv_now() at creation */
+    uint64_t stanzas_in;  /* from the client */
+    uint64_t stanzas_out; /* to the client */
+    bool upstream_tls;    /* upstream stream is encrypted */
 };
 void gw_sessions_foreach(struct gw_sessions *tbl,
                          void (*fn)(void *ud, const struct gw_session_info *info), void *ud);
 
-/* SIGTERM: every session is told system-shutdown (its sink's closed()) and its upstream closed. */
+/* Drain: every session's sink is told system-shutdown and its upstream closed. */
 void gw_sessions_shutdown(struct gw_sessions *tbl);
+
+/* ---- back-pressure: one rule for every queue between a session and its client ---- */
+
+/* Past the bound: stop reading upstream. */
+static inline bool gw_queue_over(size_t queued, size_t bound)
+{
+    return queued > bound;
+}
+/* Drained to half: read again. */
+static inline bool gw_queue_drained(size_t queued, size_t bound)
+{
+    return queued <= bound / 2;
+}
 
 #endif

@@ -273,10 +273,8 @@ static void answer_fixed(struct req *r, unsigned status, const char *ctype, cons
 
 static void count_condition(struct gw_ctx *ctx, const char *cond)
 {
-    if (!cond)
-        return;
-    enum gw_condition c = gw_condition_from_name(cond);
-    ctx->metrics.stream_errors[c < GW_COND_COUNT ? c : GW_COND_undefined_condition]++;
+    if (cond)
+        gw_metrics_count_condition(&ctx->metrics, gw_condition_from_name(cond));
 }
 
 /* A terminate body with cond (NULL: none), an element inside it (the upstream's stream error)
@@ -369,7 +367,7 @@ static void destroy(struct bsess *bs, const char *cond)
     while ((r = list_pop(&bs->held)) || (r = list_pop(&bs->waiting)))
         answer_error(ctx, r, cond ? cond : "other-request", bs->p.legacy, 0);
     if (bs->s) {
-        gw_session_end(bs->s, NULL);
+        gw_session_end(bs->s, GW_COND_NONE);
         bs->s = NULL;
     }
     bs->dead = true;
@@ -385,7 +383,7 @@ static void end_session(struct bsess *bs, struct req *r, const char *cond)
     struct gw_ctx *ctx = bs->b->ctx;
     GW_INFO(&ctx->log, bs->sid, bs_jid(bs), "BOSH session ended: %s", cond);
     if (bs->s) {
-        gw_session_end(bs->s, cond);
+        gw_session_end(bs->s, gw_condition_from_name(cond));
         bs->s = NULL;
     }
     if (r)
@@ -673,10 +671,12 @@ static int sink_deliver(void *t, const char *bytes, size_t len)
     return 0;
 }
 
-static void sink_closed(void *t, const char *cond, const char *text, const char *err_xml,
-                        size_t err_len)
+static void sink_closed(void *t, const struct gw_close_reason *why)
 {
     struct bsess *bs = t;
+    const char *cond = why->cond == GW_COND_NONE ? NULL : gw_condition_name(why->cond);
+    const char *text = why->text, *err_xml = why->err_xml;
+    size_t err_len = why->err_len;
     keep_jid(bs);
     bs->s = NULL;
     if (bs->dead || bs->state == BS_CLOSED)
@@ -719,7 +719,7 @@ static void on_timer(uv_timer_t *t)
     if (bs->state == BS_CONNECTING && now >= bs->creation_deadline) {
         GW_INFO(&b->ctx->log, bs->sid, NULL, "no stream features from upstream in time");
         if (bs->s) {
-            gw_session_end(bs->s, "remote-connection-failed");
+            gw_session_end(bs->s, GW_COND_remote_connection_failed);
             bs->s = NULL;
         }
         entomb(bs, "remote-connection-failed", NULL, 0);
@@ -777,7 +777,7 @@ static void client_terminate(struct bsess *bs, struct req *r)
     (void)flush_up(bs);
     GW_INFO(&ctx->log, bs->sid, bs_jid(bs), "BOSH session terminated by the client");
     if (bs->s) {
-        gw_session_end(bs->s, NULL);
+        gw_session_end(bs->s, GW_COND_NONE);
         bs->s = NULL;
     }
     struct gw_buf body;
@@ -1059,7 +1059,9 @@ static void create_session(struct gw_bosh *b, struct req *r)
         return;
     }
     int err = 0;
-    bs->s = gw_session_new(ctx, GW_TRANSPORT_BOSH, &sink_ops, bs, r->peer, &err);
+    struct gw_session_opts so = {
+        .transport = GW_TRANSPORT_BOSH, .sink = &sink_ops, .t = bs, .peer = r->peer};
+    bs->s = gw_session_new(ctx, &so, &err);
     if (!bs->s) {
         gw_bosh_ridlog_cleanup(&bs->log);
         free(bs);
@@ -1075,7 +1077,7 @@ static void create_session(struct gw_bosh *b, struct req *r)
     if (rc) {
         const char *cond = rc == GW_EINVAL ? "host-unknown" : "internal-server-error";
         GW_INFO(&ctx->log, bs->sid, NULL, "BOSH session for '%s' refused: %s", body->to, cond);
-        gw_session_end(bs->s, cond);
+        gw_session_end(bs->s, gw_condition_from_name(cond));
         gw_bosh_ridlog_cleanup(&bs->log);
         gw_buf_cleanup(&bs->out);
         gw_buf_cleanup(&bs->features);
@@ -1167,7 +1169,7 @@ static void process(struct gw_bosh *b, struct req *r)
         if (bs && bs->state != BS_CLOSED) {
             GW_INFO(&ctx->log, bs->sid, bs_jid(bs), "BOSH session ended: bad-request");
             if (bs->s) {
-                gw_session_end(bs->s, "bad-request");
+                gw_session_end(bs->s, GW_COND_bad_request);
                 bs->s = NULL;
             }
             answer_error(ctx, r, "bad-request", bs->p.legacy, status);
@@ -1438,7 +1440,7 @@ void gw_bosh_shutdown(struct gw_bosh *b)
         GW_INFO(&b->ctx->log, bs->sid, bs_jid(bs), "BOSH session ended: system-shutdown");
         keep_jid(bs);
         if (bs->s) {
-            gw_session_end(bs->s, "system-shutdown");
+            gw_session_end(bs->s, GW_COND_system_shutdown);
             bs->s = NULL;
         }
         entomb(bs, "system-shutdown", NULL, 0);
@@ -1456,7 +1458,7 @@ void gw_bosh_free(struct gw_bosh *b)
         while ((r = list_pop(&bs->held)) || (r = list_pop(&bs->waiting)))
             req_free(r);
         if (bs->s) {
-            gw_session_end(bs->s, "system-shutdown");
+            gw_session_end(bs->s, GW_COND_system_shutdown);
             bs->s = NULL;
         }
         destroy(bs, NULL);

@@ -158,8 +158,8 @@ static void enqueue_open(struct conn *c, const char *from, const char *id, const
 
 /* Stream error (RFC 6120 4.9) then <close/>, then the WebSocket closes once the queue drains.
  * err_xml: the upstream's own <stream:error/>, passed on as it came. */
-static void stream_error(struct conn *c, const char *cond, const char *text, const char *err_xml,
-                         size_t err_len, enum lws_close_status code)
+static void stream_error(struct conn *c, enum gw_condition cond, const char *text,
+                         const char *err_xml, size_t err_len, enum lws_close_status code)
 {
     if (c->closing)
         return;
@@ -169,8 +169,7 @@ static void stream_error(struct conn *c, const char *cond, const char *text, con
             snprintf(id, sizeof(id), "0");
         enqueue_open(c, c->domain[0] ? c->domain : "localhost", id, "en");
     }
-    enum gw_condition ci = gw_condition_from_name(cond);
-    c->ctx->metrics.stream_errors[ci < GW_COND_COUNT ? ci : GW_COND_undefined_condition]++;
+    gw_metrics_count_condition(&c->ctx->metrics, cond);
     if (err_xml) {
         (void)enqueue(c, err_xml, err_len);
     } else {
@@ -179,7 +178,7 @@ static void stream_error(struct conn *c, const char *cond, const char *text, con
         int rc = gw_buf_printf(&b,
                                "<stream:error xmlns:stream=\"" GW_NS_STREAM "\"><%s xmlns=\"" GW_NS_STREAMS
                                "\"/>",
-                               cond);
+                               gw_condition_name(cond));
         if (!rc && text) {
             rc = gw_buf_append_str(&b, "<text xmlns=\"" GW_NS_STREAMS "\">");
             if (!rc)
@@ -197,11 +196,12 @@ static void stream_error(struct conn *c, const char *cond, const char *text, con
     c->closing = true;
     c->close_code = code;
     GW_INFO(&c->ctx->log, c->s ? gw_session_id(c->s) : NULL, c->s ? gw_session_jid(c->s) : NULL,
-            "websocket stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
+            "websocket stream error %s%s%s", gw_condition_name(cond), text ? ": " : "",
+            text ? text : "");
 }
 
 /* The client broke a rule: tell it, and end its session. */
-static void client_error(struct conn *c, const char *cond, const char *text,
+static void client_error(struct conn *c, enum gw_condition cond, const char *text,
                          enum lws_close_status code)
 {
     stream_error(c, cond, text, NULL, 0, code);
@@ -227,22 +227,22 @@ static int sink_deliver(void *t, const char *bytes, size_t len)
     if (c->closing)
         return 0;
     if (enqueue(c, bytes, len) != 0) {
-        client_error(c, "resource-constraint", "out of memory", LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+        client_error(c, GW_COND_resource_constraint, "out of memory",
+                     LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
         return 0;
     }
-    if (c->q_bytes > c->ctx->cfg->send_queue) {
+    if (gw_queue_over(c->q_bytes, c->ctx->cfg->send_queue)) {
         c->upstream_paused = true;
         return GW_EAGAIN;
     }
     return 0;
 }
 
-static void sink_closed(void *t, const char *cond, const char *text, const char *err_xml,
-                        size_t err_len)
+static void sink_closed(void *t, const struct gw_close_reason *why)
 {
     struct conn *c = t;
     c->s = NULL;
-    if (!cond) {
+    if (why->cond == GW_COND_NONE) {
         if (!c->closing) {
             enqueue_str(c, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
             c->closing = true;
@@ -250,7 +250,7 @@ static void sink_closed(void *t, const char *cond, const char *text, const char 
         }
         return;
     }
-    stream_error(c, cond, text, err_xml, err_len, LWS_CLOSE_STATUS_NORMAL);
+    stream_error(c, why->cond, why->text, why->err_xml, why->err_len, LWS_CLOSE_STATUS_NORMAL);
 }
 
 static const struct gw_sink_ops sink_ops = {
@@ -265,33 +265,33 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
 {
     const char *to = gw_xml_attr(open->attrs, open->n_attrs, "to");
     const char *version = gw_xml_attr(open->attrs, open->n_attrs, "version");
-    const char *lang = NULL;
-    for (unsigned i = 0; i < open->n_attrs; i++)
-        if (strcmp(open->attrs[i].name, "lang") == 0 && *open->attrs[i].ns)
-            lang = open->attrs[i].value;
+    const char *lang = gw_xml_attr(open->attrs, open->n_attrs, "xml:lang");
     if (c->awaiting_ready) {
-        client_error(c, "bad-format", "<open/> before the previous one was answered",
+        client_error(c, GW_COND_bad_format, "<open/> before the previous one was answered",
                      LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     if (!c->s) {
         if (c->opened) {
-            client_error(c, "bad-format", "the stream is closed", LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_bad_format, "the stream is closed", LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         snprintf(c->domain, sizeof(c->domain), "%s", to ? to : "");
         if (!to || !*to) {
-            client_error(c, "host-unknown", "<open/> has no 'to'", LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_host_unknown, "<open/> has no 'to'", LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         if (!version || strcmp(version, "1.0") != 0) {
-            client_error(c, "unsupported-version", "version must be 1.0", LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_unsupported_version, "version must be 1.0", LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         int err = 0;
-        c->s = gw_session_new(c->ctx, GW_TRANSPORT_WS, &sink_ops, c, c->peer, &err);
+        struct gw_session_opts so = {
+            .transport = GW_TRANSPORT_WS, .sink = &sink_ops, .t = c, .peer = c->peer};
+        c->s = gw_session_new(c->ctx, &so, &err);
         if (!c->s) {
-            client_error(c, err == GW_ECLOSED ? "system-shutdown" : "resource-constraint",
+            client_error(c,
+                         err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
                          err == GW_ELIMIT ? "too many sessions" : gw_strerror(err),
                          LWS_CLOSE_STATUS_NORMAL);
             return;
@@ -299,12 +299,12 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
         lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
         int rc = gw_session_start(c->s, to, lang);
         if (rc == GW_EINVAL) {
-            client_error(c, "host-unknown", "this gateway does not serve that domain",
+            client_error(c, GW_COND_host_unknown, "this gateway does not serve that domain",
                          LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         if (rc) {
-            client_error(c, "internal-server-error", gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_internal_server_error, gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         c->awaiting_ready = true;
@@ -312,12 +312,12 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
     }
     /* A restart: only after SASL success (RFC 6120 6.4.6), and for the same domain. */
     if (to && strcasecmp(to, c->domain) != 0) {
-        client_error(c, "host-unknown", "a restart may not change the domain",
+        client_error(c, GW_COND_host_unknown, "a restart may not change the domain",
                      LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     if (gw_session_restart(c->s) != 0) {
-        client_error(c, "bad-format", "restart without SASL success", LWS_CLOSE_STATUS_NORMAL);
+        client_error(c, GW_COND_bad_format, "restart without SASL success", LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     c->awaiting_ready = true;
@@ -334,33 +334,33 @@ static void handle_stanza(void *ud, const struct gw_xml_stanza *st)
             handle_open(c, st->tree);
         } else if (strcmp(st->name, "close") == 0) {
             if (c->s) {
-                gw_session_end(c->s, NULL);
+                gw_session_end(c->s, GW_COND_NONE);
                 c->s = NULL;
             }
             enqueue_str(c, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
             c->closing = true;
             c->close_code = LWS_CLOSE_STATUS_NORMAL;
         } else {
-            client_error(c, "unsupported-stanza-type", "unknown framing element",
+            client_error(c, GW_COND_unsupported_stanza_type, "unknown framing element",
                          LWS_CLOSE_STATUS_NORMAL);
         }
         return;
     }
     if (strcmp(st->ns, GW_NS_STREAM) == 0) {
-        client_error(c, "unsupported-stanza-type", "stream elements are not sent as frames",
+        client_error(c, GW_COND_unsupported_stanza_type, "stream elements are not sent as frames",
                      LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     if (!c->s) {
-        client_error(c, "bad-format", "the first frame must be <open/>", LWS_CLOSE_STATUS_NORMAL);
+        client_error(c, GW_COND_bad_format, "the first frame must be <open/>", LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     int rc = gw_session_send(c->s, st->bytes, st->len);
     if (rc == GW_ELIMIT)
-        client_error(c, "policy-violation", "too much data waiting for upstream",
+        client_error(c, GW_COND_policy_violation, "too much data waiting for upstream",
                      LWS_CLOSE_STATUS_NORMAL);
     else if (rc && rc != GW_ECLOSED)
-        client_error(c, "internal-server-error", gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
+        client_error(c, GW_COND_internal_server_error, gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
 }
 
 static bool only_whitespace(const char *p, size_t n)
@@ -383,7 +383,9 @@ static void handle_message(struct conn *c)
     int rc = gw_xml_parse_document(ws->xml, p, n);
     ws->current = NULL;
     if (rc) {
-        const char *cond = rc == GW_ELIMIT ? "policy-violation" : gw_xml_error_condition(ws->xml);
+        enum gw_condition cond = rc == GW_ELIMIT
+                                     ? GW_COND_policy_violation
+                                     : gw_condition_from_name(gw_xml_error_condition(ws->xml));
         client_error(c, cond, gw_xml_error_text(ws->xml), LWS_CLOSE_STATUS_NORMAL);
     }
 }
@@ -393,7 +395,10 @@ static void handle_message(struct conn *c)
 static void conn_free(struct conn *c)
 {
     if (c->s) {
-        gw_session_end(c->s, c->closing ? NULL : "connection-lost");
+        if (c->closing)
+            gw_session_end(c->s, GW_COND_NONE);
+        else
+            gw_session_lost(c->s); /* no <close/>: the connection dropped */
         c->s = NULL;
     }
     free_queue(c);
@@ -413,7 +418,7 @@ static int on_writeable(struct conn *c)
         free(f);
         if (n < 0)
             return -1;
-        if (c->upstream_paused && c->q_bytes <= c->ctx->cfg->send_queue / 2 && c->s) {
+        if (c->upstream_paused && gw_queue_drained(c->q_bytes, c->ctx->cfg->send_queue) && c->s) {
             c->upstream_paused = false;
             gw_session_resume(c->s);
         }
@@ -465,13 +470,13 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (!c || c->closing)
             return 0;
         if (lws_frame_is_binary(wsi)) {
-            client_error(c, "bad-format", "binary frames are not allowed (RFC 7395 3.2)",
+            client_error(c, GW_COND_bad_format, "binary frames are not allowed (RFC 7395 3.2)",
                          LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
             return 0;
         }
         if (gw_buf_append(&c->msg, in, len) != 0) {
             gw_buf_reset(&c->msg);
-            client_error(c, "policy-violation", "message larger than limits.max_stanza",
+            client_error(c, GW_COND_policy_violation, "message larger than limits.max_stanza",
                          LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
             return 0;
         }

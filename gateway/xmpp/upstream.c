@@ -1,8 +1,8 @@
 /* The upstream c2s stream: resolve, connect, STARTTLS or direct TLS (OpenSSL with two memory BIOs
- * between the socket and the parser), stream header and restarts, features with <starttls/> cut
- * out, stream errors, bind results. Owns the TCP handle, the SSL object, the parser and the write
- * requests; frees itself once its handles are closed and its requests have returned. Calls: xml,
- * config, core, libuv, OpenSSL. */
+ * between the socket and the parser), stream headers and restarts, features with <starttls/> cut
+ * out, stream errors. It reports events and does what the session says; the session decides.
+ * Owns the TCP handle, the SSL object, the parser and the write requests; frees itself once its
+ * handles are closed and its requests have returned. Calls: xml, config, core, libuv, OpenSSL. */
 #include "xmpp/upstream.h"
 
 #include <openssl/err.h>
@@ -62,8 +62,7 @@ struct gw_upstream {
     char stream_version[16];
     char stream_lang[64];
     bool header_seen;                /* current stream's header arrived */
-    bool sasl_done;                  /* <success/> seen since the last stream start */
-    bool bound;                      /* bind result seen */
+    bool restart_due;                /* the session said this stream restarts */
     enum after_pause after_pause;    /* what the bytes after a paused element are */
     bool read_paused;                /* client side asked us to stop reading */
     bool reading;                    /* uv_read_start active */
@@ -81,8 +80,8 @@ struct wreq {
 };
 
 static void teardown(struct gw_upstream *u, bool send_close);
-static void fail(struct gw_upstream *u, const char *cond, bool tls_failure, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void try_next_address(struct gw_upstream *u);
 
 /* ---- lifetime ---- */
@@ -132,7 +131,7 @@ static void on_written(uv_write_t *req, int status)
     u->pending--;
     free(w);
     if (status < 0 && status != UV_ECANCELED && u->state != ST_CLOSED)
-        fail(u, "remote-connection-failed", false, "write to upstream failed: %s",
+        fail(u, GW_COND_remote_connection_failed, false, "write to upstream failed: %s",
              uv_strerror(status));
     maybe_free(u);
 }
@@ -222,9 +221,38 @@ static int send_header(struct gw_upstream *u)
     return rc;
 }
 
+static void progress(struct gw_upstream *u, enum gw_upstream_progress p)
+{
+    if (u->ops)
+        u->ops->on_progress(u->ud, p);
+}
+
+/* The header of the stream that will carry stanzas: after TLS, or at once with tls=off. */
+static int open_stream(struct gw_upstream *u)
+{
+    u->state = ST_TLS_STREAM;
+    progress(u, GW_UPSTREAM_STREAM);
+    if (u->state == ST_CLOSED)
+        return GW_ECLOSED;
+    int rc = send_header(u);
+    if (rc)
+        fail(u, GW_COND_remote_connection_failed, false, "cannot write to upstream");
+    return rc;
+}
+
 /* ---- failure and close ---- */
 
-static void fail(struct gw_upstream *u, const char *cond, bool tls_failure, const char *fmt, ...)
+/* Tell the session, once; no callback follows. */
+static void report_closed(struct gw_upstream *u, const struct gw_close_reason *why)
+{
+    const struct gw_upstream_ops *ops = u->ops;
+    u->ops = NULL;
+    if (ops)
+        ops->on_closed(u->ud, why);
+}
+
+static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure,
+                 const char *fmt, ...)
 {
     if (u->state == ST_CLOSED)
         return;
@@ -239,10 +267,7 @@ static void fail(struct gw_upstream *u, const char *cond, bool tls_failure, cons
         u->ctx->metrics.upstream_tls_failures++;
     else
         u->ctx->metrics.upstream_failures++;
-    const struct gw_upstream_ops *ops = u->ops;
-    u->ops = NULL;
-    if (ops)
-        ops->on_closed(u->ud, cond, text, NULL, 0);
+    report_closed(u, &(struct gw_close_reason){.cond = cond, .text = text});
     teardown(u, false);
 }
 
@@ -315,7 +340,7 @@ static bool want_tree(void *ud, const char *ns, const char *name)
         return true; /* features, error */
     if (strcmp(ns, GW_NS_TLS) == 0)
         return true;
-    if (!u->bound && strcmp(ns, GW_NS_CLIENT) == 0 && strcmp(name, "iq") == 0)
+    if (!u->jid && strcmp(ns, GW_NS_CLIENT) == 0 && strcmp(name, "iq") == 0)
         return true;
     return false;
 }
@@ -330,7 +355,7 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
 {
     struct gw_upstream *u = ud;
     if (strcmp(ns, GW_NS_STREAM) != 0 || strcmp(name, "stream") != 0) {
-        fail(u, "remote-connection-failed", false, "upstream sent <%s/> instead of a stream header",
+        fail(u, GW_COND_remote_connection_failed, false, "upstream sent <%s/> instead of a stream header",
              name);
         return;
     }
@@ -338,13 +363,10 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
     copy_attr(u->stream_from, sizeof(u->stream_from), gw_xml_attr(attrs, n_attrs, "from"));
     copy_attr(u->stream_version, sizeof(u->stream_version),
               gw_xml_attr(attrs, n_attrs, "version"));
-    const char *lang = NULL;
-    for (unsigned i = 0; i < n_attrs; i++)
-        if (strcmp(attrs[i].name, "lang") == 0 && strstr(attrs[i].ns, "XML/1998/namespace"))
-            lang = attrs[i].value;
+    const char *lang = gw_xml_attr(attrs, n_attrs, "xml:lang");
     copy_attr(u->stream_lang, sizeof(u->stream_lang), lang ? lang : u->lang);
     if (strcmp(u->stream_version, "1.0") != 0) {
-        fail(u, "remote-connection-failed", false, "upstream stream version '%s' is not 1.0",
+        fail(u, GW_COND_remote_connection_failed, false, "upstream stream version '%s' is not 1.0",
              u->stream_version);
         return;
     }
@@ -369,7 +391,7 @@ static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st
     }
     if (rc) {
         gw_buf_cleanup(&b);
-        fail(u, "internal-server-error", false, "out of memory");
+        fail(u, GW_COND_internal_server_error, false, "out of memory");
         return;
     }
     bool first = u->state != ST_RESTART;
@@ -379,7 +401,7 @@ static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st
         if (u->timer_open)
             uv_timer_stop(&u->timer);
     }
-    struct gw_upstream_stream hdr = {
+    struct gw_stream_info hdr = {
         .id = u->stream_id,
         .from = u->stream_from[0] ? u->stream_from : u->domain,
         .version = u->stream_version,
@@ -388,7 +410,7 @@ static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st
     GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream stream %s ready (%s)", u->stream_id,
              u->ssl ? SSL_get_version(u->ssl) : "plain");
     if (u->ops)
-        u->ops->on_ready(u->ud, &hdr, gw_buf_ptr(&b), gw_buf_size(&b));
+        u->ops->on_features(u->ud, &hdr, gw_buf_ptr(&b), gw_buf_size(&b), st->tree);
     gw_buf_cleanup(&b);
 }
 
@@ -396,13 +418,13 @@ static void on_features(struct gw_upstream *u, const struct gw_xml_stanza *st)
 {
     if (u->state == ST_STREAM && u->cfg.tls == GW_UPSTREAM_TLS_STARTTLS) {
         if (!gw_xml_child(st->tree, GW_NS_TLS, "starttls")) {
-            fail(u, "remote-connection-failed", true,
+            fail(u, GW_COND_remote_connection_failed, true,
                  "upstream does not offer STARTTLS, and upstream tls is 'starttls'");
             return;
         }
         static const char req[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
         if (send_bytes(u, req, sizeof(req) - 1) != 0) {
-            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+            fail(u, GW_COND_remote_connection_failed, false, "cannot write to upstream");
             return;
         }
         u->state = ST_STARTTLS;
@@ -412,44 +434,28 @@ static void on_features(struct gw_upstream *u, const struct gw_xml_stanza *st)
         features_ready(u, st);
         return;
     }
-    fail(u, "remote-connection-failed", false, "upstream sent stream features out of turn");
+    fail(u, GW_COND_remote_connection_failed, false, "upstream sent stream features out of turn");
 }
 
 static void on_stream_error(struct gw_upstream *u, const struct gw_xml_stanza *st)
 {
-    const char *cond = "undefined-condition";
+    enum gw_condition cond = GW_COND_undefined_condition;
     const char *text = NULL;
     for (const struct gw_xml_node *c = st->tree ? st->tree->children : NULL; c; c = c->next) {
         if (strcmp(c->ns, GW_NS_STREAMS) != 0)
             continue;
+        enum gw_condition named = gw_condition_from_name(c->name);
         if (strcmp(c->name, "text") == 0)
             text = c->text;
-        else
-            cond = c->name;
+        else if (gw_condition_is_stream(named))
+            cond = named;
     }
-    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream stream error: %s%s%s", cond,
-            text ? ": " : "", text ? text : "");
+    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream stream error: %s%s%s",
+            gw_condition_name(cond), text ? ": " : "", text ? text : "");
     u->ctx->metrics.upstream_failures++;
-    const struct gw_upstream_ops *ops = u->ops;
-    u->ops = NULL;
-    if (ops)
-        ops->on_closed(u->ud, cond, text, st->bytes, st->len);
+    report_closed(u, &(struct gw_close_reason){
+                         .cond = cond, .text = text, .err_xml = st->bytes, .err_len = st->len});
     teardown(u, true);
-}
-
-static void check_bind(struct gw_upstream *u, const struct gw_xml_stanza *st)
-{
-    const char *type = gw_xml_attr(st->tree->attrs, st->tree->n_attrs, "type");
-    if (!type || strcmp(type, "result") != 0)
-        return;
-    const struct gw_xml_node *bind = gw_xml_child(st->tree, GW_NS_BIND, "bind");
-    const struct gw_xml_node *jid = bind ? gw_xml_child(bind, GW_NS_BIND, "jid") : NULL;
-    if (!jid || !jid->text_len)
-        return;
-    u->bound = true;
-    gw_upstream_set_log_jid(u, jid->text);
-    if (u->ops)
-        u->ops->on_bound(u->ud, jid->text);
 }
 
 static void on_stanza(void *ud, const struct gw_xml_stanza *st)
@@ -463,7 +469,7 @@ static void on_stanza(void *ud, const struct gw_xml_stanza *st)
         else if (strcmp(st->name, "error") == 0)
             on_stream_error(u, st);
         else
-            fail(u, "remote-connection-failed", false, "upstream sent unknown <stream:%s/>",
+            fail(u, GW_COND_remote_connection_failed, false, "upstream sent unknown <stream:%s/>",
                  st->name);
         return;
     }
@@ -472,36 +478,25 @@ static void on_stanza(void *ud, const struct gw_xml_stanza *st)
             u->after_pause = AFTER_TLS;
             gw_xml_pause(u->xml);
         } else {
-            fail(u, "remote-connection-failed", true, "upstream refused STARTTLS (<%s/>)",
+            fail(u, GW_COND_remote_connection_failed, true, "upstream refused STARTTLS (<%s/>)",
                  st->name);
         }
         return;
     }
     if (u->state != ST_READY) {
-        fail(u, "remote-connection-failed", false, "upstream sent <%s/> before its features",
+        fail(u, GW_COND_remote_connection_failed, false, "upstream sent <%s/> before its features",
              st->name);
         return;
     }
-    if (!u->bound && st->tree && strcmp(st->name, "iq") == 0)
-        check_bind(u, st);
     if (u->ops)
         u->ops->on_stanza(u->ud, st);
-    if (strcmp(st->ns, GW_NS_SASL) == 0 && strcmp(st->name, "success") == 0) {
-        /* RFC 6120 6.4.6: the stream restarts; upstream's next bytes are a new header. */
-        u->sasl_done = true;
-        u->after_pause = AFTER_STREAM;
-        gw_xml_pause(u->xml);
-    }
 }
 
 static void on_close(void *ud)
 {
     struct gw_upstream *u = ud;
     GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream closed its stream");
-    const struct gw_upstream_ops *ops = u->ops;
-    u->ops = NULL;
-    if (ops)
-        ops->on_closed(u->ud, NULL, NULL, NULL, 0);
+    report_closed(u, &(struct gw_close_reason){.cond = GW_COND_NONE});
     teardown(u, true);
 }
 
@@ -523,7 +518,7 @@ static void process_plain(struct gw_upstream *u, const char *data, size_t len)
         if (u->state == ST_CLOSED)
             return;
         if (rc) {
-            fail(u, "remote-connection-failed", false, "upstream sent bad XML (%s: %s)",
+            fail(u, GW_COND_remote_connection_failed, false, "upstream sent bad XML (%s: %s)",
                  gw_xml_error_condition(u->xml), gw_xml_error_text(u->xml));
             return;
         }
@@ -536,7 +531,7 @@ static void process_plain(struct gw_upstream *u, const char *data, size_t len)
         enum after_pause what = u->after_pause;
         u->after_pause = AFTER_NONE;
         if (gw_xml_reset(u->xml) != 0) {
-            fail(u, "internal-server-error", false, "cannot reset the stream parser");
+            fail(u, GW_COND_internal_server_error, false, "cannot reset the stream parser");
             return;
         }
         if (what == AFTER_TLS) {
@@ -544,7 +539,7 @@ static void process_plain(struct gw_upstream *u, const char *data, size_t len)
             return;
         }
         if (what == AFTER_STREAM)
-            u->state = ST_RESTART; /* the client's restart sends our new header */
+            u->state = ST_RESTART; /* gw_upstream_restart() sends (or sent) our new header */
     }
 }
 
@@ -569,7 +564,7 @@ static void tls_error_reason(struct gw_upstream *u, char *out, size_t n)
 static void process_cipher(struct gw_upstream *u, const char *data, size_t len)
 {
     if (len && BIO_write(u->rbio, data, (int)len) != (int)len) {
-        fail(u, "internal-server-error", true, "cannot buffer TLS data");
+        fail(u, GW_COND_internal_server_error, true, "cannot buffer TLS data");
         return;
     }
     if (!u->handshake_done) {
@@ -578,23 +573,20 @@ static void process_cipher(struct gw_upstream *u, const char *data, size_t len)
             int e = SSL_get_error(u->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
                 if (flush_tls(u) != 0)
-                    fail(u, "remote-connection-failed", true, "cannot write to upstream");
+                    fail(u, GW_COND_remote_connection_failed, true, "cannot write to upstream");
                 return;
             }
             char why[400];
             tls_error_reason(u, why, sizeof(why));
             (void)flush_tls(u); /* send our alert */
-            fail(u, "remote-connection-failed", true, "%s", why);
+            fail(u, GW_COND_remote_connection_failed, true, "%s", why);
             return;
         }
         u->handshake_done = true;
         GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream TLS up: %s %s, certificate verified for %s",
                 SSL_get_version(u->ssl), SSL_get_cipher_name(u->ssl), u->domain);
-        u->state = ST_TLS_STREAM;
-        if (send_header(u) != 0) {
-            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+        if (open_stream(u) != 0)
             return;
-        }
     }
     char *buf = u->ctx->tls_buf;
     for (;;) {
@@ -609,16 +601,16 @@ static void process_cipher(struct gw_upstream *u, const char *data, size_t len)
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             break;
         if (e == SSL_ERROR_ZERO_RETURN) {
-            fail(u, "remote-connection-failed", false, "upstream ended TLS without closing");
+            fail(u, GW_COND_remote_connection_failed, false, "upstream ended TLS without closing");
             return;
         }
         char why[400];
         tls_error_reason(u, why, sizeof(why));
-        fail(u, "remote-connection-failed", true, "%s", why);
+        fail(u, GW_COND_remote_connection_failed, true, "%s", why);
         return;
     }
     if (flush_tls(u) != 0)
-        fail(u, "remote-connection-failed", true, "cannot write to upstream");
+        fail(u, GW_COND_remote_connection_failed, true, "cannot write to upstream");
 }
 
 static void start_tls(struct gw_upstream *u, const char *data, size_t len)
@@ -630,14 +622,14 @@ static void start_tls(struct gw_upstream *u, const char *data, size_t len)
         BIO_free(u->rbio);
         BIO_free(u->wbio);
         u->rbio = u->wbio = NULL;
-        fail(u, "internal-server-error", true, "cannot create TLS state");
+        fail(u, GW_COND_internal_server_error, true, "cannot create TLS state");
         return;
     }
     SSL_set_bio(u->ssl, u->rbio, u->wbio);
     SSL_set_connect_state(u->ssl);
     /* The certificate must name the XMPP domain (RFC 6120 13.7.2.1), not the host we dial. */
     if (SSL_set_tlsext_host_name(u->ssl, u->domain) != 1 || SSL_set1_host(u->ssl, u->domain) != 1) {
-        fail(u, "internal-server-error", true, "cannot set TLS host name '%s'", u->domain);
+        fail(u, GW_COND_internal_server_error, true, "cannot set TLS host name '%s'", u->domain);
         return;
     }
     u->state = ST_HANDSHAKE;
@@ -658,9 +650,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         if (n == UV_EOF)
-            fail(u, "remote-connection-failed", false, "upstream closed the connection");
+            fail(u, GW_COND_remote_connection_failed, false, "upstream closed the connection");
         else
-            fail(u, "remote-connection-failed", false, "upstream read failed: %s",
+            fail(u, GW_COND_remote_connection_failed, false, "upstream read failed: %s",
                  uv_strerror((int)n));
         maybe_free(u);
         return;
@@ -697,7 +689,7 @@ void gw_upstream_pause_reading(struct gw_upstream *u, bool pause)
 static void on_timeout(uv_timer_t *t)
 {
     struct gw_upstream *u = t->data;
-    fail(u, "remote-connection-failed", false, "no stream from upstream within %u s (%s)",
+    fail(u, GW_COND_remote_connection_failed, false, "no stream from upstream within %u s (%s)",
          u->ctx->cfg->connect_timeout, state_names[u->state]);
     maybe_free(u);
 }
@@ -738,7 +730,7 @@ static void on_connected(uv_connect_t *req, int status)
             retry_closed_handle(u);
             return;
         }
-        fail(u, "remote-connection-failed", false, "cannot connect to %s:%u: %s",
+        fail(u, GW_COND_remote_connection_failed, false, "cannot connect to %s:%u: %s",
              u->cfg.addr.host, u->cfg.addr.port, uv_strerror(status));
         maybe_free(u);
         return;
@@ -748,15 +740,27 @@ static void on_connected(uv_connect_t *req, int status)
     uv_tcp_keepalive(&u->tcp, 1, 60);
     GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connected to %s:%u", u->cfg.addr.host,
              u->cfg.addr.port);
+    if (u->cfg.tls == GW_UPSTREAM_TLS_OFF) {
+        u->state = ST_STREAM;
+        update_reading(u);
+        (void)open_stream(u);
+        maybe_free(u);
+        return;
+    }
+    progress(u, GW_UPSTREAM_CONNECTED);
+    if (u->state == ST_CLOSED) {
+        maybe_free(u);
+        return;
+    }
     if (u->cfg.tls == GW_UPSTREAM_TLS_DIRECT) {
         u->state = ST_HANDSHAKE;
         update_reading(u);
         start_tls(u, NULL, 0);
     } else {
-        u->state = u->cfg.tls == GW_UPSTREAM_TLS_OFF ? ST_TLS_STREAM : ST_STREAM;
+        u->state = ST_STREAM;
         update_reading(u);
         if (send_header(u) != 0)
-            fail(u, "remote-connection-failed", false, "cannot write to upstream");
+            fail(u, GW_COND_remote_connection_failed, false, "cannot write to upstream");
     }
     maybe_free(u);
 }
@@ -766,11 +770,11 @@ static void try_next_address(struct gw_upstream *u)
     struct addrinfo *ai = u->next_addr;
     u->next_addr = ai ? ai->ai_next : NULL;
     if (!ai) {
-        fail(u, "remote-connection-failed", false, "no address for %s", u->cfg.addr.host);
+        fail(u, GW_COND_remote_connection_failed, false, "no address for %s", u->cfg.addr.host);
         return;
     }
     if (uv_tcp_init(u->ctx->loop, &u->tcp) != 0) {
-        fail(u, "internal-server-error", false, "cannot create a socket");
+        fail(u, GW_COND_internal_server_error, false, "cannot create a socket");
         return;
     }
     u->tcp.data = u;
@@ -782,7 +786,7 @@ static void try_next_address(struct gw_upstream *u)
             retry_closed_handle(u);
             return;
         }
-        fail(u, "remote-connection-failed", false, "cannot connect to %s:%u: %s",
+        fail(u, GW_COND_remote_connection_failed, false, "cannot connect to %s:%u: %s",
              u->cfg.addr.host, u->cfg.addr.port, uv_strerror(rc));
         return;
     }
@@ -801,7 +805,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || !res) {
-        fail(u, "remote-connection-failed", false, "cannot resolve upstream host '%s': %s",
+        fail(u, GW_COND_remote_connection_failed, false, "cannot resolve upstream host '%s': %s",
              u->cfg.addr.host, uv_strerror(status));
         maybe_free(u);
         return;
@@ -873,17 +877,23 @@ int gw_upstream_send(struct gw_upstream *u, const char *bytes, size_t len)
     return send_bytes(u, bytes, len);
 }
 
-int gw_upstream_restart(struct gw_upstream *u)
+void gw_upstream_restart_after(struct gw_upstream *u)
 {
-    if (u->state != ST_RESTART || !u->sasl_done)
-        return GW_EPROTO;
-    u->sasl_done = false;
-    return send_header(u);
+    if (u->state != ST_READY || u->restart_due)
+        return;
+    u->restart_due = true;
+    u->after_pause = AFTER_STREAM;
+    gw_xml_pause(u->xml);
 }
 
-bool gw_upstream_sasl_done(const struct gw_upstream *u)
+int gw_upstream_restart(struct gw_upstream *u)
 {
-    return u->sasl_done;
+    if (u->state == ST_CLOSED)
+        return GW_ECLOSED;
+    if (!u->restart_due)
+        return GW_EPROTO;
+    u->restart_due = false;
+    return send_header(u);
 }
 
 bool gw_upstream_is_tls(const struct gw_upstream *u)
@@ -891,12 +901,7 @@ bool gw_upstream_is_tls(const struct gw_upstream *u)
     return u->ssl && u->handshake_done;
 }
 
-const char *gw_upstream_state_name(const struct gw_upstream *u)
-{
-    return state_names[u->state];
-}
-
-void gw_upstream_set_log_jid(struct gw_upstream *u, const char *jid)
+void gw_upstream_set_jid(struct gw_upstream *u, const char *jid)
 {
     char *j = strdup(jid);
     if (!j)

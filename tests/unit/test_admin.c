@@ -43,7 +43,7 @@ struct fixture {
     uv_sem_t stepped; /* loop -> client: the change is made */
     uv_timer_t watchdog;
     unsigned steps;         /* loop thread only */
-    char want_open[2][128]; /* the xmppgw_sessions_open lines, as the session table set them */
+    char want_open[GW_TRANSPORT_COUNT][128]; /* the xmppgw_sessions_open lines, as the session table set them */
 };
 
 /* ---- sink for the test session (never called: the session is never started) ---- */
@@ -55,7 +55,7 @@ static int sink_deliver(void *t, const char *bytes, size_t len)
     return 0;
 }
 
-static void sink_closed(void *t, const char *cond, const char *text, const char *x, size_t n) {}
+static void sink_closed(void *t, const struct gw_close_reason *why) {}
 
 static const struct gw_sink_ops sink = {sink_ready, sink_deliver, sink_closed};
 
@@ -433,9 +433,9 @@ static void on_done(uv_async_t *h)
     gw_admin_free(f->admin);
     f->admin = NULL;
     if (f->ws)
-        gw_session_end(f->ws, NULL);
+        gw_session_end(f->ws, GW_COND_NONE);
     if (f->bosh)
-        gw_session_end(f->bosh, NULL);
+        gw_session_end(f->bosh, GW_COND_NONE);
     f->ws = f->bosh = NULL;
     gw_sessions_free(f->ctx.sessions);
     f->ctx.sessions = NULL;
@@ -536,8 +536,11 @@ int main(void)
     CHECK(f->ctx.sessions != NULL);
     int err = 0;
     if (f->ctx.sessions) {
-        f->ws = gw_session_new(&f->ctx, GW_TRANSPORT_WS, &sink, NULL, "127.0.0.1", &err);
-        f->bosh = gw_session_new(&f->ctx, GW_TRANSPORT_BOSH, &sink, NULL, "::1", &err);
+        struct gw_session_opts ws = {
+            .transport = GW_TRANSPORT_WS, .sink = &sink, .peer = "127.0.0.1"};
+        struct gw_session_opts bosh = {.transport = GW_TRANSPORT_BOSH, .sink = &sink, .peer = "::1"};
+        f->ws = gw_session_new(&f->ctx, &ws, &err);
+        f->bosh = gw_session_new(&f->ctx, &bosh, &err);
     }
     CHECK(f->ws != NULL && f->bosh != NULL);
     if (f->ws)
