@@ -1,6 +1,6 @@
-/* Configuration: one JSON file (jansson) parsed once into a const struct gw_config, with command-line
- * overrides applied on top. Every key lives in one table with its default and bounds (config.c);
- * config/README.md documents each. Errors name the key, the line and the column. */
+/* Configuration: one JSON file (jansson) parsed once into a const struct gw_config, with
+ * command-line overrides applied on top. Every key lives in one table with its default and bounds
+ * (config.c); config/README.md documents each. Errors name the key, the line and the column. */
 #ifndef GW_CONFIG_CONFIG_H
 #define GW_CONFIG_CONFIG_H
 
@@ -20,33 +20,33 @@ struct gw_addr {
 };
 
 struct gw_upstream_cfg {
-    char domain[256];          /* XMPP domain this entry serves; "" for the default entry */
-    struct gw_addr addr;       /* where to connect */
-    enum gw_upstream_tls tls;  /* off | starttls | direct */
+    char domain[256];         /* XMPP domain this entry serves; "" for the default entry */
+    struct gw_addr addr;      /* where to connect */
+    enum gw_upstream_tls tls; /* off | starttls | direct */
 };
 
 struct gw_config {
     /* public port (libwebsockets) */
-    struct gw_addr listen;        /* "listen": default 127.0.0.1:5280 */
-    char tls_cert[1024];          /* "tls.cert": PEM for the public port; "" = plain HTTP */
-    char tls_key[1024];           /* "tls.key" */
-    char static_root[1024];       /* "static.root": default "static" (relative to cwd) */
-    char node_modules[1024];      /* "static.node_modules": default "node_modules" */
+    struct gw_addr listen;   /* "listen": default 127.0.0.1:5280 */
+    char tls_cert[1024];     /* "tls.cert": PEM for the public port; "" = plain HTTP */
+    char tls_key[1024];      /* "tls.key" */
+    char static_root[1024];  /* "static.root": default "static" (relative to cwd) */
+    char node_modules[1024]; /* "static.node_modules": default "node_modules" */
 
     /* admin port (libmicrohttpd) */
-    struct gw_addr admin_listen;  /* "admin.listen": default 127.0.0.1:5281 */
-    char admin_token[256];        /* "admin.token": bearer token for the /api/ paths; "" = none */
+    struct gw_addr admin_listen; /* "admin.listen": default 127.0.0.1:5281 */
+    char admin_token[256];       /* "admin.token": bearer token for the /api/ paths; "" = none */
 
     /* XMPP domains and upstreams */
     char domains[GW_CFG_MAX_LIST][256]; /* "domains": served XMPP domains; none = any domain the
                                            default upstream will take */
     unsigned n_domains;
-    bool has_default_upstream;          /* "upstream" given (or --upstream) */
-    struct gw_upstream_cfg upstream;    /* "upstream": {"host","port","tls"} for every domain */
+    bool has_default_upstream;       /* "upstream" given (or --upstream) */
+    struct gw_upstream_cfg upstream; /* "upstream": {"host","port","tls"} for every domain */
     struct gw_upstream_cfg upstream_map[GW_CFG_MAX_LIST]; /* "upstreams": {"domain": {...}} */
     unsigned n_upstream_map;
-    char upstream_ca[1024];             /* "upstream_ca": extra trusted CA file (PEM) */
-    unsigned connect_timeout;           /* "connect_timeout" s: 10 (1..300) */
+    char upstream_ca[1024];   /* "upstream_ca": extra trusted CA file (PEM) */
+    unsigned connect_timeout; /* "connect_timeout" s: 10 (1..300) */
 
     /* browser origins */
     char origins[GW_CFG_MAX_LIST][256]; /* "origins": exact origins ("https://a.example"), "*",
@@ -55,32 +55,32 @@ struct gw_config {
     unsigned n_origins;
 
     /* WebSocket */
-    char ws_path[128];                  /* "websocket.path": "/xmpp-websocket" */
-    unsigned ws_ping_interval;          /* "websocket.ping_interval" s: 30 (0=off, 0..3600) */
-    bool ws_deflate;                    /* "websocket.deflate": false (see config/README.md) */
+    char ws_path[128];         /* "websocket.path": "/xmpp-websocket" */
+    unsigned ws_ping_interval; /* "websocket.ping_interval" s: 30 (0=off, 0..3600) */
+    bool ws_deflate;           /* "websocket.deflate": false (see config/README.md) */
 
     /* BOSH */
-    char bosh_path[128];                /* "bosh.path": "/http-bind" */
-    unsigned bosh_max_wait;             /* "bosh.max_wait" s: 50 (1..600) */
-    unsigned bosh_max_hold;             /* "bosh.max_hold": 1 (1..10) */
-    unsigned bosh_max_requests;         /* "bosh.max_requests": 2 (hold+1 at least; 2..16) */
-    unsigned bosh_inactivity;           /* "bosh.inactivity" s: 60 (5..3600) */
-    unsigned bosh_max_pause;            /* "bosh.max_pause" s: 120 (0..3600) */
-    unsigned bosh_polling;              /* "bosh.polling" s: 2 (0..60) */
-    size_t bosh_max_body;               /* "bosh.max_body" bytes: 1 MiB (1 KiB..64 MiB) */
+    char bosh_path[128];                    /* "bosh.path": "/http-bind" */
+    unsigned bosh_max_wait;                 /* "bosh.max_wait" s: 50 (1..600) */
+    unsigned bosh_max_hold;                 /* "bosh.max_hold": 1 (1..10) */
+    unsigned bosh_max_requests;             /* "bosh.max_requests": 2 (hold+1 at least; 2..16) */
+    unsigned bosh_inactivity;               /* "bosh.inactivity" s: 60 (5..3600) */
+    unsigned bosh_max_pause;                /* "bosh.max_pause" s: 120 (0..3600) */
+    unsigned bosh_polling;                  /* "bosh.polling" s: 2 (0..60) */
+    size_t bosh_max_body;                   /* "bosh.max_body" bytes: 1 MiB (1 KiB..64 MiB) */
     char bosh_routes[GW_CFG_MAX_LIST][300]; /* "bosh.routes": allowed route values
                                                ("xmpp:host:port"); none = route ignored */
     unsigned n_bosh_routes;
 
     /* limits */
-    size_t max_stanza;                  /* "limits.max_stanza" bytes: 262144 (1 KiB..16 MiB) */
-    unsigned max_depth;                 /* "limits.max_depth": 64 (4..1024) */
-    unsigned max_attrs;                 /* "limits.max_attrs": 64 (4..1024) */
-    unsigned max_sessions;              /* "limits.max_sessions": 10000 (1..1000000) */
-    size_t send_queue;                  /* "limits.send_queue" bytes per session: 1 MiB
-                                           (64 KiB..64 MiB); past it upstream reads pause */
+    size_t max_stanza;     /* "limits.max_stanza" bytes: 262144 (1 KiB..16 MiB) */
+    unsigned max_depth;    /* "limits.max_depth": 64 (4..1024) */
+    unsigned max_attrs;    /* "limits.max_attrs": 64 (4..1024) */
+    unsigned max_sessions; /* "limits.max_sessions": 10000 (1..1000000) */
+    size_t send_queue;     /* "limits.send_queue" bytes per session: 1 MiB
+                              (64 KiB..64 MiB); past it upstream reads pause */
 
-    enum gw_log_level log_level;        /* "log.level": "info" */
+    enum gw_log_level log_level; /* "log.level": "info" */
 };
 
 /* Fill every field with its default. */
