@@ -229,22 +229,26 @@ static void test_lengths(void)
     snprintf(s, sizeof(s), "x/%s", part);
     CHECK(gw_jid_parse(s, &j) == GW_EINVAL);
 
-    /* Domain: 1023 fit, 1024 do not; a trailing dot does not count. */
-    make_domain(dom, 1023);
-    CHECK(strlen(dom) == 1023);
+    /* Domain: 255 bytes fit (DNS, and what the configuration allows), 256 do not, even though
+     * RFC 7622 would allow 1023; a trailing dot does not count. */
+    make_domain(dom, 255);
+    CHECK(strlen(dom) == 255);
     CHECK(gw_jid_parse(dom, &j) == 0);
-    CHECK(strlen(j.domain) == 1023);
+    CHECK(strlen(j.domain) == 255);
     CHECK(gw_jid_domain_valid(dom));
-    dom[1023] = '.';
-    dom[1024] = '\0';
+    dom[255] = '.';
+    dom[256] = '\0';
     CHECK(gw_jid_parse(dom, &j) == 0);
-    CHECK(strlen(j.domain) == 1023);
+    CHECK(strlen(j.domain) == 255);
     CHECK(gw_jid_domain_valid(dom));
-    make_domain(dom, 1024);
+    make_domain(dom, 256);
     CHECK(gw_jid_parse(dom, &j) == GW_EINVAL);
     CHECK(!gw_jid_domain_valid(dom));
-    dom[1024] = '.';
-    dom[1025] = '\0';
+    dom[256] = '.';
+    dom[257] = '\0';
+    CHECK(gw_jid_parse(dom, &j) == GW_EINVAL);
+    CHECK(!gw_jid_domain_valid(dom));
+    make_domain(dom, 1023);
     CHECK(gw_jid_parse(dom, &j) == GW_EINVAL);
     CHECK(!gw_jid_domain_valid(dom));
 
@@ -259,13 +263,14 @@ static void test_lengths(void)
     /* Every part at its maximum at once (plus a trailing dot): the longest JID there is. */
     memset(part, 'p', 1023);
     part[1023] = '\0';
-    make_domain(dom, 1023);
+    make_domain(dom, 255);
     snprintf(s, sizeof(s), "%s@%s./%s", part, dom, part);
-    CHECK(strlen(s) == 3 * 1023 + 3);
+    CHECK(strlen(s) == 2 * 1023 + 255 + 3);
     CHECK(gw_jid_parse(s, &j) == 0);
-    char out[3 * GW_JID_PART_MAX + 3];
+    char out[2 * GW_JID_PART_MAX + GW_JID_DOMAIN_MAX + 3];
     CHECK(gw_jid_format(&j, out, sizeof(out)) == 0);
-    CHECK(strlen(out) == 3 * 1023 + 2);
+    CHECK(strlen(out) == 2 * 1023 + 255 + 2);
+    CHECK(gw_jid_format(&j, out, sizeof(out) - 2) == GW_ELIMIT);
     /* One byte more anywhere is too much. */
     snprintf(s, sizeof(s), "%s@%s./%sq", part, dom, part);
     CHECK(gw_jid_parse(s, &j) == GW_EINVAL);
