@@ -45,8 +45,11 @@ struct overrides {
 
 struct app {
     struct gw_ctx ctx;
-    struct gw_config cfg;     /* the live configuration; ctx.cfg points here */
-    const char *config_path;  /* NULL: defaults and flags only */
+    struct gw_config *cfg;      /* the current snapshot (owned); ctx.cfg points here */
+    struct gw_config *cfg_boot; /* the snapshot the listeners started from (owned): web/server.c
+                                   hands lws pointers into it (mount points, iface), so it is
+                                   freed only at exit; later ones when a reload replaces them */
+    const char *config_path;    /* NULL: defaults and flags only */
     struct overrides ov;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -96,14 +99,22 @@ static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, ch
     return 0;
 }
 
-static int load_config(struct app *app, struct gw_config *cfg, char *err, size_t errlen)
+/* A whole new snapshot: defaults, the file, the command line, validated. NULL (and err) if not. */
+static struct gw_config *load_config(const struct app *app, char *err, size_t errlen)
 {
+    struct gw_config *cfg = malloc(sizeof(*cfg));
+    if (!cfg) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     gw_config_defaults(cfg);
-    if (app->config_path && gw_config_load(cfg, app->config_path, err, errlen) != 0)
-        return -1;
-    if (apply_overrides(cfg, &app->ov, err, errlen) != 0)
-        return -1;
-    return gw_config_validate(cfg, err, errlen) != 0 ? -1 : 0;
+    if ((app->config_path && gw_config_load(cfg, app->config_path, err, errlen) != 0) ||
+        apply_overrides(cfg, &app->ov, err, errlen) != 0 ||
+        gw_config_validate(cfg, err, errlen) != 0) {
+        free(cfg);
+        return NULL;
+    }
+    return cfg;
 }
 
 /* ---- signals ---- */
@@ -145,62 +156,32 @@ static void on_term(uv_signal_t *h, int signum)
     uv_timer_start(&app->drain_timer, on_drained, DRAIN_FLUSH_MS, 0);
 }
 
-/* SIGHUP: what may change live is copied into the running configuration; the rest needs a
- * restart and is said so. */
+/* SIGHUP: a whole new snapshot replaces the running one; keys that need a restart keep their
+ * running values (the key table says which). A bad file changes nothing. No module keeps a pointer
+ * into a snapshot past its callback (upstreams copy their entry), so the old one goes at once. */
 static void on_hup(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
+    char err[1024], kept[512];
     if (!app->config_path) {
         GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: no configuration file to reload");
         return;
     }
-    struct gw_config *next = malloc(sizeof(*next));
-    char err[512];
+    struct gw_config *next = load_config(app, err, sizeof(err));
     if (!next) {
-        GW_ERROR(&app->ctx.log, NULL, NULL, "SIGHUP: out of memory");
-        return;
-    }
-    if (load_config(app, next, err, sizeof(err)) != 0) {
         GW_ERROR(&app->ctx.log, NULL, NULL, "SIGHUP: configuration not reloaded: %s", err);
-        free(next);
         return;
     }
-    struct gw_config *cur = &app->cfg;
-    if (memcmp(&cur->listen, &next->listen, sizeof(next->listen)) ||
-        strcmp(cur->tls_cert, next->tls_cert) || strcmp(cur->ws_path, next->ws_path) ||
-        strcmp(cur->bosh_path, next->bosh_path) || strcmp(cur->upstream_ca, next->upstream_ca) ||
-        memcmp(&cur->admin_listen, &next->admin_listen, sizeof(next->admin_listen)))
-        GW_WARN(&app->ctx.log, NULL, NULL,
-                "SIGHUP: listen addresses, TLS files, paths and upstream_ca need a restart");
-    if (cur->max_stanza != next->max_stanza || cur->max_depth != next->max_depth ||
-        cur->max_attrs != next->max_attrs || cur->ws_ping_interval != next->ws_ping_interval ||
-        cur->ws_deflate != next->ws_deflate)
-        GW_WARN(&app->ctx.log, NULL, NULL,
-                "SIGHUP: limits.max_stanza/max_depth/max_attrs and websocket.* need a restart");
-    memcpy(cur->domains, next->domains, sizeof(cur->domains));
-    cur->n_domains = next->n_domains;
-    cur->has_default_upstream = next->has_default_upstream;
-    cur->upstream = next->upstream;
-    memcpy(cur->upstream_map, next->upstream_map, sizeof(cur->upstream_map));
-    cur->n_upstream_map = next->n_upstream_map;
-    cur->connect_timeout = next->connect_timeout;
-    memcpy(cur->origins, next->origins, sizeof(cur->origins));
-    cur->n_origins = next->n_origins;
-    cur->bosh_max_wait = next->bosh_max_wait;
-    cur->bosh_max_hold = next->bosh_max_hold;
-    cur->bosh_max_requests = next->bosh_max_requests;
-    cur->bosh_inactivity = next->bosh_inactivity;
-    cur->bosh_max_pause = next->bosh_max_pause;
-    cur->bosh_polling = next->bosh_polling;
-    cur->bosh_max_body = next->bosh_max_body;
-    memcpy(cur->bosh_routes, next->bosh_routes, sizeof(cur->bosh_routes));
-    cur->n_bosh_routes = next->n_bosh_routes;
-    cur->max_sessions = next->max_sessions;
-    cur->send_queue = next->send_queue;
-    cur->log_level = next->log_level;
-    memcpy(cur->admin_token, next->admin_token, sizeof(cur->admin_token));
+    int n_kept = gw_config_reload_merge(next, app->cfg, kept, sizeof(kept));
+    if (n_kept > 0)
+        GW_WARN(&app->ctx.log, NULL, NULL, "SIGHUP: %s need%s a restart; kept", kept,
+                n_kept == 1 ? "s" : "");
+    struct gw_config *old = app->cfg;
+    app->cfg = next;
+    app->ctx.cfg = next;
     app->ctx.log.level = next->log_level;
-    free(next);
+    if (old != app->cfg_boot)
+        free(old);
     GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s",
             app->config_path);
 }
@@ -252,33 +233,34 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
-    if (load_config(app, &app->cfg, err, sizeof(err)) != 0) {
+    app->cfg = app->cfg_boot = load_config(app, err, sizeof(err));
+    if (!app->cfg) {
         fprintf(stderr, "xmppgw: %s\n", err);
         free(app);
         return 1;
     }
     if (check_only) {
         /* The CA file is part of the configuration: check that it loads too. */
-        struct ssl_ctx_st *tls = gw_upstream_tls_ctx_new(app->cfg.upstream_ca, err, sizeof(err));
-        if (!tls) {
+        struct ssl_ctx_st *tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, sizeof(err));
+        if (tls)
+            printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
+                   app->config_path ? app->config_path : "");
+        else
             fprintf(stderr, "xmppgw: %s\n", err);
-            free(app);
-            return 1;
-        }
         SSL_CTX_free(tls);
-        printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
-               app->config_path ? app->config_path : "");
+        free(app->cfg);
         free(app);
-        return 0;
+        return tls ? 0 : 1;
     }
 
     signal(SIGPIPE, SIG_IGN);
     struct gw_ctx *ctx = &app->ctx;
-    ctx->cfg = &app->cfg;
-    ctx->log.level = app->cfg.log_level;
+    ctx->cfg = app->cfg;
+    ctx->log.level = app->cfg->log_level;
     int rc = 1;
     if (uv_loop_init(&app->loop) != 0) {
         fprintf(stderr, "xmppgw: cannot create the event loop\n");
+        free(app->cfg);
         free(app);
         return 1;
     }
@@ -290,7 +272,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "xmppgw: out of memory\n");
         goto out;
     }
-    ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg.upstream_ca, err, sizeof(err));
+    ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, sizeof(err));
     if (!ctx->upstream_tls) {
         fprintf(stderr, "xmppgw: %s\n", err);
         goto out;
@@ -319,7 +301,7 @@ int main(int argc, char **argv)
     uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
 
     GW_INFO(&ctx->log, NULL, NULL, "xmppgw %s running; admin on %s:%u", XMPPGW_VERSION,
-            app->cfg.admin_listen.host, app->cfg.admin_listen.port);
+            app->cfg->admin_listen.host, app->cfg->admin_listen.port);
     uv_run(ctx->loop, UV_RUN_DEFAULT);
     GW_INFO(&ctx->log, NULL, NULL, "stopped");
     rc = 0;
@@ -340,6 +322,9 @@ out:
     SSL_CTX_free(ctx->upstream_tls);
     free(ctx->read_buf);
     free(ctx->tls_buf);
+    if (app->cfg != app->cfg_boot)
+        free(app->cfg);
+    free(app->cfg_boot);
     free(app);
     return rc;
 }

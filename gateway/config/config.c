@@ -1,9 +1,9 @@
-/* Configuration: the table of keys (path, type, default, bounds, checks), the JSON loader and the
- * cross-key checks built on it, the finder that turns a key path back into a line and column, and
- * address / TLS-mode parsing. Calls jansson, core/log (level names) and libc. */
+/* Configuration: the table of keys (path, type, default, bounds, checks, reload class), the JSON
+ * loader and the cross-key checks built on it, the finder that turns a key path back into a line
+ * and column, the reload merge, and address / TLS-mode parsing. Calls jansson, core/log (level
+ * names), core/host (host, domain and address rules) and libc. */
 #include "config/config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/host.h"
 
 #define KIB 1024ULL
 #define MIB (1024ULL * 1024ULL)
@@ -38,19 +39,20 @@ enum key_type {
 typedef const char *(*check_fn)(const char *value);
 
 struct key_def {
-    const char *path;            /* dotted JSON path; within a section "section.member" */
-    enum key_type type;          /* how the value is read and stored */
-    size_t offset;               /* of the field in the struct the table describes */
-    size_t size;                 /* bytes of the field (lists: of one entry) */
-    size_t count_offset;         /* lists and maps: where the entry count lives */
-    unsigned max_entries;        /* lists and maps: capacity */
-    bool lower;                  /* store ASCII-lowercased (domains, origins) */
-    bool required;               /* must be present in its object (upstream host) */
-    unsigned long long def;      /* default of numbers and booleans */
-    unsigned long long min, max; /* bounds of numbers */
-    const char *def_str;         /* default of strings, addresses, levels, TLS modes */
-    const char *const *def_list; /* default of lists (NULL-terminated), NULL = empty */
-    check_fn check;              /* extra check on strings and list entries, or NULL */
+    const char *path;             /* dotted JSON path; within a section "section.member" */
+    enum key_type type;           /* how the value is read and stored */
+    size_t offset;                /* of the field in the struct the table describes */
+    size_t size;                  /* bytes of the field (lists: of one entry) */
+    size_t count_offset;          /* lists and maps: where the entry count lives */
+    unsigned max_entries;         /* lists and maps: capacity */
+    bool lower;                   /* store ASCII-lowercased (domains, origins) */
+    bool required;                /* must be present in its object (upstream host) */
+    unsigned long long def;       /* default of numbers and booleans */
+    unsigned long long min, max;  /* bounds of numbers */
+    const char *def_str;          /* default of strings, addresses, levels, TLS modes */
+    const char *const *def_list;  /* default of lists (NULL-terminated), NULL = empty */
+    check_fn check;               /* extra check on strings and list entries, or NULL */
+    enum gw_config_reload reload; /* what SIGHUP does with a change (config.h) */
 };
 
 /* Where the value being applied sits in the document: keys and array indexes from the top. */
@@ -82,63 +84,79 @@ static const char *check_token(const char *s);
 #define ENTRY(st, f) offsetof(struct st, f), sizeof(((struct st *)0)->f[0])
 #define ENTRIES(st, f) (unsigned)(sizeof(((struct st *)0)->f) / sizeof(((struct st *)0)->f[0]))
 
+/* Each key names its reload class (config.h) right after its path. */
+#define LIVE GW_RELOAD_LIVE
+#define NEW GW_RELOAD_NEW
+#define RESTART GW_RELOAD_RESTART
+
 #define SECTION(p) {.path = (p), .type = KEY_SECTION}
-#define STRING(p, f, d, chk) {.path = (p), .type = KEY_STRING, FIELD(gw_config, f),              \
-                              .def_str = (d), .check = (chk)}
-#define ADDR(p, f, d) {.path = (p), .type = KEY_ADDR, FIELD(gw_config, f), .def_str = (d)}
-#define UINT(p, f, d, lo, hi) {.path = (p), .type = KEY_UINT, FIELD(gw_config, f), .def = (d),     \
-                               .min = (lo), .max = (hi)}
-#define BOOL(p, f, d) {.path = (p), .type = KEY_BOOL, FIELD(gw_config, f), .def = (d)}
-#define LIST(p, f, cnt, d, chk, low) {.path = (p), .type = KEY_LIST, ENTRY(gw_config, f),          \
-                                      .count_offset = offsetof(struct gw_config, cnt),             \
-                                      .max_entries = ENTRIES(gw_config, f), .def_list = (d),       \
-                                      .check = (chk), .lower = (low)}
+#define STRING(p, r, f, d, chk) {.path = (p), .reload = (r), .type = KEY_STRING,                   \
+                                 FIELD(gw_config, f), .def_str = (d), .check = (chk)}
+#define ADDR(p, r, f, d) {.path = (p), .reload = (r), .type = KEY_ADDR, FIELD(gw_config, f),       \
+                          .def_str = (d)}
+#define UINT(p, r, f, d, lo, hi) {.path = (p), .reload = (r), .type = KEY_UINT,                    \
+                                  FIELD(gw_config, f), .def = (d), .min = (lo), .max = (hi)}
+#define BOOL(p, r, f, d) {.path = (p), .reload = (r), .type = KEY_BOOL, FIELD(gw_config, f),       \
+                          .def = (d)}
+#define LIST(p, r, f, cnt, d, chk, low) {.path = (p), .reload = (r), .type = KEY_LIST,             \
+                                         ENTRY(gw_config, f),                                      \
+                                         .count_offset = offsetof(struct gw_config, cnt),          \
+                                         .max_entries = ENTRIES(gw_config, f), .def_list = (d),    \
+                                         .check = (chk), .lower = (low)}
 
 static const char *const default_origins[] = {"same-host", "localhost", NULL};
 
-/* Every key of the file. The order is the order of config/README.md and of "known keys" hints. */
+/* Every key of the file. The order is the order of config/README.md and of "known keys" hints.
+ * The reload class says what the code can honour: RESTART for what is read once at start
+ * (listeners, lws mounts, the upstream SSL_CTX, lws's ping and extension settings), NEW for what
+ * is read when a session, stream or parser is created, LIVE for what is read at each use. */
 static const struct key_def config_keys[] = {
-    ADDR("listen", listen, "127.0.0.1:5280"),
+    ADDR("listen", RESTART, listen, "127.0.0.1:5280"),
     SECTION("tls"),
-    STRING("tls.cert", tls_cert, "", NULL),
-    STRING("tls.key", tls_key, "", NULL),
+    STRING("tls.cert", RESTART, tls_cert, "", NULL),
+    STRING("tls.key", RESTART, tls_key, "", NULL),
     SECTION("static"),
-    STRING("static.root", static_root, "static", NULL),
-    STRING("static.node_modules", node_modules, "node_modules", NULL),
+    STRING("static.root", RESTART, static_root, "static", NULL),
+    STRING("static.node_modules", RESTART, node_modules, "node_modules", NULL),
     SECTION("admin"),
-    ADDR("admin.listen", admin_listen, "127.0.0.1:5281"),
-    STRING("admin.token", admin_token, "", check_token),
-    LIST("domains", domains, n_domains, NULL, check_domain, true),
-    {.path = "upstream", .type = KEY_UPSTREAM, FIELD(gw_config, upstream)},
-    {.path = "upstreams", .type = KEY_UPSTREAM_MAP, ENTRY(gw_config, upstream_map),
+    ADDR("admin.listen", RESTART, admin_listen, "127.0.0.1:5281"),
+    STRING("admin.token", LIVE, admin_token, "", check_token),
+    LIST("domains", NEW, domains, n_domains, NULL, check_domain, true),
+    {.path = "upstream", .reload = NEW, .type = KEY_UPSTREAM, FIELD(gw_config, upstream)},
+    {.path = "upstreams", .reload = NEW, .type = KEY_UPSTREAM_MAP, ENTRY(gw_config, upstream_map),
      .count_offset = offsetof(struct gw_config, n_upstream_map),
      .max_entries = ENTRIES(gw_config, upstream_map)},
-    STRING("upstream_ca", upstream_ca, "", NULL),
-    UINT("connect_timeout", connect_timeout, 10, 1, 300),
-    LIST("origins", origins, n_origins, default_origins, check_origin, true),
+    STRING("upstream_ca", RESTART, upstream_ca, "", NULL),
+    UINT("connect_timeout", NEW, connect_timeout, 10, 1, 300),
+    LIST("origins", LIVE, origins, n_origins, default_origins, check_origin, true),
     SECTION("websocket"),
-    STRING("websocket.path", ws_path, "/xmpp-websocket", check_path),
-    UINT("websocket.ping_interval", ws_ping_interval, 30, 0, 3600),
-    BOOL("websocket.deflate", ws_deflate, false),
+    STRING("websocket.path", RESTART, ws_path, "/xmpp-websocket", check_path),
+    UINT("websocket.ping_interval", RESTART, ws_ping_interval, 30, 0, 3600),
+    BOOL("websocket.deflate", RESTART, ws_deflate, false),
     SECTION("bosh"),
-    STRING("bosh.path", bosh_path, "/http-bind", check_path),
-    UINT("bosh.max_wait", bosh_max_wait, 50, 1, 600),
-    UINT("bosh.max_hold", bosh_max_hold, 1, 1, 10),
-    UINT("bosh.max_requests", bosh_max_requests, 2, 2, 16),
-    UINT("bosh.inactivity", bosh_inactivity, 60, 5, 3600),
-    UINT("bosh.max_pause", bosh_max_pause, 120, 0, 3600),
-    UINT("bosh.polling", bosh_polling, 2, 0, 60),
-    UINT("bosh.max_body", bosh_max_body, MIB, KIB, 64 * MIB),
-    LIST("bosh.routes", bosh_routes, n_bosh_routes, NULL, check_route, false),
+    STRING("bosh.path", RESTART, bosh_path, "/http-bind", check_path),
+    UINT("bosh.max_wait", NEW, bosh_max_wait, 50, 1, 600),
+    UINT("bosh.max_hold", NEW, bosh_max_hold, 1, 1, 10),
+    UINT("bosh.max_requests", NEW, bosh_max_requests, 2, 2, 16),
+    UINT("bosh.inactivity", NEW, bosh_inactivity, 60, 5, 3600),
+    UINT("bosh.max_pause", NEW, bosh_max_pause, 120, 0, 3600),
+    UINT("bosh.polling", NEW, bosh_polling, 2, 0, 60),
+    UINT("bosh.max_body", LIVE, bosh_max_body, MIB, KIB, 64 * MIB),
+    LIST("bosh.routes", NEW, bosh_routes, n_bosh_routes, NULL, check_route, false),
     SECTION("limits"),
-    UINT("limits.max_stanza", max_stanza, 256 * KIB, KIB, 16 * MIB),
-    UINT("limits.max_depth", max_depth, 64, 4, 1024),
-    UINT("limits.max_attrs", max_attrs, 64, 4, 1024),
-    UINT("limits.max_sessions", max_sessions, 10000, 1, 1000000),
-    UINT("limits.send_queue", send_queue, MIB, 64 * KIB, 64 * MIB),
+    UINT("limits.max_stanza", NEW, max_stanza, 256 * KIB, KIB, 16 * MIB),
+    UINT("limits.max_depth", NEW, max_depth, 64, 4, 1024),
+    UINT("limits.max_attrs", NEW, max_attrs, 64, 4, 1024),
+    UINT("limits.max_sessions", LIVE, max_sessions, 10000, 1, 1000000),
+    UINT("limits.send_queue", NEW, send_queue, MIB, 64 * KIB, 64 * MIB),
     SECTION("log"),
-    {.path = "log.level", .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level), .def_str = "info"},
+    {.path = "log.level", .reload = LIVE, .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level),
+     .def_str = "info"},
 };
+
+#undef LIVE
+#undef NEW
+#undef RESTART
 
 /* The members of "upstream" and of each "upstreams" entry, relative to struct gw_upstream_cfg. */
 static const struct key_def upstream_keys[] = {
@@ -202,82 +220,14 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- hosts, addresses, TLS modes ---- */
 
-static bool ipv6_literal(const char *s, size_t len)
-{
-    char buf[INET6_ADDRSTRLEN + 1];
-    struct in6_addr a;
-    if (len == 0 || len >= sizeof(buf))
-        return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-/* A host to connect to or listen on: a name of letters, digits, '-', '_', '.', or an IPv6 literal
- * (bare, without brackets). Names are not resolved here. */
-static bool host_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > 255)
-        return false;
-    if (memchr(s, ':', len))
-        return ipv6_literal(s, len);
-    for (size_t i = 0; i < len; i++)
-        if (!ascii_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-            return false;
-    return true;
-}
-
-/* Decimal 1..65535 with nothing after it. */
-static bool parse_port(const char *s, uint16_t *out)
-{
-    unsigned long v = 0;
-    if (*s == '\0')
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (unsigned long)(*s - '0');
-        if (v > 65535)
-            return false;
-    }
-    if (v == 0)
-        return false;
-    *out = (uint16_t)v;
-    return true;
-}
-
 int gw_config_parse_addr(const char *s, struct gw_addr *addr)
 {
     if (!s || !addr)
         return GW_EINVAL;
-    const char *host, *port;
-    size_t hlen;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return GW_EINVAL;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        port = close + 2;
-        if (!ipv6_literal(host, hlen))
-            return GW_EINVAL;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (!colon)
-            return GW_EINVAL;
-        host = s;
-        hlen = (size_t)(colon - s);
-        port = colon + 1;
-        /* A bare IPv6 literal would make the port ambiguous: brackets are required. */
-        if (memchr(host, ':', hlen) || !host_valid(host, hlen))
-            return GW_EINVAL;
-    }
     struct gw_addr a;
     memset(&a, 0, sizeof(a)); /* no stack bytes left behind the host's NUL */
-    if (hlen == 0 || hlen >= sizeof(a.host) || !parse_port(port, &a.port))
+    if (gw_host_parse_addr(s, a.host, sizeof(a.host), &a.port) != 0)
         return GW_EINVAL;
-    memcpy(a.host, host, hlen);
-    a.host[hlen] = '\0';
     *addr = a;
     return 0;
 }
@@ -312,31 +262,14 @@ static const char *check_path(const char *s)
     return NULL;
 }
 
-/* An XMPP domain as the gateway routes it: labels of letters, digits and '-' (IDNs as UTF-8 are
- * let through: the upstream judges them), or an IPv6 literal in brackets. The full JID rules live
- * in xmpp/jid.c, which sits above this module. */
+/* An XMPP domain by the same rules a JID's domain follows (core/host.h), so that a configured
+ * domain is always one a stream header can name. No trailing dot: stream headers may carry one,
+ * the configuration never needs it. */
 static const char *check_domain(const char *s)
 {
-    static const char *const bad = "must be a domain name such as \"example.com\"";
-    size_t len = strlen(s);
-    if (len == 0)
-        return bad;
-    if (s[0] == '[')
-        return len > 2 && s[len - 1] == ']' && ipv6_literal(s + 1, len - 2) ? NULL : bad;
-    size_t label = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return bad;
-            label = 0;
-            continue;
-        }
-        if (c < 0x80 && !ascii_alnum((char)c) && c != '-')
-            return bad;
-        label++;
-    }
-    return label == 0 ? bad : NULL;
+    if (!gw_host_domain_valid(s, strlen(s)))
+        return "must be a domain name such as \"example.com\"";
+    return NULL;
 }
 
 /* "*", "same-host", "localhost", or a serialized origin: scheme "://" host [":" port], nothing
@@ -357,7 +290,7 @@ static const char *check_origin(const char *s)
     p += 3;
     if (*p == '[') {
         const char *close = strchr(p, ']');
-        if (!close || !ipv6_literal(p + 1, (size_t)(close - p - 1)))
+        if (!close || gw_host_ip_literal(p + 1, (size_t)(close - p - 1)) != GW_HOST_IP_V6)
             return bad;
         p = close + 1;
     } else {
@@ -369,7 +302,7 @@ static const char *check_origin(const char *s)
     }
     if (*p == ':') {
         uint16_t port;
-        if (!parse_port(p + 1, &port))
+        if (gw_host_parse_port(p + 1, strlen(p + 1), &port) != 0)
             return bad;
     } else if (*p != '\0') {
         return bad;
@@ -951,12 +884,12 @@ static int apply_value(struct loader *ld, const struct key_def *d, json_t *v, vo
         if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
             s++;
             len -= 2;
-            if (!ipv6_literal(s, len))
+            if (gw_host_ip_literal(s, len) != GW_HOST_IP_V6)
                 return fail_at(ld, false, "must be a host name or an IP address");
         }
         if (len >= d->size)
             return fail_at(ld, false, "must be at most %zu bytes", d->size - 1);
-        if (!host_valid(s, len))
+        if (!gw_host_name_valid(s, len))
             return fail_at(ld, false, "must be a host name or an IP address");
         memcpy(p, s, len);
         ((char *)p)[len] = '\0';
@@ -1138,94 +1071,121 @@ static bool string_ok(const char *p, size_t size)
 static bool upstream_ok(const struct gw_upstream_cfg *up)
 {
     return string_ok(up->addr.host, sizeof(up->addr.host)) &&
-           host_valid(up->addr.host, strlen(up->addr.host)) && up->addr.port != 0 &&
+           gw_host_name_valid(up->addr.host, strlen(up->addr.host)) && up->addr.port != 0 &&
            (unsigned)up->tls <= GW_UPSTREAM_TLS_DIRECT;
 }
 
-/* Re-checks every field against the table: command-line overrides bypass the loader. */
-static int validate_table(const struct gw_config *cfg, char *err, size_t errlen)
+static unsigned count_at(const struct gw_config *cfg, const struct key_def *d)
 {
-    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-        const struct key_def *d = &config_keys[i];
-        const void *p = field_at_const(cfg, d);
-        const char *why = NULL;
-        switch (d->type) {
-        case KEY_SECTION:
-        case KEY_BOOL:
-        case KEY_HOST:
-        case KEY_TLS_MODE:
-            break;
-        case KEY_STRING:
-            if (!string_ok(p, d->size))
-                why = "is not terminated";
-            else if (d->check)
-                why = d->check(p);
-            break;
-        case KEY_ADDR: {
-            const struct gw_addr *a = p;
-            if (!string_ok(a->host, sizeof(a->host)) || !host_valid(a->host, strlen(a->host)) ||
-                a->port == 0)
-                why = "must be \"host:port\" with a port from 1 to 65535";
-            break;
-        }
-        case KEY_UINT: {
-            unsigned long long v = load_uint(p, d->size);
-            if (v < d->min || v > d->max) {
-                set_err(err, errlen, "key '%s': must be between %llu and %llu", d->path, d->min,
-                        d->max);
-                return GW_EINVAL;
-            }
-            break;
-        }
-        case KEY_LIST: {
-            unsigned count = *(const unsigned *)((const char *)cfg + d->count_offset);
-            if (count > d->max_entries) {
-                why = "has too many entries";
-                break;
-            }
-            for (unsigned j = 0; j < count; j++) {
-                const char *e = (const char *)p + j * d->size;
-                const char *bad = !string_ok(e, d->size) ? "is not terminated"
-                                  : d->check             ? d->check(e)
-                                                         : NULL;
-                if (bad) {
-                    set_err(err, errlen, "key '%s[%u]': %s", d->path, j, bad);
-                    return GW_EINVAL;
-                }
-            }
-            break;
-        }
-        case KEY_LOG_LEVEL:
-            if ((unsigned)*(const enum gw_log_level *)p > GW_LOG_DEBUG)
-                why = "is out of range";
-            break;
-        case KEY_UPSTREAM:
-            if (cfg->has_default_upstream && !upstream_ok(p))
-                why = "needs a host name or IP address, a port from 1 to 65535 and a TLS mode";
-            break;
-        case KEY_UPSTREAM_MAP: {
-            const struct gw_upstream_cfg *map = p;
-            unsigned count = *(const unsigned *)((const char *)cfg + d->count_offset);
-            if (count > d->max_entries) {
-                why = "has too many entries";
-                break;
-            }
-            for (unsigned j = 0; j < count && !why; j++) {
-                if (!string_ok(map[j].domain, sizeof(map[j].domain)) ||
-                    check_domain(map[j].domain) || !upstream_ok(&map[j]))
-                    why = "has an entry without a valid domain, host, port and TLS mode";
-            }
-            break;
-        }
-        }
-        if (why) {
-            set_err(err, errlen, "key '%s': %s", d->path, why);
+    return *(const unsigned *)((const char *)cfg + d->count_offset);
+}
+
+/* A list: every entry terminated and passing the key's check. */
+static int validate_list(const struct gw_config *cfg, const struct key_def *d, char *err,
+                         size_t errlen)
+{
+    const char *entries = field_at_const(cfg, d);
+    unsigned count = count_at(cfg, d);
+    if (count > d->max_entries) {
+        set_err(err, errlen, "key '%s': has too many entries", d->path);
+        return GW_EINVAL;
+    }
+    for (unsigned j = 0; j < count; j++) {
+        const char *e = entries + j * d->size;
+        const char *bad = !string_ok(e, d->size) ? "is not terminated"
+                          : d->check             ? d->check(e)
+                                                 : NULL;
+        if (bad) {
+            set_err(err, errlen, "key '%s[%u]': %s", d->path, j, bad);
             return GW_EINVAL;
         }
     }
     return 0;
 }
 
+static const char *upstream_map_problem(const struct gw_config *cfg, const struct key_def *d)
+{
+    const struct gw_upstream_cfg *map = field_at_const(cfg, d);
+    unsigned count = count_at(cfg, d);
+    if (count > d->max_entries)
+        return "has too many entries";
+    for (unsigned j = 0; j < count; j++)
+        if (!string_ok(map[j].domain, sizeof(map[j].domain)) || check_domain(map[j].domain) ||
+            !upstream_ok(&map[j]))
+            return "has an entry without a valid domain, host, port and TLS mode";
+    return NULL;
+}
+
+/* One key's value against its table entry. */
+static int validate_key(const struct gw_config *cfg, const struct key_def *d, char *err,
+                        size_t errlen)
+{
+    const void *p = field_at_const(cfg, d);
+    const char *why = NULL;
+    switch (d->type) {
+    case KEY_SECTION:
+    case KEY_BOOL:
+    case KEY_HOST:
+    case KEY_TLS_MODE:
+        break;
+    case KEY_STRING:
+        if (!string_ok(p, d->size))
+            why = "is not terminated";
+        else if (d->check)
+            why = d->check(p);
+        break;
+    case KEY_ADDR: {
+        const struct gw_addr *a = p;
+        if (!string_ok(a->host, sizeof(a->host)) || !gw_host_name_valid(a->host, strlen(a->host)) ||
+            a->port == 0)
+            why = "must be \"host:port\" with a port from 1 to 65535";
+        break;
+    }
+    case KEY_UINT: {
+        unsigned long long v = load_uint(p, d->size);
+        if (v < d->min || v > d->max) {
+            set_err(err, errlen, "key '%s': must be between %llu and %llu", d->path, d->min,
+                    d->max);
+            return GW_EINVAL;
+        }
+        break;
+    }
+    case KEY_LIST:
+        return validate_list(cfg, d, err, errlen);
+    case KEY_LOG_LEVEL:
+        if ((unsigned)*(const enum gw_log_level *)p > GW_LOG_DEBUG)
+            why = "is out of range";
+        break;
+    case KEY_UPSTREAM:
+        if (cfg->has_default_upstream && !upstream_ok(p))
+            why = "needs a host name or IP address, a port from 1 to 65535 and a TLS mode";
+        break;
+    case KEY_UPSTREAM_MAP:
+        why = upstream_map_problem(cfg, d);
+        break;
+    }
+    if (why) {
+        set_err(err, errlen, "key '%s': %s", d->path, why);
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+/* Re-checks every field against the table: command-line overrides bypass the loader. */
+static int validate_table(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        int rc = validate_key(cfg, &config_keys[i], err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The checks across keys below relate only keys of one reload class (tls.cert and tls.key,
+ * bosh.max_hold and bosh.max_requests, the two paths, the two listen addresses, the upstream
+ * keys): a reload that keeps some RESTART values therefore still gives a valid snapshot.
+ * tests/unit/test_config.c holds the classes to that. */
 int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
 {
     if (!cfg) {
@@ -1274,6 +1234,125 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
         }
     }
     return 0;
+}
+
+/* ---- reload: the table says which keys a running gateway can take ---- */
+
+int gw_config_key_reload(const char *key, enum gw_config_reload *out)
+{
+    if (!key || !out)
+        return GW_EINVAL;
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        const struct key_def *d = &config_keys[i];
+        if (d->type == KEY_SECTION)
+            continue;
+        const char *member = NULL;
+        size_t n = strlen(d->path);
+        if (d->type == KEY_UPSTREAM && strncmp(key, d->path, n) == 0 && key[n] == '.')
+            member = key + n + 1;
+        if (strcmp(key, d->path) == 0 ||
+            (member && find_key(upstream_keys, N_UPSTREAM_KEYS, "", member))) {
+            *out = d->reload;
+            return 0;
+        }
+    }
+    return GW_EINVAL;
+}
+
+static bool upstream_equal(const struct gw_upstream_cfg *a, const struct gw_upstream_cfg *b)
+{
+    return strcmp(a->domain, b->domain) == 0 && strcmp(a->addr.host, b->addr.host) == 0 &&
+           a->addr.port == b->addr.port && a->tls == b->tls;
+}
+
+static bool list_equal(const struct key_def *d, const struct gw_config *a,
+                       const struct gw_config *b)
+{
+    unsigned n = count_at(a, d);
+    if (n != count_at(b, d))
+        return false;
+    const char *ea = field_at_const(a, d), *eb = field_at_const(b, d);
+    for (unsigned j = 0; j < n; j++) {
+        bool same = d->type == KEY_LIST
+                        ? strcmp(ea + j * d->size, eb + j * d->size) == 0
+                        : upstream_equal((const struct gw_upstream_cfg *)(const void *)ea + j,
+                                         (const struct gw_upstream_cfg *)(const void *)eb + j);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+/* Do two valid snapshots hold the same value for key d? Compared by meaning, not by bytes: what
+ * follows a string's NUL depends on how the value was set. */
+static bool key_equal(const struct key_def *d, const struct gw_config *a, const struct gw_config *b)
+{
+    const void *pa = field_at_const(a, d), *pb = field_at_const(b, d);
+    switch (d->type) {
+    case KEY_SECTION:
+        return true;
+    case KEY_STRING:
+    case KEY_HOST:
+        return strcmp(pa, pb) == 0;
+    case KEY_ADDR: {
+        const struct gw_addr *x = pa, *y = pb;
+        return strcmp(x->host, y->host) == 0 && x->port == y->port;
+    }
+    case KEY_UINT:
+        return load_uint(pa, d->size) == load_uint(pb, d->size);
+    case KEY_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case KEY_LOG_LEVEL:
+    case KEY_TLS_MODE:
+        return memcmp(pa, pb, d->size) == 0;
+    case KEY_UPSTREAM:
+        return a->has_default_upstream == b->has_default_upstream && upstream_equal(pa, pb);
+    case KEY_LIST:
+    case KEY_UPSTREAM_MAP:
+        return list_equal(d, a, b);
+    }
+    return false;
+}
+
+/* Copies key d's whole value from src into dst: every list entry and the count, and for
+ * "upstream" whether one was given. */
+static void key_copy(const struct key_def *d, struct gw_config *dst, const struct gw_config *src)
+{
+    size_t bytes = d->size;
+    if (d->type == KEY_SECTION)
+        return;
+    if (d->type == KEY_LIST || d->type == KEY_UPSTREAM_MAP) {
+        bytes = d->size * d->max_entries;
+        memcpy((char *)dst + d->count_offset, (const char *)src + d->count_offset,
+               sizeof(unsigned));
+    }
+    if (d->type == KEY_UPSTREAM)
+        dst->has_default_upstream = src->has_default_upstream;
+    memcpy(field_at(dst, d), field_at_const(src, d), bytes);
+}
+
+int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, char *kept,
+                           size_t keptlen)
+{
+    if (kept && keptlen)
+        kept[0] = '\0';
+    if (!next || !cur)
+        return GW_EINVAL;
+    int n = 0;
+    size_t used = 0;
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        const struct key_def *d = &config_keys[i];
+        if (d->type == KEY_SECTION || d->reload != GW_RELOAD_RESTART || key_equal(d, next, cur))
+            continue;
+        key_copy(d, next, cur);
+        n++;
+        if (kept && used < keptlen) {
+            int w = snprintf(kept + used, keptlen - used, "%s%s", used ? ", " : "", d->path);
+            if (w > 0)
+                used += (size_t)w; /* past keptlen when cut short: nothing more is written */
+        }
+    }
+    return n;
 }
 
 /* A configured domain against one from a stream header, which may end in the dot of a fully

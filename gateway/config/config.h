@@ -1,6 +1,7 @@
-/* Configuration: one JSON file (jansson) parsed once into a const struct gw_config, with
- * command-line overrides applied on top. Every key lives in one table with its default and bounds
- * (config.c); config/README.md documents each. Errors name the key, the line and the column. */
+/* Configuration: one JSON file (jansson) parsed into a const struct gw_config snapshot, with
+ * command-line overrides applied on top. Every key lives in one table with its default, bounds and
+ * reload class (config.c); config/README.md documents each. Errors name the key, the line and the
+ * column. A reload builds a whole new snapshot and swaps it in (gw_config_reload_merge). */
 #ifndef GW_CONFIG_CONFIG_H
 #define GW_CONFIG_CONFIG_H
 
@@ -13,6 +14,18 @@
 #define GW_CFG_MAX_LIST 64 /* entries in any list (origins, domains, routes, upstream map) */
 
 enum gw_upstream_tls { GW_UPSTREAM_TLS_OFF, GW_UPSTREAM_TLS_STARTTLS, GW_UPSTREAM_TLS_DIRECT };
+
+/* What a SIGHUP does with a changed key: a property of the key in the table, and the "Reload"
+ * column of config/README.md. Modules read ctx->cfg where the class says: a LIVE key at each use,
+ * a NEW key once when they create the session, stream or parser it governs (and keep the value,
+ * not a pointer into the snapshot), a RESTART key at start only. */
+enum gw_config_reload {
+    GW_RELOAD_LIVE,    /* the new value holds at once, for everything (origins, log level) */
+    GW_RELOAD_NEW,     /* the new value holds for sessions, streams and parsers created after the
+                          reload; existing ones keep what they started with (limits, upstreams) */
+    GW_RELOAD_RESTART, /* read once at start (listeners, TLS files, paths): a reload keeps the
+                          running value, and the gateway says that a restart is needed */
+};
 
 struct gw_addr {
     char host[256]; /* name or literal; IPv6 literals without brackets */
@@ -94,16 +107,30 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
 int gw_config_load_string(struct gw_config *cfg, const char *json, const char *name, char *err,
                           size_t errlen) GW_MUST_CHECK;
 
-/* Parse "host:port", "[v6]:port" into addr. */
+/* Parse "host:port", "[v6]:port" into addr (core/host.h's rules); GW_EINVAL leaves addr as it was.
+ */
 int gw_config_parse_addr(const char *s, struct gw_addr *addr) GW_MUST_CHECK;
 int gw_config_parse_tls(const char *s, enum gw_upstream_tls *out) GW_MUST_CHECK;
 const char *gw_config_tls_name(enum gw_upstream_tls t);
 
-/* Checks across keys (e.g. no upstream for a listed domain, tls.cert without tls.key); call after
- * command-line overrides. */
+/* Checks every value against the table, and across keys (e.g. no upstream for a listed domain,
+ * tls.cert without tls.key); call after command-line overrides. */
 int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen) GW_MUST_CHECK;
 
-/* Which upstream serves this XMPP domain (case-insensitive)? NULL = domain not served. */
+/* The reload class of key, named as config/README.md names it ("bosh.max_wait", "upstreams"; a
+ * member of "upstream" has the class of "upstream"). GW_EINVAL when key is no key. */
+int gw_config_key_reload(const char *key, enum gw_config_reload *out) GW_MUST_CHECK;
+
+/* Reload, step two. next is a whole new snapshot (defaults, file, command line), already valid
+ * (gw_config_validate); cur is the running one. For every key of class GW_RELOAD_RESTART whose
+ * value differs, copies cur's value into next and names the key in kept ("listen, bosh.path"; ""
+ * when none; cut short if keptlen is too small). Returns how many keys were kept. next stays
+ * valid: the cross-key checks only relate keys of one class. */
+int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, char *kept,
+                           size_t keptlen) GW_MUST_CHECK;
+
+/* Which upstream serves this XMPP domain (case-insensitive)? NULL = domain not served. The result
+ * points into cfg: copy what must outlive the current callback (a reload frees old snapshots). */
 const struct gw_upstream_cfg *gw_config_upstream_for(const struct gw_config *cfg,
                                                      const char *domain);
 

@@ -21,7 +21,7 @@ struct ssl_ctx_st;
 
 struct gw_ctx {
     uv_loop_t *loop;                  /* the one event loop */
-    const struct gw_config *cfg;      /* current configuration (replaced whole on reload) */
+    const struct gw_config *cfg;      /* replaced whole on reload: keep values, not pointers */
     struct gw_log log;                /* log level */
     struct gw_metrics metrics;        /* counters for /metrics */
     struct gw_sessions *sessions;     /* session table (session/) */

@@ -1,6 +1,7 @@
 /* Tests for gateway/config/config.c: defaults, a full file, every kind of error with its key, line
- * and column, addresses, TLS modes, upstream look-up, cross-key checks, and that config/README.md
- * and the shipped files agree with the key table. Fixtures: tests/data/config/. */
+ * and column, addresses, TLS modes, upstream look-up, cross-key checks, the reload merge and the
+ * reload classes, and that config/README.md (names, defaults, bounds, the Reload column) and the
+ * shipped files agree with the key table. Fixtures: tests/data/config/. */
 #include "config/config.h"
 #include "check.h"
 
@@ -341,6 +342,36 @@ static void test_value_errors(void)
                    "t.json:1:27: key 'domains[1]': duplicate entry \"A.example\"");
     CHECK_LOAD_ERR("{\"domains\": [\"a..example\"]}",
                    "t.json:1:14: key 'domains[0]': must be a domain name such as \"example.com\"");
+    /* Domains follow a JID domain's rules (core/host.h), so every configured domain is one a
+     * stream header can name. */
+    static const char *const bad_domains[] = {
+        "-a.example",
+        "a-.example",
+        "a_b.example",
+        "999.0.0.1",
+        "1.2.3",
+        "a.example.",
+        "[::1",
+        "[127.0.0.1]",
+        "a\\u0085b",
+        "a\\u3000b",
+        "a:b",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example", /* 64 */
+    };
+    for (size_t i = 0; i < sizeof(bad_domains) / sizeof(bad_domains[0]); i++) {
+        char j[256];
+        snprintf(j, sizeof(j), "{\"domains\": [\"%s\"]}", bad_domains[i]);
+        CHECK_LOAD_ERR(j, "t.json:1:14: key 'domains[0]': must be a domain name such as "
+                          "\"example.com\"");
+        snprintf(j, sizeof(j), "{\"upstreams\": {\"%s\": {\"host\": \"h\"}}}", bad_domains[i]);
+        struct gw_config *c = new_cfg();
+        CHECK(load(c, j) == GW_EINVAL);
+        CHECK(strncmp(err, "t.json:1:16: key 'upstreams.", 28) == 0);
+        CHECK(strstr(err, "': must be a domain name such as \"example.com\"") != NULL);
+        free(c);
+    }
+    CHECK_LOAD_OK("{\"domains\": [\"[::1]\", \"192.0.2.1\", \"\xc3\xa4.example\", \"1a.example\", "
+                  "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example\"]}");
     CHECK_LOAD_ERR("{\"websocket\": {\"path\": \"ws\"}}",
                    "t.json:1:24: key 'websocket.path': must start with '/'");
     CHECK_LOAD_ERR("{\"bosh\": {\"path\": \"/a b\"}}",
@@ -747,6 +778,150 @@ static void test_validate(void)
     free(d);
 }
 
+/* ---- reload ---- */
+
+static enum gw_config_reload reload_of(const char *key)
+{
+    enum gw_config_reload r = GW_RELOAD_LIVE;
+    int rc = gw_config_key_reload(key, &r);
+    if (rc != 0)
+        fprintf(stderr, "no reload class for %s\n", key);
+    CHECK(rc == 0);
+    return r;
+}
+
+static void test_reload_classes(void)
+{
+    CHECK(reload_of("listen") == GW_RELOAD_RESTART);
+    CHECK(reload_of("bosh.path") == GW_RELOAD_RESTART);
+    CHECK(reload_of("limits.max_stanza") == GW_RELOAD_NEW);
+    CHECK(reload_of("origins") == GW_RELOAD_LIVE);
+    CHECK(reload_of("upstream") == GW_RELOAD_NEW);
+    CHECK(reload_of("upstream.host") == GW_RELOAD_NEW); /* a member has its object's class */
+    CHECK(reload_of("upstream.tls") == GW_RELOAD_NEW);
+
+    enum gw_config_reload r = GW_RELOAD_NEW;
+    CHECK(gw_config_key_reload("upstream.nope", &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload("upstreams.example.com", &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload("bosh", &r) == GW_EINVAL); /* a section is no key */
+    CHECK(gw_config_key_reload("bosh.", &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload("nope", &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload("", &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload(NULL, &r) == GW_EINVAL);
+    CHECK(gw_config_key_reload("listen", NULL) == GW_EINVAL);
+    CHECK(r == GW_RELOAD_NEW);
+
+    /* The cross-key checks relate keys of one class only, so that a merge which keeps the
+     * running value of one key of a pair cannot break the pair. */
+    static const char *const together[][3] = {
+        {"tls.cert", "tls.key", NULL},         {"bosh.max_hold", "bosh.max_requests", NULL},
+        {"websocket.path", "bosh.path", NULL}, {"listen", "admin.listen", NULL},
+        {"upstream", "upstreams", "domains"},
+    };
+    for (size_t i = 0; i < sizeof(together) / sizeof(together[0]); i++)
+        for (size_t j = 1; j < 3 && together[i][j]; j++) {
+            if (reload_of(together[i][0]) != reload_of(together[i][j]))
+                fprintf(stderr, "%s and %s are checked together but reload differently\n",
+                        together[i][0], together[i][j]);
+            CHECK(reload_of(together[i][0]) == reload_of(together[i][j]));
+        }
+}
+
+static void test_reload_merge(void)
+{
+    struct gw_config *cur = new_cfg(), *next = new_cfg();
+    char kept[512];
+
+    /* A restart key changed keeps its running value and is named; live and new-session keys,
+     * the limits among them, take the new value. */
+    CHECK(load(cur, "{" UP "}") == 0);
+    CHECK(load(next, "{" UP ", \"listen\": \"127.0.0.1:6000\", \"origins\": [\"*\"], \"limits\": "
+                     "{\"max_stanza\": 2048, \"max_depth\": 8, \"max_attrs\": 5, "
+                     "\"max_sessions\": 7}, \"log\": {\"level\": \"debug\"}}") == 0);
+    CHECK(validate(next) == 0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 1);
+    CHECK_STR(kept, "listen");
+    CHECK_STR(next->listen.host, "127.0.0.1");
+    CHECK(next->listen.port == 5280);
+    CHECK(next->n_origins == 1);
+    CHECK_STR(next->origins[0], "*");
+    CHECK(next->max_stanza == 2048);
+    CHECK(next->max_depth == 8);
+    CHECK(next->max_attrs == 5);
+    CHECK(next->max_sessions == 7);
+    CHECK(next->log_level == GW_LOG_DEBUG);
+    CHECK(validate(next) == 0);
+
+    /* Nothing changed: nothing kept. */
+    CHECK(load(next, "{" UP "}") == 0);
+    strcpy(kept, "x");
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 0);
+    CHECK_STR(kept, "");
+    CHECK(memcmp(next, cur, sizeof(*cur)) == 0);
+
+    /* Upstreams, domains and lists are one key each, and take the new value. */
+    CHECK(load(next, "{\"upstream\": {\"host\": \"h2\", \"port\": 5223}, \"domains\": "
+                     "[\"a.example\"], \"upstreams\": {\"b.example\": {\"host\": \"h3\"}}, "
+                     "\"bosh\": {\"routes\": [\"xmpp:h2:5223\"]}}") == 0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 0);
+    CHECK_STR(next->upstream.addr.host, "h2");
+    CHECK(next->n_domains == 1 && next->n_upstream_map == 1 && next->n_bosh_routes == 1);
+
+    /* Every restart key of full.json differs from minimal.json's (websocket.deflate does not):
+     * all are named in table order, and each gets minimal.json's value back. */
+    struct gw_config *full = new_cfg(), *again = new_cfg();
+    CHECK(load_fixture(cur, "minimal.json") == 0);
+    CHECK(load_fixture(full, "full.json") == 0);
+    memcpy(next, full, sizeof(*full));
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 10);
+    CHECK_STR(kept, "listen, tls.cert, tls.key, static.root, static.node_modules, admin.listen, "
+                    "upstream_ca, websocket.path, websocket.ping_interval, bosh.path");
+    CHECK(memcmp(&next->listen, &cur->listen, sizeof(cur->listen)) == 0);
+    CHECK_STR(next->tls_cert, "");
+    CHECK_STR(next->tls_key, "");
+    CHECK_STR(next->static_root, "static");
+    CHECK_STR(next->node_modules, "node_modules");
+    CHECK(next->admin_listen.port == 5281);
+    CHECK_STR(next->upstream_ca, "");
+    CHECK_STR(next->ws_path, "/xmpp-websocket");
+    CHECK(next->ws_ping_interval == 30);
+    CHECK_STR(next->bosh_path, "/http-bind");
+    CHECK_STR(next->admin_token, "s3cret-token"); /* live */
+    CHECK(next->n_domains == 2 && next->n_upstream_map == 2);
+    CHECK_STR(next->upstream.addr.host, "xmpp.example.com");
+    CHECK(next->bosh_max_wait == 600 && next->max_stanza == 1024 && next->send_queue == 65536);
+    CHECK(validate(next) == 0);
+    /* Merging full.json over the result again changes nothing more: every other key already
+     * held full.json's value. */
+    memcpy(again, full, sizeof(*full));
+    CHECK(gw_config_reload_merge(again, next, kept, sizeof(kept)) == 10);
+    CHECK(memcmp(again, next, sizeof(*next)) == 0);
+    /* And the other way round: the running full.json values are kept over minimal.json's. */
+    memcpy(next, cur, sizeof(*cur));
+    CHECK(gw_config_reload_merge(next, full, kept, sizeof(kept)) == 10);
+    CHECK_STR(next->tls_cert, "/etc/xmppgw/cert.pem");
+    CHECK_STR(next->bosh_path, "/bosh");
+    CHECK(next->max_stanza == 262144);
+    CHECK(validate(next) == 0);
+
+    /* The list of names is cut to the buffer, the count is not; no buffer is fine too. */
+    char small[8];
+    memcpy(next, full, sizeof(*full));
+    CHECK(gw_config_reload_merge(next, cur, small, sizeof(small)) == 10);
+    CHECK_STR(small, "listen,");
+    memcpy(next, full, sizeof(*full));
+    CHECK(gw_config_reload_merge(next, cur, NULL, 0) == 10);
+    CHECK(memcmp(&next->listen, &cur->listen, sizeof(cur->listen)) == 0);
+    CHECK(gw_config_reload_merge(NULL, cur, kept, sizeof(kept)) == GW_EINVAL);
+    CHECK(gw_config_reload_merge(next, NULL, kept, sizeof(kept)) == GW_EINVAL);
+    CHECK_STR(kept, "");
+
+    free(cur);
+    free(next);
+    free(full);
+    free(again);
+}
+
 /* ---- the shipped files and config/README.md agree with the table ---- */
 
 /* The member list an unknown-key error gives for the object `prefix` + {"zz": 1} + `suffix`. */
@@ -860,6 +1035,24 @@ static void check_readme_row(const char *key, const char *def, const char *bound
     free(b);
 }
 
+/* One README row's Reload cell names the key's class in the table. */
+static void check_readme_reload(const char *key, const char *cell)
+{
+    static const char *const words[] = {[GW_RELOAD_LIVE] = "live",
+                                        [GW_RELOAD_NEW] = "new sessions",
+                                        [GW_RELOAD_RESTART] = "restart"};
+    enum gw_config_reload r;
+    if (gw_config_key_reload(key, &r) != 0) {
+        fprintf(stderr, "config/README.md: %s has no reload class in the table\n", key);
+        CHECK(false);
+        return;
+    }
+    if (strcmp(cell, words[r]) != 0)
+        fprintf(stderr, "config/README.md says %s reloads \"%s\"; the table says \"%s\"\n", key,
+                cell, words[r]);
+    CHECK_STR(cell, words[r]);
+}
+
 static char *trim(char *s)
 {
     while (*s == ' ')
@@ -949,6 +1142,7 @@ static void test_docs_and_shipped_files(void)
             fprintf(stderr, "config/README.md documents %s, which is no key\n", key);
         CHECK(known);
         check_readme_row(key, cell[2], cell[3]);
+        check_readme_reload(key, cell[4]);
         rows++;
     }
     CHECK(rows == n);
@@ -1013,6 +1207,8 @@ int main(void)
     test_parse_tls();
     test_upstream_for();
     test_validate();
+    test_reload_classes();
+    test_reload_merge();
     test_docs_and_shipped_files();
     return CHECK_SUMMARY();
 }
