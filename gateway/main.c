@@ -12,7 +12,9 @@
 #include "core/ctx.h"
 #include "core/log.h"
 #include "session/session.h"
+#include "web/bosh.h"
 #include "web/web.h"
+#include "web/websocket.h"
 #include "xmpp/upstream.h"
 
 #define DRAIN_FLUSH_MS 1000 /* after telling sessions system-shutdown, time for the words to leave */
@@ -45,15 +47,19 @@ struct overrides {
 
 struct app {
     struct gw_ctx ctx;
-    struct gw_config *cfg;      /* the current snapshot (owned); ctx.cfg points here */
-    struct gw_config *cfg_boot; /* the snapshot the listeners started from (owned): web/server.c
-                                   hands lws pointers into it (mount points, iface), so it is
-                                   freed only at exit; later ones when a reload replaces them */
-    const char *config_path;    /* NULL: defaults and flags only */
+    struct gw_config *cfg;   /* the current snapshot (owned); ctx.cfg points here */
+    const char *config_path; /* NULL: defaults and flags only */
     struct overrides ov;
+    bool check_only;         /* --check-config */
     uv_loop_t loop;
+    bool loop_open;          /* uv_loop_init succeeded */
+    struct gw_ws *ws;        /* RFC 7395 transport */
+    struct gw_bosh *bosh;    /* XEP-0124/0206 transport */
+    struct gw_web *web;      /* the public port (lws), serving ws and bosh */
+    struct gw_admin *admin;  /* the admin port (libmicrohttpd) */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    bool signals_open;       /* the signal and drain handles are initialised */
     bool stopping;
 };
 
@@ -125,13 +131,21 @@ static void close_cb_noop(uv_handle_t *h)
 
 /* Leave the loop; main() destroys the lws context outside any lws callback (foreign-loop rule) and
  * then runs the loop until every handle has closed. */
-static void stop_now(struct app *app)
+static void close_signals(struct app *app)
 {
+    if (!app->signals_open)
+        return;
+    app->signals_open = false;
     uv_timer_stop(&app->drain_timer);
     uv_close((uv_handle_t *)&app->drain_timer, close_cb_noop);
     uv_close((uv_handle_t *)&app->sig_term, close_cb_noop);
     uv_close((uv_handle_t *)&app->sig_int, close_cb_noop);
     uv_close((uv_handle_t *)&app->sig_hup, close_cb_noop);
+}
+
+static void stop_now(struct app *app)
+{
+    close_signals(app);
     uv_stop(app->ctx.loop);
 }
 
@@ -158,7 +172,8 @@ static void on_term(uv_signal_t *h, int signum)
 
 /* SIGHUP: a whole new snapshot replaces the running one; keys that need a restart keep their
  * running values (the key table says which). A bad file changes nothing. No module keeps a pointer
- * into a snapshot past its callback (upstreams copy their entry), so the old one goes at once. */
+ * into a snapshot past its callback (upstreams copy their entry, the public port copies what lws
+ * keeps), so the old one goes at once. */
 static void on_hup(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -180,15 +195,15 @@ static void on_hup(uv_signal_t *h, int signum)
     app->cfg = next;
     app->ctx.cfg = next;
     app->ctx.log.level = next->log_level;
-    if (old != app->cfg_boot)
-        free(old);
+    free(old);
     GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s",
             app->config_path);
 }
 
-/* ---- main ---- */
+/* ---- start and stop ---- */
 
-int main(int argc, char **argv)
+/* Parse the command line into app. Returns -1 to go on, else the exit code. */
+static int parse_args(struct app *app, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -202,12 +217,6 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct app *app = calloc(1, sizeof(*app));
-    if (!app) {
-        fprintf(stderr, "xmppgw: out of memory\n");
-        return 1;
-    }
-    bool check_only = false;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -217,114 +226,146 @@ int main(int argc, char **argv)
         case 'u': app->ov.upstream = optarg; break;
         case 't': app->ov.upstream_tls = optarg; break;
         case 'C': app->ov.upstream_ca = optarg; break;
-        case 'k': check_only = true; break;
-        case 'V': printf("xmppgw %s\n", XMPPGW_VERSION); free(app); return 0;
-        case 'h': fputs(usage, stdout); free(app); return 0;
-        default: fputs(usage, stderr); free(app); return 2;
+        case 'k': app->check_only = true; break;
+        case 'V': printf("xmppgw %s\n", XMPPGW_VERSION); return 0;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
         }
     }
     /* "--check-config FILE" is accepted as well as "--config FILE --check-config". */
-    if (check_only && !app->config_path && optind == argc - 1)
+    if (app->check_only && !app->config_path && optind == argc - 1)
         app->config_path = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "xmppgw: unexpected argument '%s'\n%s", argv[optind], usage);
-        free(app);
         return 2;
     }
+    return -1;
+}
 
+/* --check-config: the CA file is part of the configuration, so it must load too. */
+static int check_config(const struct app *app)
+{
     char err[1024];
-    app->cfg = app->cfg_boot = load_config(app, err, sizeof(err));
-    if (!app->cfg) {
+    struct ssl_ctx_st *tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, sizeof(err));
+    if (tls)
+        printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
+               app->config_path ? app->config_path : "");
+    else
         fprintf(stderr, "xmppgw: %s\n", err);
-        free(app);
-        return 1;
-    }
-    if (check_only) {
-        /* The CA file is part of the configuration: check that it loads too. */
-        struct ssl_ctx_st *tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, sizeof(err));
-        if (tls)
-            printf("xmppgw: configuration OK%s%s\n", app->config_path ? ": " : "",
-                   app->config_path ? app->config_path : "");
-        else
-            fprintf(stderr, "xmppgw: %s\n", err);
-        SSL_CTX_free(tls);
-        free(app->cfg);
-        free(app);
-        return tls ? 0 : 1;
-    }
+    SSL_CTX_free(tls);
+    return tls ? 0 : 1;
+}
 
-    signal(SIGPIPE, SIG_IGN);
+static void start_signals(struct app *app)
+{
+    uv_loop_t *loop = app->ctx.loop;
+    uv_signal_init(loop, &app->sig_term);
+    uv_signal_init(loop, &app->sig_int);
+    uv_signal_init(loop, &app->sig_hup);
+    uv_timer_init(loop, &app->drain_timer);
+    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app->drain_timer.data = app;
+    uv_signal_start(&app->sig_term, on_term, SIGTERM);
+    uv_signal_start(&app->sig_int, on_term, SIGINT);
+    uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
+    app->signals_open = true;
+}
+
+/* Everything in start order: loop, shared buffers, upstream TLS, the session table, the
+ * transports, the public port, the admin port, signals. 0, or -1 with one line in err. */
+static int start(struct app *app, char *err, size_t errlen)
+{
     struct gw_ctx *ctx = &app->ctx;
     ctx->cfg = app->cfg;
     ctx->log.level = app->cfg->log_level;
-    int rc = 1;
     if (uv_loop_init(&app->loop) != 0) {
-        fprintf(stderr, "xmppgw: cannot create the event loop\n");
-        free(app->cfg);
-        free(app);
-        return 1;
+        snprintf(err, errlen, "cannot create the event loop");
+        return -1;
     }
+    app->loop_open = true;
     ctx->loop = &app->loop;
     ctx->started_ms = uv_now(ctx->loop);
     ctx->read_buf = malloc(GW_CTX_READ_BUF);
     ctx->tls_buf = malloc(GW_CTX_TLS_BUF);
     if (!ctx->read_buf || !ctx->tls_buf) {
-        fprintf(stderr, "xmppgw: out of memory\n");
-        goto out;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, sizeof(err));
-    if (!ctx->upstream_tls) {
-        fprintf(stderr, "xmppgw: %s\n", err);
-        goto out;
-    }
+    ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, errlen);
+    if (!ctx->upstream_tls)
+        return -1;
     ctx->sessions = gw_sessions_new(ctx);
-    if (!ctx->sessions) {
-        fprintf(stderr, "xmppgw: out of memory\n");
-        goto out;
+    app->ws = gw_ws_new(ctx);
+    app->bosh = gw_bosh_new(ctx);
+    if (!ctx->sessions || !app->ws || !app->bosh) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    if (!gw_web_start(ctx, err, sizeof(err))) {
-        fprintf(stderr, "xmppgw: %s\n", err);
-        goto out;
-    }
-    ctx->admin = gw_admin_start(ctx, err, sizeof(err));
-    if (!ctx->admin) {
-        fprintf(stderr, "xmppgw: %s\n", err);
-        goto out;
-    }
-    uv_signal_init(ctx->loop, &app->sig_term);
-    uv_signal_init(ctx->loop, &app->sig_int);
-    uv_signal_init(ctx->loop, &app->sig_hup);
-    uv_timer_init(ctx->loop, &app->drain_timer);
-    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app->drain_timer.data = app;
-    uv_signal_start(&app->sig_term, on_term, SIGTERM);
-    uv_signal_start(&app->sig_int, on_term, SIGINT);
-    uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
+    ctx->bosh = app->bosh;
+    struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh};
+    app->web = gw_web_start(ctx, &tr, err, errlen);
+    if (!app->web)
+        return -1;
+    app->admin = gw_admin_start(ctx, err, errlen);
+    if (!app->admin)
+        return -1;
+    start_signals(app);
+    return 0;
+}
 
-    GW_INFO(&ctx->log, NULL, NULL, "xmppgw %s running; admin on %s:%u", XMPPGW_VERSION,
-            app->cfg->admin_listen.host, app->cfg->admin_listen.port);
-    uv_run(ctx->loop, UV_RUN_DEFAULT);
-    GW_INFO(&ctx->log, NULL, NULL, "stopped");
-    rc = 0;
-
-out:
-    /* Whatever was started is stopped; the loop runs until every handle has closed. */
-    if (ctx->admin) {
-        gw_admin_free(ctx->admin);
-        ctx->admin = NULL;
+/* Whatever was started is stopped, in reverse order; the loop runs until every handle closed.
+ * The lws context goes before the transports: its CLOSED callbacks still reach them. */
+static void stop(struct app *app)
+{
+    struct gw_ctx *ctx = &app->ctx;
+    gw_admin_free(app->admin);
+    gw_web_free(app->web);
+    gw_bosh_free(app->bosh);
+    ctx->bosh = NULL;
+    gw_ws_free(app->ws);
+    gw_sessions_free(ctx->sessions);
+    close_signals(app);
+    if (app->loop_open) {
+        uv_run(ctx->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(ctx->loop) != 0)
+            GW_WARN(&ctx->log, NULL, NULL, "event loop closed with handles still open");
     }
-    if (ctx->web)
-        gw_web_free(ctx->web);
-    if (ctx->sessions)
-        gw_sessions_free(ctx->sessions);
-    uv_run(ctx->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(ctx->loop) != 0)
-        GW_WARN(&ctx->log, NULL, NULL, "event loop closed with handles still open");
     SSL_CTX_free(ctx->upstream_tls);
     free(ctx->read_buf);
     free(ctx->tls_buf);
-    if (app->cfg != app->cfg_boot)
-        free(app->cfg);
-    free(app->cfg_boot);
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+    struct app *app = calloc(1, sizeof(*app));
+    if (!app) {
+        fprintf(stderr, "xmppgw: out of memory\n");
+        return 1;
+    }
+    int rc = parse_args(app, argc, argv);
+    char err[1024];
+    if (rc < 0 && !(app->cfg = load_config(app, err, sizeof(err)))) {
+        fprintf(stderr, "xmppgw: %s\n", err);
+        rc = 1;
+    }
+    if (rc < 0 && app->check_only)
+        rc = check_config(app);
+    if (rc < 0) {
+        signal(SIGPIPE, SIG_IGN);
+        if (start(app, err, sizeof(err)) == 0) {
+            GW_INFO(&app->ctx.log, NULL, NULL, "xmppgw %s running; admin on %s:%u",
+                    XMPPGW_VERSION, app->cfg->admin_listen.host, app->cfg->admin_listen.port);
+            uv_run(app->ctx.loop, UV_RUN_DEFAULT);
+            GW_INFO(&app->ctx.log, NULL, NULL, "stopped");
+            rc = 0;
+        } else {
+            fprintf(stderr, "xmppgw: %s\n", err);
+            rc = 1;
+        }
+        stop(app);
+    }
+    free(app->cfg);
     free(app);
     return rc;
 }

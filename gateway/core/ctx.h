@@ -1,5 +1,7 @@
-/* The one gateway context: everything mutable the daemon has hangs off this struct, created in
- * main.c. Modules see the other modules' state only as opaque pointers. */
+/* The one gateway context: what every module shares (the loop, the configuration snapshot, the
+ * log, the metrics, the session table, the upstream TLS context, the shared read buffers),
+ * created in main.c. A module's own state (a transport, a port) is main.c's to create and wire;
+ * modules see each other's state only as opaque pointers. */
 #ifndef GW_CORE_CTX_H
 #define GW_CORE_CTX_H
 
@@ -10,10 +12,7 @@
 
 struct gw_config;
 struct gw_sessions;
-struct gw_web;
-struct gw_admin;
 struct gw_bosh;
-struct gw_ws;
 struct ssl_ctx_st;
 
 #define GW_CTX_READ_BUF 65536 /* shared socket read buffer */
@@ -25,10 +24,7 @@ struct gw_ctx {
     struct gw_log log;                /* log level */
     struct gw_metrics metrics;        /* counters for /metrics */
     struct gw_sessions *sessions;     /* session table (session/) */
-    struct gw_web *web;               /* public port (web/) */
-    struct gw_admin *admin;           /* admin port (admin/) */
     struct gw_bosh *bosh;             /* BOSH transport state (web/bosh.c) */
-    struct gw_ws *ws;                 /* WebSocket transport state (web/websocket.c) */
     struct ssl_ctx_st *upstream_tls;  /* SSL_CTX for upstream connections (xmpp/) */
     bool draining;                    /* SIGTERM seen: refuse new sessions */
     uint64_t started_ms;              /* uv_now() at start */

@@ -14,6 +14,12 @@ struct gw_ctx *gw_web_ctx(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
+void *gw_web_transport(struct lws *wsi)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    return p ? p->user : NULL;
+}
+
 int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen)
 {
     int n = lws_hdr_total_length(wsi, tok);

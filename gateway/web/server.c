@@ -1,10 +1,9 @@
 /* The public port: one libwebsockets context on the gateway's libuv loop (a foreign loop), its
  * protocols (default HTTP, "xmpp" WebSocket, BOSH), mounts (BOSH path, /.well-known/, static files,
  * the browser libraries from node_modules), the WebSocket upgrade policy and XEP-0156 host-meta.
- * Owns the lws context. Calls: web transports, config, core. */
+ * Owns the lws context; the transports are main.c's. Calls: web transports, config, core. */
 #include "web/web.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/host.h"
 #include "core/log.h"
 #include "web/bosh.h"
 #include "web/websocket.h"
@@ -32,20 +32,29 @@ struct gw_web {
     lws_retry_bo_t retry;                       /* WebSocket ping / hang-up policy */
     struct lws_extension exts[2];
     char strophe_dir[1100];                     /* node_modules/strophe.js/dist */
+    /* Copies of what lws keeps pointers to: a reload frees the snapshot they came from. */
+    char bosh_path[sizeof(((struct gw_config *)0)->bosh_path)];
+    char static_root[sizeof(((struct gw_config *)0)->static_root)];
+    char iface[sizeof(((struct gw_config *)0)->listen.host)];
+    char tls_cert[sizeof(((struct gw_config *)0)->tls_cert)];
+    char tls_key[sizeof(((struct gw_config *)0)->tls_key)];
 };
 
 /* ---- the default HTTP protocol ---- */
 
-/* Does the comma-separated Sec-WebSocket-Protocol list name "xmpp"? */
-static bool offers_xmpp(const char *list)
+/* Would lws bind this connection to the "xmpp" protocol? lws takes the first name in the
+ * client's comma-separated Sec-WebSocket-Protocol list that is one of its protocols (compared as
+ * written), so "xmpp" must come before any other name the server knows, spelt exactly. */
+static bool selects_xmpp(const struct lws_protocols *protocols, const char *list)
 {
     const char *p = list;
     while (*p) {
         while (*p == ' ' || *p == ',')
             p++;
         size_t n = strcspn(p, ", ");
-        if (n == 4 && strncasecmp(p, "xmpp", 4) == 0)
-            return true;
+        for (const struct lws_protocols *k = protocols; n && k->name; k++)
+            if (strlen(k->name) == n && strncmp(p, k->name, n) == 0)
+                return strcmp(k->name, GW_WS_PROTOCOL) == 0;
         p += n;
     }
     return false;
@@ -77,7 +86,8 @@ static int confirm_upgrade(struct lws *wsi, const char *to)
         *q = '\0';
     if (strcmp(uri, ctx->cfg->ws_path) != 0)
         return refuse(wsi, 404, "no WebSocket endpoint here");
-    if (gw_web_header(wsi, WSI_TOKEN_PROTOCOL, proto, sizeof(proto)) < 0 || !offers_xmpp(proto))
+    if (gw_web_header(wsi, WSI_TOKEN_PROTOCOL, proto, sizeof(proto)) < 0 ||
+        !selects_xmpp(((struct gw_web *)gw_web_transport(wsi))->protocols, proto))
         return refuse(wsi, 400, "the 'xmpp' WebSocket subprotocol is required (RFC 7395)");
     if (!gw_web_origin_allowed(wsi, origin, sizeof(origin)))
         return refuse(wsi, 403, "origin not allowed");
@@ -157,8 +167,12 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
 static void lws_log_line(int level, const char *line)
 {
-    /* lws lines end with a newline; the logger folds it. */
-    gw_log(NULL, level == LLL_ERR ? GW_LOG_ERROR : GW_LOG_WARN, NULL, NULL, "lws: %s", line);
+    /* lws lines end with a newline, which the logger would escape: leave it out. */
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    gw_log(NULL, level == LLL_ERR ? GW_LOG_ERROR : GW_LOG_WARN, NULL, NULL, "lws: %.*s", (int)n,
+           line);
 }
 
 /* lws gives no reason when it cannot listen: try the address first to say why. */
@@ -166,18 +180,7 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, a->host, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(a->port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, a->host, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(a->port);
-        sl = sizeof(*s6);
-    } else {
+    if (gw_host_sockaddr(a->host, a->port, &ss, &sl) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: the address must be an IP literal", a->host,
                  a->port);
         return -1;
@@ -199,36 +202,26 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
     return 0;
 }
 
-struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
+/* The protocols: default HTTP (host-meta, upgrade policy), "xmpp" WebSocket, BOSH. Each
+ * transport finds its own state in its protocol's user pointer (gw_web_transport()). */
+static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr)
 {
-    const struct gw_config *cfg = ctx->cfg;
-    if (probe_listen(&cfg->listen, err, errlen) != 0)
-        return NULL;
-    struct gw_web *web = calloc(1, sizeof(*web));
-    if (!web) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    web->ctx = ctx;
-    ctx->ws = gw_ws_new(ctx);
-    ctx->bosh = gw_bosh_new(ctx);
-    if (!ctx->ws || !ctx->bosh) {
-        snprintf(err, errlen, "out of memory");
-        gw_web_free(web);
-        return NULL;
-    }
-
-    web->protocols[0] = (struct lws_protocols){HTTP_PROTOCOL, http_callback, 0, 0, 0, NULL, 0};
+    web->protocols[0] = (struct lws_protocols){HTTP_PROTOCOL, http_callback, 0, 0, 0, web, 0};
     web->protocols[1] = (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(),
-                                               0, 0, NULL, 0};
+                                               0, 0, tr->ws, 0};
     web->protocols[2] = (struct lws_protocols){GW_BOSH_PROTOCOL, gw_bosh_callback,
-                                               gw_bosh_pss_size(), 0, 0, NULL, 0};
+                                               gw_bosh_pss_size(), 0, 0, tr->bosh, 0};
+}
 
-    /* Mounts: lws picks the longest matching mountpoint. */
+/* Mounts: lws picks the longest matching mountpoint. */
+static void set_mounts(struct gw_web *web, const struct gw_config *cfg)
+{
     snprintf(web->strophe_dir, sizeof(web->strophe_dir), "%s/strophe.js/dist", cfg->node_modules);
+    snprintf(web->bosh_path, sizeof(web->bosh_path), "%s", cfg->bosh_path);
+    snprintf(web->static_root, sizeof(web->static_root), "%s", cfg->static_root);
     web->mime_mjs = (struct lws_protocol_vhost_options){NULL, NULL, ".mjs", "text/javascript"};
     struct lws_http_mount *m = web->mounts;
-    m[0].mountpoint = cfg->bosh_path;
+    m[0].mountpoint = web->bosh_path;
     m[0].origin = GW_BOSH_PROTOCOL;
     m[0].origin_protocol = LWSMPRO_CALLBACK;
     m[1].mountpoint = "/.well-known";
@@ -239,7 +232,7 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
     m[2].origin_protocol = LWSMPRO_FILE;
     m[2].extra_mimetypes = &web->mime_mjs;
     m[3].mountpoint = "/";
-    m[3].origin = cfg->static_root;
+    m[3].origin = web->static_root;
     m[3].def = "index.html";
     m[3].origin_protocol = LWSMPRO_FILE;
     m[3].extra_mimetypes = &web->mime_mjs;
@@ -247,45 +240,75 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
         m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
         m[i].mount_next = i < 3 ? &m[i + 1] : NULL;
     }
+}
 
+/* WebSocket options: pings and hang-up, permessage-deflate when configured. */
+static void set_ws_options(struct gw_web *web, struct lws_context_creation_info *info)
+{
+    const struct gw_config *cfg = web->ctx->cfg;
     web->exts[0] = (struct lws_extension){"permessage-deflate", lws_extension_callback_pm_deflate,
                                           "permessage-deflate; client_no_context_takeover; "
                                           "client_max_window_bits"};
-
-    web->foreign_loops[0] = ctx->loop;
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8 * 0;
-    info.foreign_loops = web->foreign_loops;
-    info.port = cfg->listen.port;
-    info.iface = cfg->listen.host;
-    if (!strchr(cfg->listen.host, ':'))
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.protocols = web->protocols;
-    info.mounts = web->mounts;
-    info.user = ctx;
-    info.pcontext = &web->lws; /* lws clears it when its destruction has completed */
-    info.alpn = "http/1.1";
-    info.server_string = "xmppgw";
-    info.keepalive_timeout = 60;
-    info.timeout_secs = 30;
     if (cfg->ws_deflate) {
-        info.extensions = web->exts;
-        GW_WARN(&ctx->log, NULL, NULL,
+        info->extensions = web->exts;
+        GW_WARN(&web->ctx->log, NULL, NULL,
                 "websocket.deflate is on: libwebsockets 4.1.6's permessage-deflate can stall or "
                 "abort on client input (see config/README.md)");
     }
     if (cfg->ws_ping_interval) {
         web->retry.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval;
         web->retry.secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval * 2 + 10);
-        info.retry_and_idle_policy = &web->retry;
+        info->retry_and_idle_policy = &web->retry;
     }
+}
+
+static void set_context_info(struct gw_web *web, struct lws_context_creation_info *info)
+{
+    struct gw_ctx *ctx = web->ctx;
+    const struct gw_config *cfg = ctx->cfg;
+    web->foreign_loops[0] = ctx->loop;
+    memset(info, 0, sizeof(*info));
+    info->options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+    info->foreign_loops = web->foreign_loops;
+    info->port = cfg->listen.port;
+    snprintf(web->iface, sizeof(web->iface), "%s", cfg->listen.host);
+    info->iface = web->iface;
+    if (gw_host_ip_literal(cfg->listen.host, strlen(cfg->listen.host)) != GW_HOST_IP_V6)
+        info->options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info->protocols = web->protocols;
+    info->mounts = web->mounts;
+    info->user = ctx;
+    info->pcontext = &web->lws; /* lws clears it when its destruction has completed */
+    info->alpn = "http/1.1";
+    info->server_string = "xmppgw";
+    info->keepalive_timeout = 60;
+    info->timeout_secs = 30;
     if (cfg->tls_cert[0]) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = cfg->tls_cert;
-        info.ssl_private_key_filepath = cfg->tls_key;
+        info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        snprintf(web->tls_cert, sizeof(web->tls_cert), "%s", cfg->tls_cert);
+        snprintf(web->tls_key, sizeof(web->tls_key), "%s", cfg->tls_key);
+        info->ssl_cert_filepath = web->tls_cert;
+        info->ssl_private_key_filepath = web->tls_key;
     }
+    set_ws_options(web, info);
+}
+
+struct gw_web *gw_web_start(struct gw_ctx *ctx, const struct gw_web_transports *tr, char *err,
+                            size_t errlen)
+{
+    const struct gw_config *cfg = ctx->cfg;
+    if (probe_listen(&cfg->listen, err, errlen) != 0)
+        return NULL;
+    struct gw_web *web = calloc(1, sizeof(*web));
+    if (!web) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    web->ctx = ctx;
+    set_protocols(web, tr);
+    set_mounts(web, cfg);
+    struct lws_context_creation_info info;
+    set_context_info(web, &info);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
     web->lws = lws_create_context(&info);
     if (!web->lws) {
@@ -294,17 +317,10 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen)
         gw_web_free(web);
         return NULL;
     }
-    ctx->web = web;
     GW_INFO(&ctx->log, NULL, NULL, "public port %s %s:%u: WebSocket %s, BOSH %s",
             cfg->tls_cert[0] ? "https" : "http", cfg->listen.host, cfg->listen.port, cfg->ws_path,
             cfg->bosh_path);
     return web;
-}
-
-void gw_web_stop_listening(struct gw_web *web)
-{
-    if (web && web->lws)
-        lws_context_deprecate(web->lws, NULL);
 }
 
 void gw_web_free(struct gw_web *web)
@@ -322,11 +338,5 @@ void gw_web_free(struct gw_web *web)
             lws_context_destroy(web->lws);
         web->lws = NULL;
     }
-    gw_bosh_free(ctx->bosh);
-    ctx->bosh = NULL;
-    gw_ws_free(ctx->ws);
-    ctx->ws = NULL;
-    if (ctx->web == web)
-        ctx->web = NULL;
     free(web);
 }

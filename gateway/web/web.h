@@ -1,6 +1,7 @@
 /* The public port: one libwebsockets context on the gateway's libuv loop serving BOSH, WebSocket,
- * host-meta and static files. server.c owns the lws context and the mounts; each transport is its own
- * lws protocol in its own file (bosh.c, websocket.c). Calls: session, config, core. */
+ * host-meta and static files. server.c owns the lws context and the mounts; each transport is its
+ * own lws protocol in its own file (bosh.c, websocket.c), created by main.c and handed to
+ * gw_web_start(). Calls: session, config, core. */
 #ifndef GW_WEB_WEB_H
 #define GW_WEB_WEB_H
 
@@ -10,17 +11,29 @@
 #include "core/ctx.h"
 
 struct gw_web;
+struct gw_ws;
+struct gw_bosh;
+
+/* The transports the public port serves; they outlive the gw_web that serves them. */
+struct gw_web_transports {
+    struct gw_ws *ws;     /* RFC 7395 (websocket.c) */
+    struct gw_bosh *bosh; /* XEP-0124/0206 (bosh.c) */
+};
 
 /* Create the lws context on ctx->loop and listen. NULL on failure with one line in err. */
-struct gw_web *gw_web_start(struct gw_ctx *ctx, char *err, size_t errlen);
-/* Stop listening for new connections (drain). */
-void gw_web_stop_listening(struct gw_web *web);
+struct gw_web *gw_web_start(struct gw_ctx *ctx, const struct gw_web_transports *tr, char *err,
+                            size_t errlen);
+/* Destroy the lws context (every connection closes; the transports see their CLOSED callbacks),
+ * then free. The transports are freed by their owner afterwards. */
 void gw_web_free(struct gw_web *web);
 
 /* ---- helpers shared by the transports (http.c) ---- */
 
 /* The gateway context of an lws connection. */
 struct gw_ctx *gw_web_ctx(struct lws *wsi);
+
+/* The state of the transport whose protocol the connection is bound to (gw_web_transports). */
+void *gw_web_transport(struct lws *wsi);
 
 /* Copy header `tok` into out (NUL-terminated); returns its length, or -1 if absent/too long. */
 int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen);

@@ -26,6 +26,7 @@ struct frame {
 
 struct conn {
     struct gw_ctx *ctx;
+    struct gw_ws *ws;          /* the transport (its shared frame parser) */
     struct lws *wsi;
     struct gw_session *s;      /* NULL before <open/> and after the session ended */
     struct gw_buf msg;         /* message being reassembled (limits.max_stanza) */
@@ -47,8 +48,9 @@ struct pss {
 
 struct gw_ws {
     struct gw_ctx *ctx;
-    struct gw_xml_parser *xml; /* one parser for all connections: a message is parsed at once */
-    struct conn *current;      /* connection whose message is being parsed */
+    struct gw_xml_parser *xml;   /* one parser for all connections: a message is parsed at once */
+    struct gw_xml_limits limits; /* the parser's limits: rebuilt when the configuration changes */
+    struct conn *current;        /* connection whose message is being parsed */
 };
 
 static void handle_stanza(void *ud, const struct gw_xml_stanza *st);
@@ -63,21 +65,36 @@ static const struct gw_xml_callbacks xml_cb = {
     .on_stanza = handle_stanza,
 };
 
+/* The frame parser with the configuration's current limits (a reload changes them for the
+ * messages that follow). GW_ENOMEM keeps the old parser. */
+static int refresh_parser(struct gw_ws *ws)
+{
+    const struct gw_config *cfg = ws->ctx->cfg;
+    struct gw_xml_opts xo = {
+        .mode = GW_XML_DOCUMENT,
+        .limits = {.max_stanza = cfg->max_stanza,
+                   .max_depth = cfg->max_depth,
+                   .max_attrs = cfg->max_attrs},
+        .root_is_stanza = true,
+    };
+    if (ws->xml && memcmp(&xo.limits, &ws->limits, sizeof(xo.limits)) == 0)
+        return 0;
+    struct gw_xml_parser *p = gw_xml_new(&xo, &xml_cb, ws);
+    if (!p)
+        return GW_ENOMEM;
+    gw_xml_free(ws->xml);
+    ws->xml = p;
+    ws->limits = xo.limits;
+    return 0;
+}
+
 struct gw_ws *gw_ws_new(struct gw_ctx *ctx)
 {
     struct gw_ws *ws = calloc(1, sizeof(*ws));
     if (!ws)
         return NULL;
     ws->ctx = ctx;
-    struct gw_xml_opts xo = {
-        .mode = GW_XML_DOCUMENT,
-        .limits = {.max_stanza = ctx->cfg->max_stanza,
-                   .max_depth = ctx->cfg->max_depth,
-                   .max_attrs = ctx->cfg->max_attrs},
-        .root_is_stanza = true,
-    };
-    ws->xml = gw_xml_new(&xo, &xml_cb, ws);
-    if (!ws->xml) {
+    if (refresh_parser(ws) != 0) {
         free(ws);
         return NULL;
     }
@@ -378,7 +395,8 @@ static void handle_message(struct conn *c)
     /* Whitespace keepalives are not part of RFC 7395 but are harmless: ignore them. */
     if (only_whitespace(p, n))
         return;
-    struct gw_ws *ws = c->ctx->ws;
+    struct gw_ws *ws = c->ws;
+    (void)refresh_parser(ws);
     ws->current = c;
     int rc = gw_xml_parse_document(ws->xml, p, n);
     ws->current = NULL;
@@ -456,6 +474,11 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (!c)
             return -1;
         c->ctx = ctx;
+        c->ws = gw_web_transport(wsi);
+        if (!c->ws) {
+            free(c);
+            return -1;
+        }
         c->wsi = wsi;
         gw_buf_init(&c->msg, ctx->cfg->max_stanza);
         gw_web_peer(wsi, c->peer, sizeof(c->peer));

@@ -58,6 +58,19 @@ describe('RFC 7395 WebSocket transport', { timeout: 300000 }, () => {
       assert.equal(r.protocol, 'xmpp');
     });
 
+    it('answers 400 when another protocol the server knows comes before "xmpp"', T, async () => {
+      // lws binds the first name it knows: the connection would not be an XMPP stream.
+      const r = await upgrade(gw.wsUrl, { protocols: ['xmppgw-bosh', 'xmpp'] });
+      assert.equal(r.status, 400);
+      const r2 = await upgrade(gw.wsUrl, { protocols: ['xmppgw-http', 'xmpp'] });
+      assert.equal(r2.status, 400);
+    });
+
+    it('answers 400 (not a bare hang-up) to "XMPP" in upper case', T, async () => {
+      const r = await upgrade(gw.wsUrl, { protocols: ['XMPP'] });
+      assert.equal(r.status, 400);
+    });
+
     it('answers 403 to an Origin that is not allowed', T, async () => {
       const r = await upgrade(gw.wsUrl, { origin: 'http://evil.example' });
       assert.equal(r.status, 403);
