@@ -17,7 +17,8 @@
 #include "web/websocket.h"
 #include "xmpp/upstream.h"
 
-#define DRAIN_FLUSH_MS 1000 /* after telling sessions system-shutdown, time for the words to leave */
+/* After telling sessions system-shutdown, the time for the words to leave. */
+#define DRAIN_FLUSH_MS 1000
 
 static const char usage[] =
     "usage: xmppgw [--config FILE] [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
@@ -50,16 +51,16 @@ struct app {
     struct gw_config *cfg;   /* the current snapshot (owned); ctx.cfg points here */
     const char *config_path; /* NULL: defaults and flags only */
     struct overrides ov;
-    bool check_only;         /* --check-config */
+    bool check_only; /* --check-config */
     uv_loop_t loop;
-    bool loop_open;          /* uv_loop_init succeeded */
-    struct gw_ws *ws;        /* RFC 7395 transport */
-    struct gw_bosh *bosh;    /* XEP-0124/0206 transport */
-    struct gw_web *web;      /* the public port (lws), serving ws and bosh */
-    struct gw_admin *admin;  /* the admin port (libmicrohttpd) */
+    bool loop_open;         /* uv_loop_init succeeded */
+    struct gw_ws *ws;       /* RFC 7395 transport */
+    struct gw_bosh *bosh;   /* XEP-0124/0206 transport */
+    struct gw_web *web;     /* the public port (lws), serving ws and bosh */
+    struct gw_admin *admin; /* the admin port (libmicrohttpd) */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
-    bool signals_open;       /* the signal and drain handles are initialised */
+    bool signals_open; /* the signal and drain handles are initialised */
     bool stopping;
 };
 
@@ -125,9 +126,7 @@ static struct gw_config *load_config(const struct app *app, char *err, size_t er
 
 /* ---- signals ---- */
 
-static void close_cb_noop(uv_handle_t *h)
-{
-}
+static void close_cb_noop(uv_handle_t *h) {}
 
 /* Leave the loop; main() destroys the lws context outside any lws callback (foreign-loop rule) and
  * then runs the loop until every handle has closed. */
@@ -196,8 +195,7 @@ static void on_hup(uv_signal_t *h, int signum)
     app->ctx.cfg = next;
     app->ctx.log.level = next->log_level;
     free(old);
-    GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s",
-            app->config_path);
+    GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s", app->config_path);
 }
 
 /* ---- start and stop ---- */
@@ -220,16 +218,36 @@ static int parse_args(struct app *app, int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': app->config_path = optarg; break;
-        case 'l': app->ov.listen = optarg; break;
-        case 'a': app->ov.admin = optarg; break;
-        case 'u': app->ov.upstream = optarg; break;
-        case 't': app->ov.upstream_tls = optarg; break;
-        case 'C': app->ov.upstream_ca = optarg; break;
-        case 'k': app->check_only = true; break;
-        case 'V': printf("xmppgw %s\n", XMPPGW_VERSION); return 0;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'c':
+            app->config_path = optarg;
+            break;
+        case 'l':
+            app->ov.listen = optarg;
+            break;
+        case 'a':
+            app->ov.admin = optarg;
+            break;
+        case 'u':
+            app->ov.upstream = optarg;
+            break;
+        case 't':
+            app->ov.upstream_tls = optarg;
+            break;
+        case 'C':
+            app->ov.upstream_ca = optarg;
+            break;
+        case 'k':
+            app->check_only = true;
+            break;
+        case 'V':
+            printf("xmppgw %s\n", XMPPGW_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     /* "--check-config FILE" is accepted as well as "--config FILE --check-config". */
@@ -354,8 +372,8 @@ int main(int argc, char **argv)
     if (rc < 0) {
         signal(SIGPIPE, SIG_IGN);
         if (start(app, err, sizeof(err)) == 0) {
-            GW_INFO(&app->ctx.log, NULL, NULL, "xmppgw %s running; admin on %s:%u",
-                    XMPPGW_VERSION, app->cfg->admin_listen.host, app->cfg->admin_listen.port);
+            GW_INFO(&app->ctx.log, NULL, NULL, "xmppgw %s running; admin on %s:%u", XMPPGW_VERSION,
+                    app->cfg->admin_listen.host, app->cfg->admin_listen.port);
             uv_run(app->ctx.loop, UV_RUN_DEFAULT);
             GW_INFO(&app->ctx.log, NULL, NULL, "stopped");
             rc = 0;

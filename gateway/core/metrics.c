@@ -4,10 +4,14 @@
 const char *gw_transport_name(enum gw_transport t)
 {
     switch (t) {
-    case GW_TRANSPORT_WS: return "websocket";
-    case GW_TRANSPORT_BOSH: return "bosh";
-    case GW_TRANSPORT_INTERNAL: return "internal";
-    default: return "?";
+    case GW_TRANSPORT_WS:
+        return "websocket";
+    case GW_TRANSPORT_BOSH:
+        return "bosh";
+    case GW_TRANSPORT_INTERNAL:
+        return "internal";
+    default:
+        return "?";
     }
 }
 

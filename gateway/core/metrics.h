@@ -16,13 +16,13 @@ struct gw_metrics {
     uint64_t stanzas_to_client;                  /* server -> client */
     uint64_t bytes_to_upstream;
     uint64_t bytes_to_client;
-    uint64_t upstream_connects;      /* attempts */
-    uint64_t upstream_connected;     /* streams that reached features */
-    uint64_t upstream_failures;      /* connect or stream failures, TLS apart */
-    uint64_t upstream_tls_failures;  /* handshake or verification failures */
+    uint64_t upstream_connects;            /* attempts */
+    uint64_t upstream_connected;           /* streams that reached features */
+    uint64_t upstream_failures;            /* connect or stream failures, TLS apart */
+    uint64_t upstream_tls_failures;        /* handshake or verification failures */
     uint64_t stream_errors[GW_COND_COUNT]; /* sent to clients, by condition */
-    uint64_t http_requests;          /* public port */
-    uint64_t http_errors;            /* public port 4xx/5xx answers */
+    uint64_t http_requests;                /* public port */
+    uint64_t http_errors;                  /* public port 4xx/5xx answers */
 };
 
 const char *gw_transport_name(enum gw_transport t);

@@ -22,10 +22,10 @@
 /* What a session that logs in by itself needs until it is bound. */
 struct login {
     char *user;
-    char *password;          /* cleared and freed once SASL is done */
-    char *resource;          /* NULL: the server chooses */
-    struct gw_buf features;  /* features of the bound stream, for the sink */
-    char stream_id[256];     /* header of the bound stream, for the sink */
+    char *password;         /* cleared and freed once SASL is done */
+    char *resource;         /* NULL: the server chooses */
+    struct gw_buf features; /* features of the bound stream, for the sink */
+    char stream_id[256];    /* header of the bound stream, for the sink */
     char stream_from[256];
     char stream_lang[64];
 };
@@ -45,11 +45,11 @@ struct gw_session {
     struct gw_upstream *up;        /* NULL once upstream closed or was closed */
     struct gw_buf held;            /* client elements waiting for the stream to open for them */
     uint64_t created_ms;
-    uint64_t stanzas_in;           /* from the client */
-    uint64_t stanzas_out;          /* to the client */
-    struct gw_strmap_node by_sid;  /* in the table by sid */
-    struct gw_strmap_node by_jid;  /* in the table by JID, once bound */
-    struct gw_session *next_dead;  /* graveyard list */
+    uint64_t stanzas_in;          /* from the client */
+    uint64_t stanzas_out;         /* to the client */
+    struct gw_strmap_node by_sid; /* in the table by sid */
+    struct gw_strmap_node by_jid; /* in the table by JID, once bound */
+    struct gw_session *next_dead; /* graveyard list */
 };
 
 struct gw_sessions {
@@ -230,7 +230,8 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
         e = GW_EIO;
     if (!e && gw_strmap_find(&tbl->by_sid, s->sid))
         e = GW_EIO; /* 128 random bits collided: the generator is broken */
-    if (!e && o->auth == GW_SESSION_AUTH_GATEWAY && !(s->login = login_new(o, ctx->cfg->max_stanza)))
+    if (!e && o->auth == GW_SESSION_AUTH_GATEWAY &&
+        !(s->login = login_new(o, ctx->cfg->max_stanza)))
         e = GW_ENOMEM;
     if (err)
         *err = e;
@@ -503,8 +504,7 @@ static void up_features(void *ud, const struct gw_stream_info *hdr, const char *
         login_features(s, hdr, features, len, tree);
         return;
     }
-    transition(s, s->state == GW_SESSION_FEATURES ? GW_SESSION_AUTHENTICATING
-                                                  : GW_SESSION_BINDING);
+    transition(s, s->state == GW_SESSION_FEATURES ? GW_SESSION_AUTHENTICATING : GW_SESSION_BINDING);
     int rc = flush_held(s);
     if (rc) {
         fail(s, rc == GW_ELIMIT ? GW_COND_policy_violation : GW_COND_internal_server_error,

@@ -74,11 +74,11 @@ enum gw_session_auth {
 struct gw_session_opts {
     enum gw_transport transport; /* what is on the client side (metrics, admin view) */
     const struct gw_sink_ops *sink;
-    void *t;                     /* passed to every sink call */
-    const char *peer;            /* client address for logs and the admin view; may be NULL */
+    void *t;          /* passed to every sink call */
+    const char *peer; /* client address for logs and the admin view; may be NULL */
     enum gw_session_auth auth;
     /* GW_SESSION_AUTH_GATEWAY only (copied; the password is never logged): */
-    const char *user;     /* localpart to log in as */
+    const char *user; /* localpart to log in as */
     const char *password;
     const char *resource; /* resource to bind; NULL: the server chooses */
 };
@@ -92,8 +92,7 @@ size_t gw_sessions_count(const struct gw_sessions *tbl);
 /* A new session with a fresh random sid, in state NEW. NULL with *err: GW_ECLOSED (draining),
  * GW_ELIMIT (limits.max_sessions), GW_EINVAL (gateway auth without user or password), GW_ENOMEM,
  * GW_EIO (no randomness). */
-struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *opts,
-                                  int *err);
+struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *opts, int *err);
 
 /* Open the upstream stream for XMPP domain `to` (lang may be NULL: "en"). 0: the sink's
  * stream_ready() or closed() follows later. GW_EINVAL: the domain is not valid or not served

@@ -138,8 +138,8 @@ int gw_web_respond(struct lws *wsi, unsigned status, const char *content_type,
                 while (*v == ' ')
                     v++;
                 if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
-                                                (const unsigned char *)v,
-                                                (int)(l + linelen - v), &p, end))
+                                                (const unsigned char *)v, (int)(l + linelen - v),
+                                                &p, end))
                     return -1;
             }
         }

@@ -31,7 +31,7 @@ struct gw_web {
     struct lws_protocol_vhost_options mime_mjs; /* .mjs is JavaScript */
     lws_retry_bo_t retry;                       /* WebSocket ping / hang-up policy */
     struct lws_extension exts[2];
-    char strophe_dir[1100];                     /* node_modules/strophe.js/dist */
+    char strophe_dir[1100]; /* node_modules/strophe.js/dist */
     /* Copies of what lws keeps pointers to: a reload frees the snapshot they came from. */
     char bosh_path[sizeof(((struct gw_config *)0)->bosh_path)];
     char static_root[sizeof(((struct gw_config *)0)->static_root)];
@@ -207,10 +207,10 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
 static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr)
 {
     web->protocols[0] = (struct lws_protocols){HTTP_PROTOCOL, http_callback, 0, 0, 0, web, 0};
-    web->protocols[1] = (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(),
-                                               0, 0, tr->ws, 0};
-    web->protocols[2] = (struct lws_protocols){GW_BOSH_PROTOCOL, gw_bosh_callback,
-                                               gw_bosh_pss_size(), 0, 0, tr->bosh, 0};
+    web->protocols[1] =
+        (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(), 0, 0, tr->ws, 0};
+    web->protocols[2] = (struct lws_protocols){
+        GW_BOSH_PROTOCOL, gw_bosh_callback, gw_bosh_pss_size(), 0, 0, tr->bosh, 0};
 }
 
 /* Mounts: lws picks the longest matching mountpoint. */

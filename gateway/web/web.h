@@ -38,8 +38,8 @@ void *gw_web_transport(struct lws *wsi);
 /* Copy header `tok` into out (NUL-terminated); returns its length, or -1 if absent/too long. */
 int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen);
 
-/* Origin policy (config "origins"). Absent Origin (non-browser clients) is allowed. On return, origin
- * holds the request's Origin ("" if none). */
+/* Origin policy (config "origins"). Absent Origin (non-browser clients) is allowed. On return,
+ * origin holds the request's Origin ("" if none). */
 bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen);
 
 /* The peer's address as text ("127.0.0.1", "::1"). */

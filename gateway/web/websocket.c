@@ -26,19 +26,19 @@ struct frame {
 
 struct conn {
     struct gw_ctx *ctx;
-    struct gw_ws *ws;          /* the transport (its shared frame parser) */
+    struct gw_ws *ws; /* the transport (its shared frame parser) */
     struct lws *wsi;
-    struct gw_session *s;      /* NULL before <open/> and after the session ended */
-    struct gw_buf msg;         /* message being reassembled (limits.max_stanza) */
+    struct gw_session *s; /* NULL before <open/> and after the session ended */
+    struct gw_buf msg;    /* message being reassembled (limits.max_stanza) */
     struct frame *q_head, *q_tail;
-    size_t q_bytes;            /* bytes queued for the client */
-    bool opened;               /* we answered an <open/> at least once */
-    bool awaiting_ready;       /* <open/> received, its answer not yet sent */
-    bool closing;              /* <close/> queued: close the WebSocket once the queue drains */
-    bool close_sent;           /* our close frame is on the wire */
-    bool upstream_paused;      /* we told the session to stop reading */
+    size_t q_bytes;       /* bytes queued for the client */
+    bool opened;          /* we answered an <open/> at least once */
+    bool awaiting_ready;  /* <open/> received, its answer not yet sent */
+    bool closing;         /* <close/> queued: close the WebSocket once the queue drains */
+    bool close_sent;      /* our close frame is on the wire */
+    bool upstream_paused; /* we told the session to stop reading */
     enum lws_close_status close_code;
-    char domain[256];          /* from the client's <open to=''/> */
+    char domain[256]; /* from the client's <open to=''/> */
     char peer[64];
 };
 
@@ -192,10 +192,9 @@ static void stream_error(struct conn *c, enum gw_condition cond, const char *tex
     } else {
         struct gw_buf b;
         gw_buf_init(&b, 4096);
-        int rc = gw_buf_printf(&b,
-                               "<stream:error xmlns:stream=\"" GW_NS_STREAM "\"><%s xmlns=\"" GW_NS_STREAMS
-                               "\"/>",
-                               gw_condition_name(cond));
+        int rc = gw_buf_printf(
+            &b, "<stream:error xmlns:stream=\"" GW_NS_STREAM "\"><%s xmlns=\"" GW_NS_STREAMS "\"/>",
+            gw_condition_name(cond));
         if (!rc && text) {
             rc = gw_buf_append_str(&b, "<text xmlns=\"" GW_NS_STREAMS "\">");
             if (!rc)
@@ -299,7 +298,8 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
             return;
         }
         if (!version || strcmp(version, "1.0") != 0) {
-            client_error(c, GW_COND_unsupported_version, "version must be 1.0", LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_unsupported_version, "version must be 1.0",
+                         LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         int err = 0;
@@ -307,10 +307,9 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
             .transport = GW_TRANSPORT_WS, .sink = &sink_ops, .t = c, .peer = c->peer};
         c->s = gw_session_new(c->ctx, &so, &err);
         if (!c->s) {
-            client_error(c,
-                         err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
-                         err == GW_ELIMIT ? "too many sessions" : gw_strerror(err),
-                         LWS_CLOSE_STATUS_NORMAL);
+            client_error(
+                c, err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
+                err == GW_ELIMIT ? "too many sessions" : gw_strerror(err), LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
@@ -321,7 +320,8 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
             return;
         }
         if (rc) {
-            client_error(c, GW_COND_internal_server_error, gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
+            client_error(c, GW_COND_internal_server_error, gw_strerror(rc),
+                         LWS_CLOSE_STATUS_NORMAL);
             return;
         }
         c->awaiting_ready = true;
@@ -334,7 +334,8 @@ static void handle_open(struct conn *c, const struct gw_xml_node *open)
         return;
     }
     if (gw_session_restart(c->s) != 0) {
-        client_error(c, GW_COND_bad_format, "restart without SASL success", LWS_CLOSE_STATUS_NORMAL);
+        client_error(c, GW_COND_bad_format, "restart without SASL success",
+                     LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     c->awaiting_ready = true;
@@ -369,7 +370,8 @@ static void handle_stanza(void *ud, const struct gw_xml_stanza *st)
         return;
     }
     if (!c->s) {
-        client_error(c, GW_COND_bad_format, "the first frame must be <open/>", LWS_CLOSE_STATUS_NORMAL);
+        client_error(c, GW_COND_bad_format, "the first frame must be <open/>",
+                     LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     int rc = gw_session_send(c->s, st->bytes, st->len);

@@ -75,7 +75,7 @@ struct qname {
 };
 
 struct gw_xml_parser {
-    unsigned long hash_salt; /* expat hash salt, random once per parser */
+    unsigned long hash_salt;    /* expat hash salt, random once per parser */
     XML_Parser xp;              /* created with namespace processing, UTF-8 forced */
     struct gw_xml_opts opts;    /* as given to gw_xml_new */
     struct gw_xml_callbacks cb; /* as given to gw_xml_new */

@@ -3,7 +3,8 @@
  * stanza. Stanzas travel as byte slices of the input; a small tree is built only for the stanzas a
  * callback asks for. DOCTYPE, entity declarations, processing instructions and comments end the
  * parse with restricted-xml; limits on stanza bytes, depth and attributes are enforced while
- * parsing. Owns: the expat parser, the stanza buffer, the per-stanza tree arena. Calls: expat, core. */
+ * parsing. Owns: the expat parser, the stanza buffer, the per-stanza tree arena. Calls: expat,
+ * core. */
 #ifndef GW_XML_XML_H
 #define GW_XML_XML_H
 
@@ -38,16 +39,16 @@ struct gw_xml_attr {
 /* A tree node, built only when want_tree said yes. Everything lives in the parser's arena and is
  * valid only during the on_stanza callback. */
 struct gw_xml_node {
-    const char *ns;                 /* namespace URI, "" if none */
-    const char *name;               /* local name */
+    const char *ns;   /* namespace URI, "" if none */
+    const char *name; /* local name */
     const struct gw_xml_attr *attrs;
     unsigned n_attrs;
-    const char *text;               /* concatenated character data directly inside, "" if none */
+    const char *text; /* concatenated character data directly inside, "" if none */
     size_t text_len;
-    struct gw_xml_node *children;   /* first child element */
-    struct gw_xml_node *next;       /* next sibling */
-    size_t start, end;              /* byte offsets of this element within the stanza slice
-                                       (st->bytes), [start, end) */
+    struct gw_xml_node *children; /* first child element */
+    struct gw_xml_node *next;     /* next sibling */
+    size_t start, end;            /* byte offsets of this element within the stanza slice
+                                     (st->bytes), [start, end) */
 };
 
 struct gw_xml_stanza {
@@ -55,8 +56,8 @@ struct gw_xml_stanza {
                           the context namespace declarations inserted into the root start tag when
                           the parser was created with inject_context (see below) */
     size_t len;
-    const char *ns;    /* root element namespace */
-    const char *name;  /* root element local name */
+    const char *ns;                 /* root element namespace */
+    const char *name;               /* root element local name */
     const struct gw_xml_node *tree; /* NULL unless want_tree returned true */
 };
 
@@ -104,12 +105,12 @@ void gw_xml_free(struct gw_xml_parser *p);
 int gw_xml_reset(struct gw_xml_parser *p) GW_MUST_CHECK;
 
 /* Stream mode: feed the next chunk. Returns 0 when every byte was taken, or when a callback paused
- * the parser, in which case *consumed (may be NULL otherwise) is the number of bytes up to the end of
- * the element that paused it; the rest belongs to whatever comes next (a new stream, TLS bytes).
+ * the parser, in which case *consumed (may be NULL otherwise) is the number of bytes up to the end
+ * of the element that paused it; the rest belongs to whatever comes next (a new stream, TLS bytes).
  * Errors: GW_EPROTO (see gw_xml_error), GW_ELIMIT (a limit; condition policy-violation),
  * GW_ENOMEM. After an error the parser must be reset or freed. */
-int gw_xml_feed(struct gw_xml_parser *p, const char *data, size_t len, size_t *consumed)
-    GW_MUST_CHECK;
+int gw_xml_feed(struct gw_xml_parser *p, const char *data, size_t len,
+                size_t *consumed) GW_MUST_CHECK;
 
 /* Document mode: parse one complete document (resets the parser first). Same errors. A document
  * with anything but one root element (and surrounding whitespace / XML declaration) is an error. */
@@ -126,6 +127,7 @@ const char *gw_xml_error_text(const struct gw_xml_parser *p);
 
 /* Small helpers for the trees. */
 const char *gw_xml_attr(const struct gw_xml_attr *attrs, unsigned n, const char *name);
-const struct gw_xml_node *gw_xml_child(const struct gw_xml_node *n, const char *ns, const char *name);
+const struct gw_xml_node *gw_xml_child(const struct gw_xml_node *n, const char *ns,
+                                       const char *name);
 
 #endif

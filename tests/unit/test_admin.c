@@ -42,8 +42,9 @@ struct fixture {
     uv_async_t done;  /* client -> loop: finished, shut down */
     uv_sem_t stepped; /* loop -> client: the change is made */
     uv_timer_t watchdog;
-    unsigned steps;         /* loop thread only */
-    char want_open[GW_TRANSPORT_COUNT][128]; /* the xmppgw_sessions_open lines, as the session table set them */
+    unsigned steps; /* loop thread only */
+    char want_open[GW_TRANSPORT_COUNT]
+                  [128]; /* the xmppgw_sessions_open lines, as the session table set them */
 };
 
 /* ---- sink for the test session (never called: the session is never started) ---- */
@@ -538,7 +539,8 @@ int main(void)
     if (f->ctx.sessions) {
         struct gw_session_opts ws = {
             .transport = GW_TRANSPORT_WS, .sink = &sink, .peer = "127.0.0.1"};
-        struct gw_session_opts bosh = {.transport = GW_TRANSPORT_BOSH, .sink = &sink, .peer = "::1"};
+        struct gw_session_opts bosh = {
+            .transport = GW_TRANSPORT_BOSH, .sink = &sink, .peer = "::1"};
         f->ws = gw_session_new(&f->ctx, &ws, &err);
         f->bosh = gw_session_new(&f->ctx, &bosh, &err);
     }

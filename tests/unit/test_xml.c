@@ -260,11 +260,11 @@ static void test_injection(void)
                                "</stream:features>\n<iq xmlns='jabber:client' type='get'/>"
                                "<presence/></stream:stream>") == 0);
     CHECK(r.stanzas == 3 && r.closes == 1);
-    CHECK(strstr((const char *)r.log.data,
-                 "STANZA <stream:features" CTX_STREAM "><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-                 "</stream:features>\n") != NULL);
-    CHECK(strstr((const char *)r.log.data,
-                 "STANZA <iq xmlns='jabber:client' type='get'/>\n") != NULL);
+    CHECK(strstr((const char *)r.log.data, "STANZA <stream:features" CTX_STREAM
+                                           "><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+                                           "</stream:features>\n") != NULL);
+    CHECK(strstr((const char *)r.log.data, "STANZA <iq xmlns='jabber:client' type='get'/>\n") !=
+          NULL);
     CHECK_STR(r.last, "<presence" CTX "/>");
     gw_buf_cleanup(&r.log);
 
