@@ -373,7 +373,7 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         if (start(app, err, sizeof(err)) == 0) {
             GW_INFO(&app->ctx.log, NULL, NULL, "xmppgw %s running; admin on %s:%u", XMPPGW_VERSION,
-                    app->cfg->admin_listen.host, app->cfg->admin_listen.port);
+                    app->cfg->admin_listen.host, gw_admin_port(app->admin));
             uv_run(app->ctx.loop, UV_RUN_DEFAULT);
             GW_INFO(&app->ctx.log, NULL, NULL, "stopped");
             rc = 0;

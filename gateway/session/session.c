@@ -515,7 +515,17 @@ static void up_features(void *ud, const struct gw_stream_info *hdr, const char *
         s->ops->stream_ready(s->t, hdr, features, len);
 }
 
-/* A bind result names the session's full JID. */
+/* The bound JID, normalised (domain lowercased), into out: it must be a full JID of the
+ * session's own domain. */
+static int check_bound_jid(const struct gw_session *s, const char *text, char *out, size_t outlen)
+{
+    struct gw_jid j;
+    if (gw_jid_parse(text, &j) != 0 || !j.resource[0] || !gw_jid_domain_equal(j.domain, s->domain))
+        return GW_EPROTO;
+    return gw_jid_format(&j, out, outlen);
+}
+
+/* A bind result names the session's full JID. true: the session ended over it. */
 static bool bind_result(struct gw_session *s, const struct gw_xml_stanza *st)
 {
     if (s->state != GW_SESSION_BINDING || !st->tree || strcmp(st->name, "iq") != 0)
@@ -525,13 +535,19 @@ static bool bind_result(struct gw_session *s, const struct gw_xml_stanza *st)
     const struct gw_xml_node *jid = bind ? gw_xml_child(bind, GW_NS_BIND, "jid") : NULL;
     if (!type || strcmp(type, "result") != 0 || !jid || !jid->text_len)
         return false;
-    char *copy = strdup(jid->text);
+    char norm[2 * GW_JID_PART_MAX + GW_JID_DOMAIN_MAX + 3];
+    if (check_bound_jid(s, jid->text, norm, sizeof(norm)) != 0) {
+        fail(s, GW_COND_undefined_condition,
+             "upstream bound a JID that is not a full JID of "
+             "the session's domain");
+        return true;
+    }
+    char *copy = strdup(norm);
     if (!copy) {
         fail(s, GW_COND_internal_server_error, "out of memory");
         return true;
     }
     struct gw_sessions *tbl = s->ctx->sessions;
-    free(s->jid);
     s->jid = copy;
     gw_strmap_add(&tbl->by_jid, &s->by_jid, s->jid);
     gw_upstream_set_jid(s->up, s->jid);
@@ -633,11 +649,6 @@ const char *gw_session_id(const struct gw_session *s)
 const char *gw_session_jid(const struct gw_session *s)
 {
     return s->jid ? s->jid : "";
-}
-
-const char *gw_session_domain(const struct gw_session *s)
-{
-    return s->domain;
 }
 
 enum gw_session_state gw_session_state(const struct gw_session *s)

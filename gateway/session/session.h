@@ -124,7 +124,6 @@ void gw_session_resume(struct gw_session *s);
 
 const char *gw_session_id(const struct gw_session *s);
 const char *gw_session_jid(const struct gw_session *s);    /* full JID after bind, else "" */
-const char *gw_session_domain(const struct gw_session *s); /* "" before start */
 enum gw_session_state gw_session_state(const struct gw_session *s);
 const char *gw_session_state_name(enum gw_session_state st);
 
