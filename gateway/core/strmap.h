@@ -1,7 +1,7 @@
 /* An intrusive hash map keyed by a string the entry itself holds (a session id, a JID): the caller
  * embeds a struct gw_strmap_node in its own struct, so adding never allocates (only growing the
  * bucket array does, and a map that cannot grow still works, with longer chains). Recover the
- * entry with GW_CONTAINER_OF. Calls: libc. */
+ * entry with GW_CONTAINER_OF. The hash is keyed per map (clients choose keys). Calls: core/rand. */
 #ifndef GW_CORE_STRMAP_H
 #define GW_CORE_STRMAP_H
 
@@ -21,9 +21,10 @@ struct gw_strmap {
     struct gw_strmap_node **b; /* buckets, a power of two of them */
     size_t nb;                 /* buckets */
     size_t n;                  /* entries */
+    uint64_t key[2];           /* the hash key, random per map */
 };
 
-int gw_strmap_init(struct gw_strmap *m) GW_MUST_CHECK; /* GW_ENOMEM */
+int gw_strmap_init(struct gw_strmap *m) GW_MUST_CHECK; /* GW_ENOMEM, GW_EIO (no randomness) */
 void gw_strmap_cleanup(struct gw_strmap *m);           /* frees the buckets, not the entries */
 void gw_strmap_add(struct gw_strmap *m, struct gw_strmap_node *node, const char *key);
 void gw_strmap_del(struct gw_strmap *m, struct gw_strmap_node *node); /* no-op if not in it */
@@ -32,5 +33,8 @@ struct gw_strmap_node *gw_strmap_find(const struct gw_strmap *m, const char *key
  * out one by one, call first again after each deletion. */
 struct gw_strmap_node *gw_strmap_first(const struct gw_strmap *m);
 struct gw_strmap_node *gw_strmap_next(const struct gw_strmap *m, const struct gw_strmap_node *node);
+
+/* SipHash-2-4 of data under a 128-bit key (the map's hash; exported for its test vectors). */
+uint64_t gw_siphash24(const uint64_t key[2], const void *data, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
 /* Tests for gateway/core/strmap.c: add, find, delete, growth past the first bucket array,
- * iteration visiting every entry once. */
+ * iteration visiting every entry once; the keyed hash (SipHash-2-4 test vectors, a key per map). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,8 +12,34 @@ struct item {
     struct gw_strmap_node node;
 };
 
+/* The reference vectors of the SipHash paper: key 00 01 .. 0f, message 00 01 .. (len-1). */
+static void test_siphash(void)
+{
+    const uint64_t key[2] = {0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
+    unsigned char msg[16];
+    for (int i = 0; i < 16; i++)
+        msg[i] = (unsigned char)i;
+    CHECK(gw_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ull);
+    CHECK(gw_siphash24(key, msg, 1) == 0x74f839c593dc67fdull);
+    CHECK(gw_siphash24(key, msg, 7) == 0xab0200f58b01d137ull);
+    CHECK(gw_siphash24(key, msg, 8) == 0x93f5f5799a932462ull);
+    CHECK(gw_siphash24(key, msg, 15) == 0xa129ca6149be45e5ull);
+
+    /* Two maps hash the same key differently (their keys are random). */
+    struct gw_strmap a, b;
+    struct gw_strmap_node na, nb;
+    CHECK(gw_strmap_init(&a) == 0 && gw_strmap_init(&b) == 0);
+    gw_strmap_add(&a, &na, "user@example.org/resource");
+    gw_strmap_add(&b, &nb, "user@example.org/resource");
+    CHECK(na.hash != nb.hash);
+    CHECK(gw_strmap_find(&a, "user@example.org/resource") == &na);
+    gw_strmap_cleanup(&a);
+    gw_strmap_cleanup(&b);
+}
+
 int main(void)
 {
+    test_siphash();
     enum { N = 1000 };
     static struct item items[N];
     struct gw_strmap m;
