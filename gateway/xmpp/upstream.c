@@ -1,13 +1,12 @@
-/* The upstream c2s stream: resolve, connect, STARTTLS or direct TLS (OpenSSL with two memory BIOs
+/* The upstream c2s stream: resolve, connect, STARTTLS or direct TLS (tls.c, a filter stacked
  * between the socket and the parser), stream headers and restarts, features with <starttls/> cut
  * out, stream errors. It reports events and does what the session says; the session decides.
- * Owns the TCP handle, the SSL object, the parser and the write requests; frees itself once its
- * handles are closed and its requests have returned. Calls: xml, config, core, libuv, OpenSSL. */
+ * Bytes reach the socket one way (write_raw: plain, or what the TLS layer made of them) and leave
+ * it one way (receive: through the TLS layer when there is one, then to the parser). Owns the TCP
+ * handle, the TLS layer, the parser and the write requests; frees itself once its handles are
+ * closed and its requests have returned. Calls: xml, config, core, tls, libuv. */
 #include "xmpp/upstream.h"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "xmpp/tls.h"
 
 #define READ_CHUNK 65536
 #define CLOSE_GRACE_MS 2000
@@ -38,38 +38,36 @@ enum after_pause { AFTER_NONE, AFTER_TLS, AFTER_STREAM };
 
 struct gw_upstream {
     struct gw_ctx *ctx;
-    struct gw_upstream_cfg cfg;      /* copy: the config may be reloaded meanwhile */
-    char domain[256];                /* XMPP domain: to='', SNI and certificate name */
-    char lang[64];                   /* xml:lang for our stream headers */
-    char sid[64];                    /* for log lines */
-    char *jid;                       /* for log lines, once bound */
+    struct gw_upstream_cfg cfg;        /* copy: the config may be reloaded meanwhile */
+    char domain[256];                  /* XMPP domain: to='', SNI and certificate name */
+    char lang[64];                     /* xml:lang for our stream headers */
+    char sid[64];                      /* for log lines */
+    char *jid;                         /* for log lines, once bound */
     const struct gw_upstream_ops *ops; /* NULL once closed: no callback after that */
     void *ud;
     enum state state;
-    uv_getaddrinfo_t gai;            /* resolution request */
-    struct addrinfo *addrs;          /* result list, owned */
-    struct addrinfo *next_addr;      /* next address to try */
-    uv_tcp_t tcp;                    /* the socket */
-    uv_connect_t conn;               /* connect request */
-    uv_timer_t timer;                /* connect/handshake deadline */
-    uv_shutdown_t shut;              /* graceful close */
-    SSL *ssl;                        /* NULL until TLS starts */
-    BIO *rbio, *wbio;                /* ciphertext in / out (owned by ssl) */
-    bool handshake_done;
-    struct gw_xml_parser *xml;       /* the stream parser */
-    char stream_id[256];             /* header attributes of the current stream */
+    uv_getaddrinfo_t gai;       /* resolution request */
+    struct addrinfo *addrs;     /* result list, owned */
+    struct addrinfo *next_addr; /* next address to try */
+    uv_tcp_t tcp;               /* the socket */
+    uv_connect_t conn;          /* connect request */
+    uv_timer_t timer;           /* connect/handshake deadline */
+    uv_shutdown_t shut;         /* graceful close */
+    struct gw_tls *tls;         /* NULL until TLS starts; then between socket and parser */
+    struct gw_xml_parser *xml;  /* the stream parser */
+    char stream_id[256];        /* header attributes of the current stream */
     char stream_from[256];
     char stream_version[16];
     char stream_lang[64];
-    bool header_seen;                /* current stream's header arrived */
-    bool restart_due;                /* the session said this stream restarts */
-    enum after_pause after_pause;    /* what the bytes after a paused element are */
-    bool read_paused;                /* client side asked us to stop reading */
-    bool reading;                    /* uv_read_start active */
-    bool tcp_open;                   /* tcp handle initialised and not yet closed */
-    bool timer_open;                 /* timer handle not yet closed */
-    unsigned pending;                /* requests in flight (resolve, connect, writes, shutdown) */
-    size_t queued;                   /* bytes in write requests in flight */
+    bool header_seen;             /* current stream's header arrived */
+    bool restart_due;             /* the session said this stream restarts */
+    enum after_pause after_pause; /* what the bytes after a paused element are */
+    bool read_paused;             /* client side asked us to stop reading */
+    bool reading;                 /* uv_read_start active */
+    bool tcp_open;                /* tcp handle initialised and not yet closed */
+    bool timer_open;              /* timer handle not yet closed */
+    unsigned pending;             /* requests in flight (resolve, connect, writes, shutdown) */
+    size_t queued;                /* bytes in write requests in flight */
 };
 
 struct wreq {
@@ -80,8 +78,8 @@ struct wreq {
 };
 
 static void teardown(struct gw_upstream *u, bool send_close);
-static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
 static void try_next_address(struct gw_upstream *u);
 
 /* ---- lifetime ---- */
@@ -92,8 +90,7 @@ static void maybe_free(struct gw_upstream *u)
         return;
     if (u->addrs)
         uv_freeaddrinfo(u->addrs);
-    if (u->ssl)
-        SSL_free(u->ssl);
+    gw_tls_free(u->tls);
     gw_xml_free(u->xml);
     free(u->jid);
     free(u);
@@ -157,47 +154,17 @@ static int write_raw(struct gw_upstream *u, const char *data, size_t len)
     return 0;
 }
 
-/* Move whatever OpenSSL produced into write requests. */
-static int flush_tls(struct gw_upstream *u)
+/* What the TLS layer produced (handshake, records, alerts) goes out like plain bytes. */
+static int tls_send(void *ud, const char *cipher, size_t len)
 {
-    size_t n;
-    while ((n = BIO_ctrl_pending(u->wbio)) > 0) {
-        struct wreq *w = malloc(sizeof(*w) + n);
-        if (!w)
-            return GW_ENOMEM;
-        int got = BIO_read(u->wbio, w->data, (int)n);
-        if (got <= 0) {
-            free(w);
-            return GW_EIO;
-        }
-        w->u = u;
-        w->len = (size_t)got;
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)got);
-        if (!u->tcp_open || uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_written) < 0) {
-            free(w);
-            return GW_EIO;
-        }
-        u->pending++;
-        u->queued += (size_t)got;
-    }
-    return 0;
+    return write_raw(ud, cipher, len);
 }
 
+/* Plaintext for upstream: to the socket, or into the TLS layer (GW_EAGAIN during its handshake),
+ * which gives the ciphertext back to write_raw(). */
 static int send_bytes(struct gw_upstream *u, const char *data, size_t len)
 {
-    if (!u->ssl)
-        return write_raw(u, data, len);
-    if (!u->handshake_done)
-        return GW_EAGAIN;
-    while (len > 0) {
-        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
-        int n = SSL_write(u->ssl, data, chunk);
-        if (n <= 0)
-            return GW_EIO;
-        data += n;
-        len -= (size_t)n;
-    }
-    return flush_tls(u);
+    return u->tls ? gw_tls_write(u->tls, data, len) : write_raw(u, data, len);
 }
 
 static int send_header(struct gw_upstream *u)
@@ -251,8 +218,8 @@ static void report_closed(struct gw_upstream *u, const struct gw_close_reason *w
         ops->on_closed(u->ud, why);
 }
 
-static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure,
-                 const char *fmt, ...)
+static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure, const char *fmt,
+                 ...)
 {
     if (u->state == ST_CLOSED)
         return;
@@ -303,10 +270,8 @@ static void teardown(struct gw_upstream *u, bool send_close)
     bool streaming = was >= ST_STREAM && was != ST_HANDSHAKE && u->tcp_open;
     if (send_close && streaming) {
         (void)send_bytes(u, "</stream:stream>", 16);
-        if (u->ssl && u->handshake_done) {
-            SSL_shutdown(u->ssl);
-            (void)flush_tls(u);
-        }
+        if (u->tls)
+            gw_tls_close_notify(u->tls);
     }
     if (streaming && u->tcp_open) {
         /* Let queued bytes (our close tag) leave before the socket closes; the timer bounds it. */
@@ -355,14 +320,13 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
 {
     struct gw_upstream *u = ud;
     if (strcmp(ns, GW_NS_STREAM) != 0 || strcmp(name, "stream") != 0) {
-        fail(u, GW_COND_remote_connection_failed, false, "upstream sent <%s/> instead of a stream header",
-             name);
+        fail(u, GW_COND_remote_connection_failed, false,
+             "upstream sent <%s/> instead of a stream header", name);
         return;
     }
     copy_attr(u->stream_id, sizeof(u->stream_id), gw_xml_attr(attrs, n_attrs, "id"));
     copy_attr(u->stream_from, sizeof(u->stream_from), gw_xml_attr(attrs, n_attrs, "from"));
-    copy_attr(u->stream_version, sizeof(u->stream_version),
-              gw_xml_attr(attrs, n_attrs, "version"));
+    copy_attr(u->stream_version, sizeof(u->stream_version), gw_xml_attr(attrs, n_attrs, "version"));
     const char *lang = gw_xml_attr(attrs, n_attrs, "xml:lang");
     copy_attr(u->stream_lang, sizeof(u->stream_lang), lang ? lang : u->lang);
     if (strcmp(u->stream_version, "1.0") != 0) {
@@ -408,7 +372,7 @@ static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st
         .lang = u->stream_lang,
     };
     GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream stream %s ready (%s)", u->stream_id,
-             u->ssl ? SSL_get_version(u->ssl) : "plain");
+             u->tls ? gw_tls_version(u->tls) : "plain");
     if (u->ops)
         u->ops->on_features(u->ud, &hdr, gw_buf_ptr(&b), gw_buf_size(&b), st->tree);
     gw_buf_cleanup(&b);
@@ -450,8 +414,8 @@ static void on_stream_error(struct gw_upstream *u, const struct gw_xml_stanza *s
         else if (gw_condition_is_stream(named))
             cond = named;
     }
-    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream stream error: %s%s%s",
-            gw_condition_name(cond), text ? ": " : "", text ? text : "");
+    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream stream error: %s%s%s", gw_condition_name(cond),
+            text ? ": " : "", text ? text : "");
     u->ctx->metrics.upstream_failures++;
     report_closed(u, &(struct gw_close_reason){
                          .cond = cond, .text = text, .err_xml = st->bytes, .err_len = st->len});
@@ -543,97 +507,59 @@ static void process_plain(struct gw_upstream *u, const char *data, size_t len)
     }
 }
 
-static void tls_error_reason(struct gw_upstream *u, char *out, size_t n)
+static bool tls_up(void *ud)
 {
-    long vr = SSL_get_verify_result(u->ssl);
-    if (vr != X509_V_OK) {
-        snprintf(out, n, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
-        return;
-    }
-    unsigned long e = ERR_get_error();
-    if (e) {
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        snprintf(out, n, "TLS handshake failed: %s", buf);
-    } else {
-        snprintf(out, n, "TLS handshake failed");
-    }
-    ERR_clear_error();
+    struct gw_upstream *u = ud;
+    GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream TLS up: %s %s, certificate verified for %s",
+            gw_tls_version(u->tls), gw_tls_cipher(u->tls), u->domain);
+    return open_stream(u) == 0;
 }
 
-static void process_cipher(struct gw_upstream *u, const char *data, size_t len)
+static bool tls_plain(void *ud, const char *data, size_t len)
 {
-    if (len && BIO_write(u->rbio, data, (int)len) != (int)len) {
+    struct gw_upstream *u = ud;
+    process_plain(u, data, len);
+    return u->state != ST_CLOSED;
+}
+
+static const struct gw_tls_ops tls_ops = {.send = tls_send, .on_up = tls_up, .on_plain = tls_plain};
+
+static void tls_failed(struct gw_upstream *u, int rc)
+{
+    if (rc == GW_ECLOSED)
+        fail(u, GW_COND_remote_connection_failed, false, "upstream ended TLS without closing");
+    else if (rc == GW_ENOMEM)
         fail(u, GW_COND_internal_server_error, true, "cannot buffer TLS data");
-        return;
-    }
-    if (!u->handshake_done) {
-        int r = SSL_do_handshake(u->ssl);
-        if (r != 1) {
-            int e = SSL_get_error(u->ssl, r);
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                if (flush_tls(u) != 0)
-                    fail(u, GW_COND_remote_connection_failed, true, "cannot write to upstream");
-                return;
-            }
-            char why[400];
-            tls_error_reason(u, why, sizeof(why));
-            (void)flush_tls(u); /* send our alert */
-            fail(u, GW_COND_remote_connection_failed, true, "%s", why);
-            return;
-        }
-        u->handshake_done = true;
-        GW_INFO(&u->ctx->log, u->sid, u->jid, "upstream TLS up: %s %s, certificate verified for %s",
-                SSL_get_version(u->ssl), SSL_get_cipher_name(u->ssl), u->domain);
-        if (open_stream(u) != 0)
-            return;
-    }
-    char *buf = u->ctx->tls_buf;
-    for (;;) {
-        int n = SSL_read(u->ssl, buf, GW_CTX_TLS_BUF);
-        if (n > 0) {
-            process_plain(u, buf, (size_t)n);
-            if (u->state == ST_CLOSED)
-                return;
-            continue;
-        }
-        int e = SSL_get_error(u->ssl, n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            break;
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            fail(u, GW_COND_remote_connection_failed, false, "upstream ended TLS without closing");
-            return;
-        }
-        char why[400];
-        tls_error_reason(u, why, sizeof(why));
-        fail(u, GW_COND_remote_connection_failed, true, "%s", why);
-        return;
-    }
-    if (flush_tls(u) != 0)
+    else if (rc == GW_EIO)
         fail(u, GW_COND_remote_connection_failed, true, "cannot write to upstream");
+    else
+        fail(u, GW_COND_remote_connection_failed, true, "%s", gw_tls_error(u->tls));
 }
 
+/* Bytes from the socket: through the TLS layer when there is one, then to the parser. */
+static void receive(struct gw_upstream *u, const char *data, size_t len)
+{
+    if (!u->tls) {
+        process_plain(u, data, len);
+        return;
+    }
+    int rc = gw_tls_feed(u->tls, data, len, u->ctx->tls_buf, GW_CTX_TLS_BUF);
+    if (rc)
+        tls_failed(u, rc);
+}
+
+/* After <proceed/> with the bytes that followed it, or at once for direct TLS (none). */
 static void start_tls(struct gw_upstream *u, const char *data, size_t len)
 {
-    u->ssl = SSL_new((SSL_CTX *)u->ctx->upstream_tls);
-    u->rbio = BIO_new(BIO_s_mem());
-    u->wbio = BIO_new(BIO_s_mem());
-    if (!u->ssl || !u->rbio || !u->wbio) {
-        BIO_free(u->rbio);
-        BIO_free(u->wbio);
-        u->rbio = u->wbio = NULL;
-        fail(u, GW_COND_internal_server_error, true, "cannot create TLS state");
-        return;
-    }
-    SSL_set_bio(u->ssl, u->rbio, u->wbio);
-    SSL_set_connect_state(u->ssl);
+    char err[320];
     /* The certificate must name the XMPP domain (RFC 6120 13.7.2.1), not the host we dial. */
-    if (SSL_set_tlsext_host_name(u->ssl, u->domain) != 1 || SSL_set1_host(u->ssl, u->domain) != 1) {
-        fail(u, GW_COND_internal_server_error, true, "cannot set TLS host name '%s'", u->domain);
+    u->tls = gw_tls_new(u->ctx->upstream_tls, u->domain, &tls_ops, u, err, sizeof(err));
+    if (!u->tls) {
+        fail(u, GW_COND_internal_server_error, true, "%s", err);
         return;
     }
     u->state = ST_HANDSHAKE;
-    process_cipher(u, data, len);
+    receive(u, data, len); /* len 0 sends the ClientHello */
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -657,10 +583,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         maybe_free(u);
         return;
     }
-    if (u->ssl)
-        process_cipher(u, buf->base, (size_t)n);
-    else
-        process_plain(u, buf->base, (size_t)n);
+    receive(u, buf->base, (size_t)n);
     maybe_free(u);
 }
 
@@ -898,7 +821,7 @@ int gw_upstream_restart(struct gw_upstream *u)
 
 bool gw_upstream_is_tls(const struct gw_upstream *u)
 {
-    return u->ssl && u->handshake_done;
+    return u->tls && gw_tls_is_up(u->tls);
 }
 
 void gw_upstream_set_jid(struct gw_upstream *u, const char *jid)
@@ -910,29 +833,7 @@ void gw_upstream_set_jid(struct gw_upstream *u, const char *jid)
     u->jid = j;
 }
 
-SSL_CTX *gw_upstream_tls_ctx_new(const char *ca_file, char *err, size_t errlen)
+struct ssl_ctx_st *gw_upstream_tls_ctx_new(const char *ca_file, char *err, size_t errlen)
 {
-    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
-    if (!c) {
-        snprintf(err, errlen, "cannot create TLS context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_set_default_verify_paths(c) != 1) {
-        snprintf(err, errlen, "cannot load the system certificate store");
-        SSL_CTX_free(c);
-        return NULL;
-    }
-    if (ca_file && *ca_file && SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
-        unsigned long e = ERR_get_error();
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        snprintf(err, errlen, "cannot load upstream CA file '%s': %s", ca_file, buf);
-        ERR_clear_error();
-        SSL_CTX_free(c);
-        return NULL;
-    }
-    return c;
+    return gw_tls_ctx_new(ca_file, err, errlen);
 }

@@ -41,8 +41,8 @@ struct gw_upstream_ops {
     void (*on_closed)(void *ud, const struct gw_close_reason *why);
 };
 
-/* Create the SSL_CTX shared by every upstream connection: verification on, system store plus
- * ca_file (may be "" or NULL). NULL with a reason in err. */
+/* Create the SSL_CTX shared by every upstream connection (tls.c's gw_tls_ctx_new()): verification
+ * on, system store plus ca_file (may be "" or NULL). NULL with a reason in err. */
 struct ssl_ctx_st *gw_upstream_tls_ctx_new(const char *ca_file, char *err, size_t errlen);
 
 /* Connects at once; callbacks follow from the loop, never from inside this call. log_sid is the
