@@ -44,12 +44,13 @@ void gw_tls_free(struct gw_tls *t);
  * and hands each piece to on_plain(). 0; GW_EPROTO: the handshake, the certificate or a record
  * failed (gw_tls_error() says which; the alert has been sent); GW_ECLOSED: the peer ended TLS
  * (close_notify); GW_EIO: send() failed; GW_ENOMEM. After an error the filter is dead: every
- * later call returns GW_ECLOSED. */
+ * later feed or write returns GW_ECLOSED. */
 int gw_tls_feed(struct gw_tls *t, const char *cipher, size_t len, char *buf,
                 size_t cap) GW_MUST_CHECK;
 
 /* Encrypt plain for the peer and send() it. GW_EAGAIN: the handshake is not done yet; GW_EIO:
- * send() failed; GW_ECLOSED: the filter is dead. */
+ * send() failed; GW_EPROTO: OpenSSL refused (gw_tls_error()); GW_ECLOSED: close_notify was sent,
+ * or the filter is dead. */
 int gw_tls_write(struct gw_tls *t, const char *plain, size_t len) GW_MUST_CHECK;
 
 /* Send close_notify (once the handshake is done; nothing before), as a socket closes: best effort,
