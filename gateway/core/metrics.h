@@ -20,6 +20,8 @@ struct gw_metrics {
     uint64_t upstream_connected;           /* streams that reached features */
     uint64_t upstream_failures;            /* connect or stream failures, TLS apart */
     uint64_t upstream_tls_failures;        /* handshake or verification failures */
+    uint64_t resumable_drops;              /* client sides lost with XEP-0198 resumption on */
+    uint64_t resumed;                      /* sessions that resumed one of those (XEP-0198) */
     uint64_t stream_errors[GW_COND_COUNT]; /* sent to clients, by condition */
     uint64_t http_requests;                /* public port */
     uint64_t http_errors;                  /* public port 4xx/5xx answers */

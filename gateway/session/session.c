@@ -18,6 +18,10 @@
 #include "xmpp/upstream.h"
 
 #define BIND_ID "gw-bind-1"
+#define SM_WINDOW_DEFAULT                                                                          \
+    600                     /* s: how long a dropped stream stays resumable when the server names  \
+                               no 'max' (Prosody's smacks_hibernation_time) */
+#define SM_WINDOW_MAX 86400 /* s: a server's 'max' is believed up to this */
 
 /* What a session that logs in by itself needs until it is bound. */
 struct login {
@@ -42,6 +46,8 @@ struct gw_session {
     char peer[64];                 /* client address, for logs and /api/sessions */
     char domain[256];              /* XMPP domain asked for */
     char *jid;                     /* bound full JID, NULL before bind */
+    char *sm_id;                   /* XEP-0198 stream id when resumption is enabled, else NULL */
+    unsigned sm_window;            /* s: how long the server keeps that stream resumable */
     struct gw_upstream *up;        /* NULL once upstream closed or was closed */
     struct gw_buf held;            /* client elements waiting for the stream to open for them */
     uint64_t created_ms;
@@ -52,11 +58,25 @@ struct gw_session {
     struct gw_session *next_dead; /* graveyard list */
 };
 
+/* A stream the client side dropped with XEP-0198 resumption enabled: its id and JID, until the
+ * server's resumption window has passed, so that the session that resumes it knows its JID. */
+struct resumable {
+    struct gw_strmap_node by_id; /* in gw_sessions.resumable, by XEP-0198 id */
+    struct resumable *next;      /* in drop order (gw_sessions.res_head) */
+    uint64_t expires_ms;         /* uv_now() when the server forgets it */
+    unsigned window;             /* s: the server's resumption window for it */
+    char *jid;                   /* the full JID of the dropped session */
+    char id[];                   /* the XEP-0198 id */
+};
+
 struct gw_sessions {
     struct gw_ctx *ctx;
     struct gw_strmap by_sid;
     struct gw_strmap by_jid;
-    struct gw_session *graveyard; /* closed, freed before the loop sleeps */
+    struct gw_strmap resumable;            /* struct resumable by id */
+    struct resumable *res_head, *res_tail; /* oldest drop first */
+    size_t n_resumable;                    /* entries, at most limits.max_sessions */
+    struct gw_session *graveyard;          /* closed, freed before the loop sleeps */
     uv_prepare_t sweeper;
     bool sweeper_open;
 };
@@ -104,7 +124,76 @@ static void session_free(struct gw_session *s)
     gw_buf_cleanup(&s->held);
     login_free(s->login);
     free(s->jid);
+    free(s->sm_id);
     free(s);
+}
+
+/* ---- streams left resumable (XEP-0198) ---- */
+
+static void resumable_drop_oldest(struct gw_sessions *tbl)
+{
+    struct resumable *r = tbl->res_head;
+    tbl->res_head = r->next;
+    if (!tbl->res_head)
+        tbl->res_tail = NULL;
+    gw_strmap_del(&tbl->resumable, &r->by_id);
+    tbl->n_resumable--;
+    free(r->jid);
+    free(r);
+}
+
+/* Forget what the server has forgotten (and the oldest, past limits.max_sessions). Entries are
+ * kept in drop order; one with a longer window waits behind an older one, which is harmless. */
+static void resumable_expire(struct gw_sessions *tbl)
+{
+    uint64_t now = uv_now(tbl->ctx->loop);
+    while (tbl->res_head &&
+           (tbl->res_head->expires_ms <= now || tbl->n_resumable > tbl->ctx->cfg->max_sessions))
+        resumable_drop_oldest(tbl);
+}
+
+/* The client side of s vanished with resumption enabled: remember its id and JID. */
+static void resumable_keep(struct gw_session *s)
+{
+    struct gw_sessions *tbl = s->ctx->sessions;
+    resumable_expire(tbl);
+    size_t n = strlen(s->sm_id);
+    struct resumable *r = calloc(1, sizeof(*r) + n + 1);
+    if (!r || !(r->jid = strdup(s->jid))) {
+        free(r);
+        return; /* the stream stays resumable; the session that resumes it will lack its JID */
+    }
+    memcpy(r->id, s->sm_id, n + 1);
+    struct gw_strmap_node *old = gw_strmap_find(&tbl->resumable, r->id);
+    if (old)
+        gw_strmap_del(&tbl->resumable, old); /* the older entry expires in its turn */
+    r->window = s->sm_window;
+    r->expires_ms = uv_now(s->ctx->loop) + (uint64_t)s->sm_window * 1000;
+    gw_strmap_add(&tbl->resumable, &r->by_id, r->id);
+    if (tbl->res_tail)
+        tbl->res_tail->next = r;
+    else
+        tbl->res_head = r;
+    tbl->res_tail = r;
+    tbl->n_resumable++;
+}
+
+/* The JID of a resumable stream (NULL: not known here) and its window, taken out of the table.
+ * The caller frees the JID. */
+static char *resumable_take(struct gw_sessions *tbl, const char *id, unsigned *window)
+{
+    *window = SM_WINDOW_DEFAULT;
+    resumable_expire(tbl);
+    struct gw_strmap_node *n = gw_strmap_find(&tbl->resumable, id);
+    if (!n)
+        return NULL;
+    struct resumable *r = GW_CONTAINER_OF(n, struct resumable, by_id);
+    gw_strmap_del(&tbl->resumable, n);
+    char *jid = r->jid;
+    r->jid = NULL;
+    *window = r->window;
+    r->expires_ms = 0; /* the list entry goes at the next expiry */
+    return jid;
 }
 
 static void sweep(uv_prepare_t *h)
@@ -148,9 +237,10 @@ struct gw_sessions *gw_sessions_new(struct gw_ctx *ctx)
         return NULL;
     tbl->ctx = ctx;
     if (gw_strmap_init(&tbl->by_sid) || gw_strmap_init(&tbl->by_jid) ||
-        uv_prepare_init(ctx->loop, &tbl->sweeper) != 0) {
+        gw_strmap_init(&tbl->resumable) || uv_prepare_init(ctx->loop, &tbl->sweeper) != 0) {
         gw_strmap_cleanup(&tbl->by_sid);
         gw_strmap_cleanup(&tbl->by_jid);
+        gw_strmap_cleanup(&tbl->resumable);
         free(tbl);
         return NULL;
     }
@@ -178,8 +268,11 @@ void gw_sessions_free(struct gw_sessions *tbl)
         tbl->graveyard = s->next_dead;
         session_free(s);
     }
+    while (tbl->res_head)
+        resumable_drop_oldest(tbl);
     gw_strmap_cleanup(&tbl->by_sid);
     gw_strmap_cleanup(&tbl->by_jid);
+    gw_strmap_cleanup(&tbl->resumable);
     tbl->sweeper_open = false;
     uv_prepare_stop(&tbl->sweeper);
     uv_close((uv_handle_t *)&tbl->sweeper, on_sweeper_closed);
@@ -305,7 +398,21 @@ void gw_session_end(struct gw_session *s, enum gw_condition cond)
 
 void gw_session_lost(struct gw_session *s)
 {
-    end_by_owner(s, "the client side is gone");
+    if (s->state != GW_SESSION_BOUND || !s->sm_id || !s->jid || !s->up) {
+        end_by_owner(s, "the client side is gone");
+        return;
+    }
+    /* XEP-0198: to the server the client vanished, so it keeps the stream for resumption; a new
+     * session that resumes it takes this JID. */
+    GW_INFO(&s->ctx->log, s->sid, s->jid,
+            "session ended: the client side is gone; upstream left resumable for %u s",
+            s->sm_window);
+    s->ctx->metrics.resumable_drops++;
+    resumable_keep(s);
+    s->ops = NULL;
+    gw_upstream_abort(s->up);
+    s->up = NULL;
+    transition(s, GW_SESSION_CLOSED);
 }
 
 /* ---- client elements for upstream ---- */
@@ -578,12 +685,50 @@ static bool is_sasl_success(const struct gw_xml_stanza *st)
     return strcmp(st->ns, GW_NS_SASL) == 0 && strcmp(st->name, "success") == 0;
 }
 
+/* XEP-0198 answers the session reads as they go by to the client: <enabled resume='true'/>
+ * makes the stream resumable; <resumed previd=''/> in place of a bind result gives the session
+ * the JID of the stream it resumed. */
+static void stream_management(struct gw_session *s, const struct gw_xml_stanza *st)
+{
+    const struct gw_xml_node *n = st->tree;
+    const char *resume = gw_xml_attr(n->attrs, n->n_attrs, "resume");
+    const char *id = gw_xml_attr(n->attrs, n->n_attrs, "id");
+    if (strcmp(st->name, "enabled") == 0 && s->state == GW_SESSION_BOUND && id && resume &&
+        (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0)) {
+        const char *max = gw_xml_attr(n->attrs, n->n_attrs, "max");
+        unsigned long w = max ? strtoul(max, NULL, 10) : 0;
+        free(s->sm_id);
+        s->sm_id = strdup(id);
+        s->sm_window = w && w <= SM_WINDOW_MAX ? (unsigned)w : SM_WINDOW_DEFAULT;
+        GW_DEBUG(&s->ctx->log, s->sid, s->jid, "stream management: resumable for %u s",
+                 s->sm_window);
+        return;
+    }
+    const char *previd = gw_xml_attr(n->attrs, n->n_attrs, "previd");
+    if (strcmp(st->name, "resumed") != 0 || s->state != GW_SESSION_BINDING || !previd)
+        return;
+    char *jid = resumable_take(s->ctx->sessions, previd, &s->sm_window);
+    free(s->sm_id);
+    s->sm_id = strdup(previd);
+    if (jid) {
+        s->jid = jid;
+        gw_strmap_add(&s->ctx->sessions->by_jid, &s->by_jid, s->jid);
+        gw_upstream_set_jid(s->up, s->jid);
+    }
+    s->ctx->metrics.resumed++;
+    transition(s, GW_SESSION_BOUND);
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "resumed a stream (XEP-0198)%s",
+            jid ? "" : ": its JID is not known on this node");
+}
+
 static void up_stanza(void *ud, const struct gw_xml_stanza *st)
 {
     struct gw_session *s = ud;
     bool was_bound = s->state == GW_SESSION_BOUND;
     if (bind_result(s, st) || s->state == GW_SESSION_CLOSED)
         return;
+    if (st->tree && strcmp(st->ns, GW_NS_SM) == 0)
+        stream_management(s, st);
     if (s->login && !was_bound) {
         if (s->state == GW_SESSION_BOUND)
             login_bound(s);

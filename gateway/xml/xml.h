@@ -22,6 +22,7 @@
 #define GW_NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 #define GW_NS_HTTPBIND "http://jabber.org/protocol/httpbind"
 #define GW_NS_XBOSH "urn:xmpp:xbosh"
+#define GW_NS_SM "urn:xmpp:sm:3"
 
 struct gw_xml_limits {
     size_t max_stanza;  /* bytes of one depth-1 element, or of any one pending token */

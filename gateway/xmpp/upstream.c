@@ -296,6 +296,14 @@ void gw_upstream_close(struct gw_upstream *u)
     maybe_free(u);
 }
 
+void gw_upstream_abort(struct gw_upstream *u)
+{
+    if (!u)
+        return;
+    teardown(u, false);
+    maybe_free(u);
+}
+
 /* ---- parser callbacks ---- */
 
 static bool want_tree(void *ud, const char *ns, const char *name)
@@ -307,6 +315,9 @@ static bool want_tree(void *ud, const char *ns, const char *name)
         return true;
     if (!u->jid && strcmp(ns, GW_NS_CLIENT) == 0 && strcmp(name, "iq") == 0)
         return true;
+    /* Stream management's answers the session reads (XEP-0198): not the frequent <r/> and <a/>. */
+    if (strcmp(ns, GW_NS_SM) == 0)
+        return strcmp(name, "enabled") == 0 || strcmp(name, "resumed") == 0;
     return false;
 }
 

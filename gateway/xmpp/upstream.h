@@ -77,4 +77,8 @@ void gw_upstream_pause_reading(struct gw_upstream *u, bool pause);
  * follows; memory is freed once the handles are closed. */
 void gw_upstream_close(struct gw_upstream *u);
 
+/* Close the connection without ending the stream (no </stream:stream>): to the server the client
+ * vanished, so a stream with XEP-0198 resumption enabled stays resumable. No callback follows. */
+void gw_upstream_abort(struct gw_upstream *u);
+
 #endif

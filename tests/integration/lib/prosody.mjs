@@ -57,6 +57,7 @@ export async function makeCertificate(dir, stem, names = ['localhost']) {
  *   directTls      also listen for direct TLS c2s (XEP-0368) on `directTlsPort`
  *   bosh           load mod_bosh on a free HTTP port (`boshUrl`), for comparisons
  *   websocket      load mod_websocket on the same HTTP port (`websocketUrl`)
+ *   smacks         load mod_smacks (XEP-0198 stream management with resumption)
  *   certNames      names the (trusted) certificate carries (default: the domain and pubsub domain)
  *   logLevel       minimum Prosody log level (default "debug")
  *   extraGlobal    Lua text appended to the global section
@@ -116,6 +117,8 @@ export async function startProsody(opts = {}) {
     const modules = ['roster', 'saslauth', 'tls', 'disco', 'pep', 'ping', 'presence'];
     if (opts.bosh) modules.push('bosh');
     if (opts.websocket) modules.push('websocket');
+    // XEP-0198 (Prosody 0.12's mod_smacks): resumable streams for the stream management tests.
+    if (opts.smacks) modules.push('smacks');
 
     const ssl = `{ certificate = ${luaString(served.certFile)}; key = ${luaString(served.keyFile)}; }`;
     const runAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
