@@ -459,9 +459,9 @@ int gw_session_send(struct gw_session *s, const char *bytes, size_t len)
 
 int gw_session_restart(struct gw_session *s)
 {
-    if (s->state == GW_SESSION_CLOSED || !s->up)
+    if (s->state == GW_SESSION_CLOSED)
         return GW_ECLOSED;
-    if (s->login || s->state != GW_SESSION_RESTARTING || !s->restart_due)
+    if (s->login || s->state != GW_SESSION_RESTARTING || !s->restart_due || !s->up)
         return GW_EPROTO;
     s->restart_due = false;
     return gw_upstream_restart(s->up);

@@ -32,9 +32,10 @@
 struct gw_session;
 struct gw_sessions;
 
-/* The life of a session. Client stanzas that arrive while the stream is not open for them
- * (CONNECTING..FEATURES, RESTARTING) are held by the session (bounded by limits.send_queue) and
- * sent in order once it is. See docs/design-notes.md for the diagram. */
+/* The life of a session. Client elements that arrive while the stream is not open for them (NEW
+ * to FEATURES and RESTARTING; with GW_SESSION_AUTH_GATEWAY every state before BOUND) are held by
+ * the session (bounded by limits.send_queue) and sent in order once it is. See
+ * docs/design-notes.md for the diagram. */
 enum gw_session_state {
     GW_SESSION_NEW,            /* created, gw_session_start() not yet called */
     GW_SESSION_CONNECTING,     /* resolving and connecting upstream */
@@ -102,8 +103,7 @@ int gw_session_start(struct gw_session *s, const char *to, const char *lang) GW_
 /* A client element (complete element bytes) for upstream. 0: sent, or held in order until the
  * stream is open for it. GW_ELIMIT: the held bytes or the upstream write queue would pass
  * limits.send_queue (nothing was taken); GW_ECLOSED: the session ended (closed() came or
- * comes); GW_EPROTO: GW_SESSION_AUTH_GATEWAY and the session is not bound yet; GW_ENOMEM,
- * GW_EIO. */
+ * comes); GW_ENOMEM, GW_EIO. */
 int gw_session_send(struct gw_session *s, const char *bytes, size_t len) GW_MUST_CHECK;
 
 /* The client restarts the stream (after SASL success). 0, or GW_EPROTO: no SASL success was
@@ -123,7 +123,7 @@ void gw_session_lost(struct gw_session *s);
 void gw_session_resume(struct gw_session *s);
 
 const char *gw_session_id(const struct gw_session *s);
-const char *gw_session_jid(const struct gw_session *s);    /* full JID after bind, else "" */
+const char *gw_session_jid(const struct gw_session *s); /* full JID after bind, else "" */
 enum gw_session_state gw_session_state(const struct gw_session *s);
 const char *gw_session_state_name(enum gw_session_state st);
 

@@ -732,9 +732,8 @@ static void test_restart_and_start_codes(struct fixture *f)
     struct gw_session *s = open_client(f, &r);
     if (!s)
         return;
-    /* BUG (session.c, gw_session_restart): a session that was never started has seen no SASL
-     * success, which session.h answers with GW_EPROTO; the `!s->up` test comes first and gives
-     * GW_ECLOSED, the code for an ended session. */
+    /* A session that was never started has seen no SASL success: GW_EPROTO, not the GW_ECLOSED
+     * of an ended session. */
     CHECK(gw_session_restart(s) == GW_EPROTO);
     CHECK(gw_session_start(s, "localhost", NULL) == 0);
     CHECK(gw_session_start(s, "localhost", NULL) == GW_EPROTO);
