@@ -1,7 +1,8 @@
 /* The admin HTTP server: owns the libmicrohttpd daemon, the two uv handles that drive it from the
  * gateway's loop (a poll on MHD's epoll fd, a timer from MHD_get_timeout()), the routing table and
- * the bearer-token check. Bodies come from render.c. Calls: render.c, config, core; libmicrohttpd,
- * libuv, OpenSSL (digest and constant-time compare only).
+ * the checks every request passes first (Host header, bearer token). Bodies come from render.c.
+ * Calls: render.c, config, core (host rules); libmicrohttpd, libuv, OpenSSL (digest and
+ * constant-time compare only).
  *
  * MHD runs with no thread of its own: every request handler below runs inside MHD_run(), called
  * from a loop callback, so it may read the gateway's state directly. */
@@ -21,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include "config/config.h"
+#include "core/host.h"
 
 #define ADMIN_TIMEOUT_S 30u             /* idle admin connections are closed after this */
 #define ADMIN_MAX_CONNECTIONS 256u      /* concurrent admin connections */
@@ -123,13 +125,12 @@ static enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned stat
     return ok;
 }
 
-/* A constant body, with one optional extra header. */
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *body,
-                                  const char *name, const char *value)
+/* A constant plain-text body (the health probes). */
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *body)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-    return queue_response(conn, status, resp, TEXT_PLAIN, name, value);
+    return queue_response(conn, status, resp, TEXT_PLAIN, NULL, NULL);
 }
 
 /* A rendered body: its memory passes to MHD (freed when the response is), and b is left empty. */
@@ -149,11 +150,71 @@ static enum MHD_Result reply_buf(struct MHD_Connection *conn, unsigned status, c
     return queue_response(conn, status, resp, type, NULL, NULL);
 }
 
+/* Every refusal, as a value until it goes out. The body is one JSON object, {"error": what a
+ * person reads, "condition": what a program tests}, the same for every endpoint. */
+enum admin_error {
+    ERR_HOST,      /* Host header missing, doubled, or naming no address or name of ours */
+    ERR_NO_TOKEN,  /* /api/ without a bearer token */
+    ERR_BAD_TOKEN, /* /api/ with the wrong one */
+    ERR_NOT_FOUND, /* no such path */
+    ERR_METHOD,    /* not GET or HEAD */
+    ERR_BODY,      /* a request body */
+    ERR_LIMIT,     /* /api/sessions?limit= out of range */
+    ERR_INTERNAL,  /* a body could not be rendered */
+};
+
+struct error_reply {
+    unsigned status;    /* HTTP status */
+    const char *body;   /* the JSON body, constant */
+    const char *header; /* one extra header, or NULL */
+    const char *value;  /* its value */
+};
+
+#define ERROR_BODY(text, cond) "{\"error\":\"" text "\",\"condition\":\"" cond "\"}\n"
+
+/* 421 Misdirected Request rather than 403 for a Host we do not serve (RFC 9110 section
+ * 15.5.20): the request reached a server that will not answer for that host, which is exactly the
+ * case of a DNS-rebinding page or a wrong name; 403 would say the client lacks a permission that
+ * a token could give. */
+/* clang-format off */
+static const struct error_reply error_replies[] = {
+    [ERR_HOST] = {MHD_HTTP_MISDIRECTED_REQUEST,
+                  ERROR_BODY("the Host header names no address or name of this admin port "
+                             "(IP address, localhost, or admin.hosts)", "host-not-allowed"),
+                  NULL, NULL},
+    [ERR_NO_TOKEN] = {MHD_HTTP_UNAUTHORIZED,
+                      ERROR_BODY("a bearer token is required", "not-authorized"),
+                      MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"xmppgw\""},
+    [ERR_BAD_TOKEN] = {MHD_HTTP_UNAUTHORIZED,
+                       ERROR_BODY("the bearer token is not valid", "invalid-token"),
+                       MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                       "Bearer realm=\"xmppgw\", error=\"invalid_token\""},
+    [ERR_NOT_FOUND] = {MHD_HTTP_NOT_FOUND, ERROR_BODY("not found", "not-found"), NULL, NULL},
+    [ERR_METHOD] = {MHD_HTTP_METHOD_NOT_ALLOWED,
+                    ERROR_BODY("only GET and HEAD are allowed", "method-not-allowed"),
+                    MHD_HTTP_HEADER_ALLOW, "GET, HEAD"},
+    [ERR_BODY] = {MHD_HTTP_BAD_REQUEST,
+                  ERROR_BODY("no request body expected", "bad-request"), NULL, NULL},
+    [ERR_LIMIT] = {MHD_HTTP_BAD_REQUEST,
+                   ERROR_BODY("limit must be between 1 and 10000", "bad-request"), NULL, NULL},
+    [ERR_INTERNAL] = {MHD_HTTP_INTERNAL_SERVER_ERROR,
+                      ERROR_BODY("internal error", "internal-error"), NULL, NULL},
+};
+/* clang-format on */
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, enum admin_error e)
+{
+    const struct error_reply *r = &error_replies[e];
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(r->body), (void *)r->body, MHD_RESPMEM_PERSISTENT);
+    return queue_response(conn, r->status, resp, JSON_TYPE, r->header, r->value);
+}
+
 static enum MHD_Result reply_render_error(struct gw_admin *a, struct MHD_Connection *conn,
                                           const char *what, int rc)
 {
     GW_ERROR(&a->ctx->log, NULL, NULL, "admin: %s: %s", what, gw_strerror(rc));
-    return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error\n", NULL, NULL);
+    return reply_error(conn, ERR_INTERNAL);
 }
 
 /* ---- endpoints ---- */
@@ -161,14 +222,14 @@ static enum MHD_Result reply_render_error(struct gw_admin *a, struct MHD_Connect
 static enum MHD_Result serve_healthz(struct gw_admin *a, struct MHD_Connection *conn)
 {
     /* Answering at all proves the loop turns: this handler runs inside it. */
-    return reply_text(conn, MHD_HTTP_OK, "ok\n", NULL, NULL);
+    return reply_text(conn, MHD_HTTP_OK, "ok\n");
 }
 
 static enum MHD_Result serve_readyz(struct gw_admin *a, struct MHD_Connection *conn)
 {
     if (a->ctx->draining)
-        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n", NULL, NULL);
-    return reply_text(conn, MHD_HTTP_OK, "ready\n", NULL, NULL);
+        return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n");
+    return reply_text(conn, MHD_HTTP_OK, "ready\n");
 }
 
 static enum MHD_Result serve_metrics(struct gw_admin *a, struct MHD_Connection *conn)
@@ -223,8 +284,7 @@ static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection 
     size_t limit;
     const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
     if (!parse_limit(arg, &limit))
-        return reply_text(conn, MHD_HTTP_BAD_REQUEST, "limit must be between 1 and 10000\n", NULL,
-                          NULL);
+        return reply_error(conn, ERR_LIMIT);
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_SESSIONS_MAX);
     int rc = gw_admin_render_sessions(a->ctx, limit, &b);
@@ -256,6 +316,64 @@ static const struct route *find_route(const char *path)
         if (strcmp(routes[i].path, path) == 0)
             return &routes[i];
     return NULL;
+}
+
+/* ---- Host header ---- */
+
+/* A page on any site can point its own name at 127.0.0.1 (DNS rebinding) and then read this
+ * port from the operator's browser as same-origin; its requests still carry its own name in
+ * Host. So the Host must be an address (which such a page cannot make its origin), "localhost",
+ * or a name the operator listed in admin.hosts. h is the header's value, port optional:
+ * "127.0.0.1:5281", "[::1]", "admin.example". */
+static bool host_allowed(const struct gw_config *cfg, const char *h)
+{
+    char name[GW_HOST_MAX + 1];
+    uint16_t port;
+    if (h[0] == '[') {
+        const char *close = strchr(h, ']');
+        if (close && close[1] == '\0')
+            return gw_host_ip_literal(h + 1, (size_t)(close - h - 1)) == GW_HOST_IP_V6;
+        return gw_host_parse_addr(h, name, sizeof(name), &port) == 0; /* checks the IPv6 */
+    }
+    if (strchr(h, ':')) {
+        if (gw_host_parse_addr(h, name, sizeof(name), &port) != 0)
+            return false;
+    } else {
+        size_t n = strlen(h);
+        if (!gw_host_name_valid(h, n)) /* also bounds n to GW_HOST_MAX */
+            return false;
+        memcpy(name, h, n + 1);
+    }
+    if (gw_host_ip_literal(name, strlen(name)) == GW_HOST_IP_V4 ||
+        strcasecmp(name, "localhost") == 0)
+        return true;
+    unsigned n = cfg->n_admin_hosts < GW_CFG_MAX_LIST ? cfg->n_admin_hosts : GW_CFG_MAX_LIST;
+    for (unsigned i = 0; i < n; i++)
+        if (strcasecmp(name, cfg->admin_hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+struct host_count {
+    unsigned n;        /* Host headers seen */
+    const char *value; /* the first one's value */
+};
+
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct host_count *hc = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0 && hc->n++ == 0)
+        hc->value = value;
+    return MHD_YES;
+}
+
+/* Exactly one Host header (RFC 9112 section 3.2), and one host_allowed() takes. */
+static bool check_host(struct gw_admin *a, struct MHD_Connection *conn)
+{
+    struct host_count hc = {0, NULL};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_host, &hc);
+    return hc.n == 1 && hc.value && host_allowed(a->ctx->cfg, hc.value);
 }
 
 /* ---- bearer token ---- */
@@ -303,6 +421,37 @@ static bool has_body(struct MHD_Connection *conn)
     return te || (cl && strspn(cl, "0") != strlen(cl));
 }
 
+/* The refusals decided on the headers alone, in order: Host first (a page that may not ask must
+ * not learn even whether a token is set), then the token, then path, method and body. Returns
+ * true and sets *e when the request is refused. */
+static bool refuse_early(struct gw_admin *a, struct MHD_Connection *conn, const char *url,
+                         const char *method, const struct route *r, enum admin_error *e)
+{
+    if (!check_host(a, conn)) {
+        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: Host not allowed", method, url);
+        *e = ERR_HOST;
+        return true;
+    }
+    /* The token guards the whole /api/ tree, known paths or not, so that a new endpoint there
+     * cannot be left open by mistake. */
+    enum auth au = strncmp(url, "/api/", 5) == 0 ? check_token(a, conn) : AUTH_OK;
+    if (au != AUTH_OK) {
+        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: %s token", method, url,
+                 au == AUTH_MISSING ? "no" : "wrong");
+        *e = au == AUTH_MISSING ? ERR_NO_TOKEN : ERR_BAD_TOKEN;
+        return true;
+    }
+    if (!r)
+        *e = ERR_NOT_FOUND;
+    else if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        *e = ERR_METHOD;
+    else if (has_body(conn)) /* MHD cannot answer in the middle of a body: refuse before it */
+        *e = ERR_BODY;
+    else
+        return false;
+    return true;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -312,25 +461,10 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
     const struct route *r = find_route(url);
     if (!*req_state) {
         /* First call, headers only. Refusals go out now: MHD then closes the connection instead
-         * of reading a body nobody asked for. The token guards the whole /api/ tree, known
-         * paths or not, so that a new endpoint there cannot be left open by mistake. */
-        enum auth au = strncmp(url, "/api/", 5) == 0 ? check_token(a, conn) : AUTH_OK;
-        if (au != AUTH_OK) {
-            GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: %s token", method, url,
-                     au == AUTH_MISSING ? "no" : "wrong");
-            return reply_text(
-                conn, MHD_HTTP_UNAUTHORIZED, "unauthorized\n", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                au == AUTH_MISSING ? "Bearer realm=\"xmppgw\""
-                                   : "Bearer realm=\"xmppgw\", error=\"invalid_token\"");
-        }
-        if (!r)
-            return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n", NULL, NULL);
-        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-            return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n",
-                              MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        /* MHD cannot answer in the middle of a body, so a body is refused before it starts. */
-        if (has_body(conn))
-            return reply_text(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n", NULL, NULL);
+         * of reading a body nobody asked for. */
+        enum admin_error e;
+        if (refuse_early(a, conn, url, method, r, &e))
+            return reply_error(conn, e);
         /* Answers wait for the end of the request: MHD keeps the connection alive only for a
          * response queued after that. The mark needs no cleanup. */
         *req_state = a;

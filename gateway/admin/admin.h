@@ -1,6 +1,8 @@
 /* The admin plane: a libmicrohttpd server on the gateway's one libuv loop (no thread of its own),
  * listening on admin.listen. Serves /healthz, /readyz, /metrics (Prometheus text 0.0.4), /status
- * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set). admin.c owns
+ * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set). Every request
+ * must name in Host an IP address, "localhost" or a name of admin.hosts (421 otherwise: DNS
+ * rebinding). Errors are JSON {"error": text, "condition": token}. admin.c owns
  * the daemon, its loop glue and the routing; render.c writes the bodies. Calls: session (read-only
  * views), config, core. Everything runs on the loop thread, so counters are read without locks. */
 #ifndef GW_ADMIN_ADMIN_H
@@ -35,14 +37,17 @@ uint16_t gw_admin_port(const struct gw_admin *a);
 #define GW_ADMIN_SESSIONS_MAX (16u << 20)     /* /api/sessions */
 #define GW_ADMIN_SESSIONS_LIMIT_DEFAULT 1000u /* /api/sessions?limit= when absent */
 #define GW_ADMIN_SESSIONS_LIMIT_MAX 10000u    /* largest limit= accepted */
+#define GW_ADMIN_SID_HASH_LEN 16u             /* hex characters of SHA-256(sid) shown per session */
 
 /* Each appends one whole body to out (created by the caller with gw_buf_init and a maximum).
  * Returns 0, GW_ENOMEM, or GW_ELIMIT when out's maximum was too small. */
 int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
 int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
-/* {"sessions":[{sid, jid, domain, peer, transport, state, age_seconds, stanzas_in, stanzas_out,
- * upstream_tls}...], "count": sessions in the table, "listed": entries given, "truncated": whether
- * any were left out}. At most `limit` entries, and only as many as fit in out's maximum. */
+/* {"sessions":[{sid_hash, jid, domain, peer, transport, state, age_seconds, stanzas_in,
+ * stanzas_out, upstream_tls}...], "count": sessions in the table, "listed": entries given,
+ * "truncated": whether any were left out}. At most `limit` entries, and only as many as fit in
+ * out's maximum. sid_hash is the first GW_ADMIN_SID_HASH_LEN hex characters of SHA-256(sid): the
+ * sid itself (a BOSH session's bearer secret) is never shown. */
 int gw_admin_render_sessions(const struct gw_ctx *ctx, size_t limit,
                              struct gw_buf *out) GW_MUST_CHECK;
 

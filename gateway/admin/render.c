@@ -1,13 +1,16 @@
 /* Bodies of the admin endpoints: Prometheus text for /metrics, JSON (jansson) for /status and
  * /api/sessions. Owns no state: reads the context's counters and the session table's read-only
- * view, writes into the caller's bounded buffer. Calls: session (count, foreach), config, core. */
+ * view, writes into the caller's bounded buffer. Calls: session (count, foreach), config, core;
+ * OpenSSL (SHA-256 of sids). */
 #include "admin/admin.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include "config/config.h"
 #include "session/session.h"
 
@@ -243,6 +246,24 @@ struct listing {
     int rc;              /* first hard error (allocation) */
 };
 
+/* A BOSH sid is the session's bearer secret: whoever holds it can speak as the session. The list
+ * shows a digest instead, enough to tell sessions apart and to find one whose sid is known, and
+ * nothing to act with. */
+static json_t *new_sid_hash(const char *sid)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char out[GW_ADMIN_SID_HASH_LEN + 1];
+    if (!sid || EVP_Digest(sid, strlen(sid), md, &mdlen, EVP_sha256(), NULL) != 1 ||
+        mdlen * 2 < GW_ADMIN_SID_HASH_LEN)
+        return NULL;
+    for (size_t i = 0; i < GW_ADMIN_SID_HASH_LEN; i++)
+        out[i] = hex[(md[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+    out[GW_ADMIN_SID_HASH_LEN] = '\0';
+    return json_string(out);
+}
+
 static json_t *describe_session(const struct gw_session_info *info, uint64_t now, int *rc)
 {
     json_t *o = json_object();
@@ -251,7 +272,7 @@ static json_t *describe_session(const struct gw_session_info *info, uint64_t now
         return NULL;
     }
     uint64_t age = now > info->created_ms ? (now - info->created_ms) / 1000 : 0;
-    set_value(o, "sid", new_text(info->sid), rc);
+    set_value(o, "sid_hash", new_sid_hash(info->sid), rc);
     set_value(o, "jid", new_text(info->jid), rc);
     set_value(o, "domain", new_text(info->domain), rc);
     set_value(o, "peer", new_text(info->peer), rc);

@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "core/host.h"
 
 #define KIB 1024ULL
@@ -77,6 +79,7 @@ static const char *check_domain(const char *s);
 static const char *check_origin(const char *s);
 static const char *check_route(const char *s);
 static const char *check_token(const char *s);
+static const char *check_admin_host(const char *s);
 
 /* The table reads best one key per line. */
 /* clang-format off */
@@ -121,6 +124,7 @@ static const struct key_def config_keys[] = {
     SECTION("admin"),
     ADDR("admin.listen", RESTART, admin_listen, "127.0.0.1:5281"),
     STRING("admin.token", LIVE, admin_token, "", check_token),
+    LIST("admin.hosts", LIVE, admin_hosts, n_admin_hosts, NULL, check_admin_host, true),
     LIST("domains", NEW, domains, n_domains, NULL, check_domain, true),
     {.path = "upstream", .reload = NEW, .type = KEY_UPSTREAM, FIELD(gw_config, upstream)},
     {.path = "upstreams", .reload = NEW, .type = KEY_UPSTREAM_MAP, ENTRY(gw_config, upstream_map),
@@ -325,6 +329,17 @@ static const char *check_token(const char *s)
     for (const unsigned char *u = (const unsigned char *)s; *u; u++)
         if (*u <= ' ' || *u >= 0x7f)
             return "must be printable ASCII without spaces";
+    return NULL;
+}
+
+/* A name the admin port may be reached by, as the Host header carries it without its port. IP
+ * literals and "localhost" are always allowed, so an entry is a name; an IPv4 address is let
+ * through (harmless), an IPv6 address or a port is not (a Host header brackets the one and the
+ * check drops the other). */
+static const char *check_admin_host(const char *s)
+{
+    if (strchr(s, ':') || !gw_host_name_valid(s, strlen(s)))
+        return "must be a host name such as \"gw.example.com\" (no port, no IPv6 address)";
     return NULL;
 }
 
@@ -1182,10 +1197,36 @@ static int validate_table(const struct gw_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Is host (admin.listen's: a name, or an IP literal without brackets) on loopback: 127.0.0.0/8,
+ * ::1 (also as ::ffff:127.x.y.z), or the name "localhost"? Any other name counts as not: what
+ * it resolves to is not known here, and may change. */
+static bool host_is_loopback(const char *host)
+{
+    if (ascii_case_equal(host, "localhost"))
+        return true;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (gw_host_sockaddr(host, 1, &ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const unsigned char *b = (const unsigned char *)&((struct sockaddr_in *)&ss)->sin_addr;
+        return b[0] == 127;
+    }
+    const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+/* The admin port lists sessions and JIDs: off loopback it needs a token. */
+static bool admin_exposed(const struct gw_config *cfg)
+{
+    return !cfg->admin_token[0] && !host_is_loopback(cfg->admin_listen.host);
+}
+
 /* The checks across keys below relate only keys of one reload class (tls.cert and tls.key,
  * bosh.max_hold and bosh.max_requests, the two paths, the two listen addresses, the upstream
  * keys): a reload that keeps some RESTART values therefore still gives a valid snapshot.
- * tests/unit/test_config.c holds the classes to that. */
+ * tests/unit/test_config.c holds the classes to that. The one exception, admin.listen (restart)
+ * and admin.token (live), is kept valid by gw_config_reload_merge. */
 int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
 {
     if (!cfg) {
@@ -1216,6 +1257,15 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
     if (ascii_case_equal(cfg->listen.host, cfg->admin_listen.host) &&
         cfg->listen.port == cfg->admin_listen.port) {
         set_err(err, errlen, "key 'admin.listen': must differ from listen");
+        return GW_EINVAL;
+    }
+    if (admin_exposed(cfg)) {
+        bool v6 = strchr(cfg->admin_listen.host, ':') != NULL;
+        set_err(err, errlen,
+                "key 'admin.listen': %s%s%s:%u is not a loopback address: set admin.token, or "
+                "listen on 127.0.0.1 or [::1]",
+                v6 ? "[" : "", cfg->admin_listen.host, v6 ? "]" : "",
+                (unsigned)cfg->admin_listen.port);
         return GW_EINVAL;
     }
     if (!cfg->has_default_upstream && cfg->n_upstream_map == 0) {
@@ -1331,6 +1381,17 @@ static void key_copy(const struct key_def *d, struct gw_config *dst, const struc
     memcpy(field_at(dst, d), field_at_const(src, d), bytes);
 }
 
+/* Appends ", path" (or "path" first) to kept; *used goes past keptlen when cut short, and
+ * nothing more is written after that. */
+static void name_kept(char *kept, size_t keptlen, size_t *used, const char *path)
+{
+    if (!kept || *used >= keptlen)
+        return;
+    int w = snprintf(kept + *used, keptlen - *used, "%s%s", *used ? ", " : "", path);
+    if (w > 0)
+        *used += (size_t)w;
+}
+
 int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, char *kept,
                            size_t keptlen)
 {
@@ -1346,11 +1407,14 @@ int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, 
             continue;
         key_copy(d, next, cur);
         n++;
-        if (kept && used < keptlen) {
-            int w = snprintf(kept + used, keptlen - used, "%s%s", used ? ", " : "", d->path);
-            if (w > 0)
-                used += (size_t)w; /* past keptlen when cut short: nothing more is written */
-        }
+        name_kept(kept, keptlen, &used, d->path);
+    }
+    /* The new file moved the admin port to loopback and dropped the token, but the port stays
+     * where it is until a restart: so does the token that guards it. */
+    if (admin_exposed(next) && strcmp(next->admin_token, cur->admin_token) != 0) {
+        memcpy(next->admin_token, cur->admin_token, sizeof(next->admin_token));
+        n++;
+        name_kept(kept, keptlen, &used, "admin.token");
     }
     return n;
 }

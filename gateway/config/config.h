@@ -48,7 +48,12 @@ struct gw_config {
 
     /* admin port (libmicrohttpd) */
     struct gw_addr admin_listen; /* "admin.listen": default 127.0.0.1:5281 */
-    char admin_token[256];       /* "admin.token": bearer token for the /api/ paths; "" = none */
+    char admin_token[256];       /* "admin.token": bearer token for the /api/ paths; "" = none;
+                                    required when admin_listen is not a loopback address */
+    char admin_hosts[GW_CFG_MAX_LIST][256]; /* "admin.hosts": host names (lowercase) the admin
+                                               port answers to besides IP literals and
+                                               "localhost" (Host header check) */
+    unsigned n_admin_hosts;
 
     /* XMPP domains and upstreams */
     char domains[GW_CFG_MAX_LIST][256]; /* "domains": served XMPP domains; none = any domain the
@@ -114,7 +119,8 @@ int gw_config_parse_tls(const char *s, enum gw_upstream_tls *out) GW_MUST_CHECK;
 const char *gw_config_tls_name(enum gw_upstream_tls t);
 
 /* Checks every value against the table, and across keys (e.g. no upstream for a listed domain,
- * tls.cert without tls.key); call after command-line overrides. */
+ * tls.cert without tls.key, admin.listen off loopback without admin.token); call after
+ * command-line overrides. */
 int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen) GW_MUST_CHECK;
 
 /* The reload class of key, named as config/README.md names it ("bosh.max_wait", "upstreams"; a
@@ -122,10 +128,11 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen) GW
 int gw_config_key_reload(const char *key, enum gw_config_reload *out) GW_MUST_CHECK;
 
 /* Reload, step two. next is a whole new snapshot (defaults, file, command line), already valid
- * (gw_config_validate); cur is the running one. For every key of class GW_RELOAD_RESTART whose
- * value differs, copies cur's value into next and names the key in kept ("listen, bosh.path"; ""
- * when none; cut short if keptlen is too small). Returns how many keys were kept. next stays
- * valid: the cross-key checks only relate keys of one class. */
+ * (gw_config_validate); cur is the running one (valid too). For every key of class
+ * GW_RELOAD_RESTART whose value differs, copies cur's value into next and names the key in kept
+ * ("listen, bosh.path"; "" when none; cut short if keptlen is too small). One live key follows a
+ * kept restart key: when the admin port stays on a non-loopback address and next has no
+ * admin.token, cur's token is kept too. Returns how many keys were kept. next stays valid. */
 int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, char *kept,
                            size_t keptlen) GW_MUST_CHECK;
 

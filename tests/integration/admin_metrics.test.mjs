@@ -1,7 +1,10 @@
 // The admin plane: /healthz, and /metrics in the Prometheus text format counting WebSocket sessions
-// and stanzas once a real session has run through the gateway.
+// and stanzas once a real session has run through the gateway; the Host check (DNS rebinding) and
+// /api/sessions showing a hash of each sid, never the sid.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http from 'node:http';
 import { startStack } from './lib/stack.mjs';
 import { loginXmppJs, goOnline } from './lib/clients.mjs';
 
@@ -37,6 +40,27 @@ async function getMetrics(gw) {
   const text = await res.text();
   return { text, samples: parseMetrics(text) };
 }
+
+/** One request with headers of our choosing (fetch will not set Host). Resolves to
+ * { status, headers, text }. */
+function httpRequest(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const h = { ...headers };
+    if (body !== undefined) h['Content-Length'] = Buffer.byteLength(body);
+    const req = http.request(url, { method, headers: h, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const NS_BOSH = 'http://jabber.org/protocol/httpbind';
+const sidHash = (sid) => crypto.createHash('sha256').update(sid).digest('hex').slice(0, 16);
 
 const wsSessions = (samples) => samples
   .filter((s) => /(^|_)sessions_total$/.test(s.name) && s.labels.transport === 'websocket')
@@ -89,6 +113,56 @@ describe('admin plane', { timeout: 120000 }, () => {
     assert.ok(total >= 12, `stanza counters sum to ${total} after ~12 stanzas each way:\n${after.text}`);
     assert.ok(stanzas.some((s) => s.value > 0 && (s.labels.transport === undefined || s.labels.transport === 'websocket')),
       `a non-zero stanza counter for websocket:\n${after.text}`);
+  });
+
+  it('refuses a Host that is not an address, localhost or admin.hosts: 421 with a JSON error', T, async () => {
+    for (const path of ['/api/sessions', '/metrics', '/status', '/healthz']) {
+      const res = await httpRequest(`${stack.gw.adminUrl}${path}`, { headers: { Host: 'evil.example' } });
+      assert.equal(res.status, 421, `${path}: ${res.text}`);
+      assert.match(res.headers['content-type'] ?? '', /^application\/json/);
+      const body = JSON.parse(res.text);
+      assert.deepEqual(Object.keys(body).sort(), ['condition', 'error']);
+      assert.equal(body.condition, 'host-not-allowed');
+      assert.equal(typeof body.error, 'string');
+    }
+    const port = stack.gw.adminPort;
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost']) {
+      const res = await httpRequest(`${stack.gw.adminUrl}/healthz`, { headers: { Host: host } });
+      assert.equal(res.status, 200, `Host: ${host}: ${res.text}`);
+    }
+  });
+
+  it('/api/sessions shows the hash of a BOSH sid, never the sid', T, async () => {
+    const rid = 1000 + Math.floor(Math.random() * 1e6);
+    const create = await httpRequest(stack.gw.boshUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/xml; charset=utf-8' },
+      body: `<body rid='${rid}' to='localhost' wait='5' hold='1' ver='1.6' xmpp:version='1.0' `
+        + `xmlns:xmpp='urn:xmpp:xbosh' xmlns='${NS_BOSH}'/>`,
+    });
+    assert.equal(create.status, 200, create.text);
+    const sid = /\ssid=['"]([^'"]+)['"]/.exec(create.text)?.[1];
+    assert.ok(sid, `no sid in ${create.text}`);
+    try {
+      const res = await fetch(`${stack.gw.adminUrl}/api/sessions`);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.ok(!text.includes(sid), `the raw sid is in the body:\n${text}`);
+      const { sessions } = JSON.parse(text);
+      for (const s of sessions) {
+        assert.equal(s.sid, undefined, JSON.stringify(s));
+        assert.match(s.sid_hash, /^[0-9a-f]{16}$/);
+      }
+      const mine = sessions.find((s) => s.sid_hash === sidHash(sid));
+      assert.ok(mine, `no entry with sid_hash ${sidHash(sid)}:\n${text}`);
+      assert.equal(mine.transport, 'bosh');
+    } finally {
+      await httpRequest(stack.gw.boshUrl, {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/xml; charset=utf-8' },
+        body: `<body rid='${rid + 1}' sid='${sid}' type='terminate' xmlns='${NS_BOSH}'/>`,
+      });
+    }
   });
 
   it('the admin port is not the public port: /metrics is not served publicly', T, async () => {

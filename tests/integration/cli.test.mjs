@@ -85,6 +85,37 @@ describe('command line', { timeout: 200000 }, () => {
     assert.match(out(r), /upstream/);
   });
 
+  it('--check-config refuses an admin port off loopback without a token, naming both keys', T, async () => {
+    const f = await file('admin-open.json', JSON.stringify(validConfig({ admin: { listen: '0.0.0.0:5281' } })));
+    const r = await runGateway(['--check-config', '--config', f]);
+    assert.equal(r.code, 1, out(r));
+    const lines = out(r).split('\n').filter((l) => l.includes('admin.listen'));
+    assert.equal(lines.length, 1, out(r));
+    assert.match(lines[0], /admin\.token/, out(r));
+    assert.match(lines[0], /0\.0\.0\.0:5281/, out(r));
+    assert.match(lines[0], /loopback/, out(r));
+
+    // The same address from the command line, at start.
+    const ok = await file('admin-ok.json', JSON.stringify(validConfig()));
+    const r2 = await runGateway(['--config', ok, '--admin', '0.0.0.0:5281', '--listen', '127.0.0.1:1'],
+      { timeoutMs: 10000 });
+    assert.equal(r2.timedOut, false, 'the gateway must exit, not hang');
+    assert.notEqual(r2.code, 0, out(r2));
+    assert.match(out(r2), /admin\.listen.*admin\.token/, out(r2));
+  });
+
+  it('--check-config accepts an admin port off loopback with a token, and loopback without', T, async () => {
+    const withToken = await file('admin-token.json',
+      JSON.stringify(validConfig({ admin: { listen: '0.0.0.0:5281', token: 's3cret', hosts: ['xmppgw-admin.internal'] } })));
+    const r = await runGateway(['--check-config', '--config', withToken]);
+    assert.equal(r.code, 0, out(r));
+    for (const listen of ['localhost:5281', '127.0.0.2:5281', '[::1]:5281']) {
+      const f = await file(`admin-${listen.replace(/[^0-9a-z]/g, '_')}.json`, JSON.stringify(validConfig({ admin: { listen } })));
+      const r2 = await runGateway(['--check-config', '--config', f]);
+      assert.equal(r2.code, 0, `${listen}: ${out(r2)}`);
+    }
+  });
+
   // Each bad file: the key that must be named and where the problem is (1-based line, column).
   const BAD = [
     {

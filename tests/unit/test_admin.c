@@ -18,6 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <uv.h>
 #include "config/config.h"
 #include "session/session.h"
@@ -27,6 +28,7 @@
 #endif
 
 #define TOKEN "s3cret-token"
+#define ADMIN_HOST "admin.example" /* in admin.hosts */
 
 struct fixture {
     uv_loop_t loop;
@@ -37,6 +39,8 @@ struct fixture {
     struct gw_session *bosh;     /* and a BOSH one */
     char ws_sid[GW_SID_LEN + 1]; /* their ids, copied before the client starts */
     char bosh_sid[GW_SID_LEN + 1];
+    char ws_hash[GW_ADMIN_SID_HASH_LEN + 1]; /* and what /api/sessions should show for them */
+    char bosh_hash[GW_ADMIN_SID_HASH_LEN + 1];
     uint16_t port;
     uv_async_t step;  /* client -> loop: make the next state change */
     uv_async_t done;  /* client -> loop: finished, shut down */
@@ -119,8 +123,8 @@ static int keepalive_twice(uint16_t port)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const char *one = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
-    const char *two = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    const char *one = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const char *two = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     char buf[4096];
     size_t got = 0;
     int answers = 0;
@@ -201,7 +205,174 @@ static json_t *parse_json(const struct reply *r)
     return j;
 }
 
-#define GET(path, extra) "GET " path " HTTP/1.1\r\nHost: t\r\n" extra "Connection: close\r\n\r\n"
+/* What /api/sessions shows for a sid: the first hex characters of its SHA-256, written here
+ * apart from render.c so that the two are checked against each other. */
+static void sid_hash(const char *sid, char out[GW_ADMIN_SID_HASH_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = '\0';
+    CHECK(EVP_Digest(sid, strlen(sid), md, &len, EVP_sha256(), NULL) == 1 && len == 32);
+    for (unsigned i = 0; i < GW_ADMIN_SID_HASH_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* An /api/sessions body: every entry has a sid_hash of 16 lowercase hex digits and no sid; the
+ * test sessions appear by their hashes with their transports and peers; no raw sid appears
+ * anywhere in the body. */
+static void check_sessions_body(const struct fixture *f, const char *body, size_t len)
+{
+    CHECK(strlen(f->ws_hash) == GW_ADMIN_SID_HASH_LEN);
+    CHECK(strstr(body, "\"sid_hash\":") != NULL || (!f->ws && !f->bosh));
+    CHECK(!f->ws || strstr(body, f->ws_sid) == NULL);
+    CHECK(!f->bosh || strstr(body, f->bosh_sid) == NULL);
+    json_t *j = json_loadb(body, len, 0, NULL);
+    CHECK(j != NULL);
+    json_t *list = json_object_get(j, "sessions");
+    bool seen_ws = false, seen_bosh = false;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        const char *h = json_string_value(json_object_get(e, "sid_hash"));
+        const char *tr = json_string_value(json_object_get(e, "transport"));
+        const char *peer = json_string_value(json_object_get(e, "peer"));
+        CHECK(json_object_get(e, "sid") == NULL);
+        CHECK(h && tr && peer);
+        if (!h || !tr || !peer)
+            continue;
+        CHECK(strlen(h) == GW_ADMIN_SID_HASH_LEN &&
+              strspn(h, "0123456789abcdef") == GW_ADMIN_SID_HASH_LEN);
+        if (f->ws && strcmp(h, f->ws_hash) == 0) {
+            seen_ws = true;
+            CHECK_STR(tr, "websocket");
+            CHECK_STR(peer, "127.0.0.1");
+        } else if (f->bosh && strcmp(h, f->bosh_hash) == 0) {
+            seen_bosh = true;
+            CHECK_STR(tr, "bosh");
+            CHECK_STR(peer, "::1");
+        }
+    }
+    size_t listed = json_array_size(list);
+    CHECK(seen_ws + seen_bosh == listed); /* the table holds these two only */
+    json_decref(j);
+}
+
+/* A refusal: the status, and the JSON body {"error": text, "condition": cond} and nothing else. */
+static void check_error(const struct reply *r, int status, const char *cond)
+{
+    char v[256];
+    CHECK(r->status == status);
+    if (r->status != status)
+        fprintf(stderr, "expected %d, got %d: %s\n", status, r->status, r->body);
+    check_common(r, false);
+    CHECK(header(r, "Content-Type", v, sizeof(v)) && strcmp(v, "application/json") == 0);
+    json_t *j = parse_json(r);
+    CHECK(j && json_is_object(j) && json_object_size(j) == 2);
+    const char *text = json_string_value(json_object_get(j, "error"));
+    CHECK(text && text[0]);
+    CHECK_STR(json_string_value(json_object_get(j, "condition")), cond);
+    json_decref(j);
+}
+
+#define GET(path, extra)                                                                           \
+    "GET " path " HTTP/1.1\r\nHost: 127.0.0.1\r\n" extra "Connection: close\r\n\r\n"
+/* The same with another Host header. */
+#define GET_AT(path, host) "GET " path " HTTP/1.1\r\nHost: " host "\r\nConnection: close\r\n\r\n"
+
+/* GET path with the given Host header line(s) ("" for none) as HTTP/1.1, or as HTTP/1.0. */
+static int get_with(uint16_t port, const char *path, const char *version, const char *hosts,
+                    struct reply *r)
+{
+    char req[1024];
+    snprintf(req, sizeof(req), "GET %s HTTP/%s\r\n%sConnection: close\r\n\r\n", path, version,
+             hosts);
+    return http(port, req, r);
+}
+
+/* tmpl with "PORT" (at its end, if anywhere) replaced by the admin port. */
+static void with_port(const char *tmpl, uint16_t port, char *out, size_t outlen)
+{
+    const char *p = strstr(tmpl, "PORT");
+    if (p)
+        snprintf(out, outlen, "%.*s%u", (int)(p - tmpl), tmpl, (unsigned)port);
+    else
+        snprintf(out, outlen, "%s", tmpl);
+}
+
+/* The Host header, against DNS rebinding: addresses, localhost and admin.hosts pass; anything
+ * else, none, or two, get 421 with a JSON body, on every path. */
+static void client_hosts(struct fixture *f, struct reply *r)
+{
+    char line[512];
+    const char *ok[] = {"127.0.0.1", "127.0.0.1:PORT",    "[::1]",          "[::1]:PORT",
+                        "localhost", "LocalHost:PORT",    "192.0.2.9:PORT", "[2001:db8::1]",
+                        ADMIN_HOST,  "Admin.EXAMPLE:PORT"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char host[128];
+        with_port(ok[i], f->port, host, sizeof(host));
+        snprintf(line, sizeof(line), "Host: %s\r\n", host);
+        CHECK(get_with(f->port, "/healthz", "1.1", line, r) == 0);
+        if (r->status != 200)
+            fprintf(stderr, "Host: %s: %d\n", host, r->status);
+        CHECK(r->status == 200);
+        CHECK(get_with(f->port, "/api/sessions", "1.1", line, r) == 0);
+        CHECK(r->status == 200);
+    }
+    const char *bad[] = {"evil.example",
+                         "evil.example:PORT",
+                         "localhost.evil.example",
+                         "127.0.0.1.evil.example",
+                         "admin.example.evil",
+                         "localhost.",
+                         "::1",
+                         "[::1",
+                         "[127.0.0.1]",
+                         "[::1]x",
+                         "127.0.0.1:0",
+                         "127.0.0.1:99999",
+                         "localhost:",
+                         "localhost:x",
+                         "",
+                         "2130706433",
+                         "0x7f.0.0.1",
+                         "evil.example, 127.0.0.1",
+                         "a b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char host[128];
+        with_port(bad[i], f->port, host, sizeof(host));
+        snprintf(line, sizeof(line), "Host: %s\r\n", host);
+        CHECK(get_with(f->port, "/healthz", "1.1", line, r) == 0);
+        if (r->status != 421)
+            fprintf(stderr, "Host: %s: %d\n", host, r->status);
+        check_error(r, 421, "host-not-allowed");
+    }
+    /* Every path, known or not, and the sessions list above all. */
+    const char *paths[] = {"/metrics", "/status", "/readyz", "/api/sessions", "/api/nope", "/nope"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        CHECK(get_with(f->port, paths[i], "1.1", "Host: evil.example\r\n", r) == 0);
+        check_error(r, 421, "host-not-allowed");
+        CHECK(!f->ws || strstr(r->body, f->ws_hash) == NULL);
+    }
+    /* No Host (HTTP/1.0 allows that; HTTP/1.1 does not), or two of them. */
+    CHECK(get_with(f->port, "/api/sessions", "1.0", "", r) == 0);
+    check_error(r, 421, "host-not-allowed");
+    CHECK(get_with(f->port, "/api/sessions", "1.1", "", r) == 0);
+    check_error(r, 421, "host-not-allowed");
+    CHECK(get_with(f->port, "/api/sessions", "1.0", "Host: 127.0.0.1\r\n", r) == 0);
+    CHECK(r->status == 200);
+    CHECK(get_with(f->port, "/healthz", "1.1", "Host: 127.0.0.1\r\nHost: evil.example\r\n", r) ==
+          0);
+    check_error(r, 421, "host-not-allowed");
+    CHECK(get_with(f->port, "/healthz", "1.1", "Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", r) == 0);
+    check_error(r, 421, "host-not-allowed");
+    /* Refused on the headers, before any body. */
+    CHECK(http(f->port,
+               "POST /api/sessions HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 3\r\n"
+               "Connection: close\r\n\r\nx=1",
+               r) == 0);
+    check_error(r, 421, "host-not-allowed");
+}
+
+static void client_status_and_sessions(struct fixture *f, struct reply *r);
 
 static void client_phase_one(struct fixture *f, struct reply *r)
 {
@@ -217,13 +388,14 @@ static void client_phase_one(struct fixture *f, struct reply *r)
 
     /* None of these endpoints takes a body. */
     CHECK(http(f->port,
-               "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+               "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nConnection: "
+               "close\r\n\r\n"
                "hello",
                r) == 0);
-    CHECK(r->status == 400);
-    check_common(r, false);
+    check_error(r, 400, "bad-request");
 
-    CHECK(http(f->port, "HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", r) == 0);
+    CHECK(http(f->port, "HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+               r) == 0);
     CHECK(r->status == 200);
     CHECK(r->body_len == 0);
     CHECK_STR(header(r, "Content-Length", v, sizeof(v)), "3");
@@ -253,23 +425,30 @@ static void client_phase_one(struct fixture *f, struct reply *r)
     CHECK(r->body_len > 0 && r->body[r->body_len - 1] == '\n');
 
     CHECK(http(f->port, GET("/nope", ""), r) == 0);
-    CHECK(r->status == 404);
-    check_common(r, false);
+    check_error(r, 404, "not-found");
     CHECK(http(f->port, GET("/metrics/", ""), r) == 0);
     CHECK(r->status == 404);
 
     CHECK(http(f->port,
-               "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+               "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                "Content-Length: 3\r\nConnection: close\r\n\r\nx=1",
                r) == 0);
-    CHECK(r->status == 405);
+    check_error(r, 405, "method-not-allowed");
     CHECK_STR(header(r, "Allow", v, sizeof(v)), "GET, HEAD");
-    check_common(r, false);
-    CHECK(http(f->port, "DELETE /api/sessions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    CHECK(http(f->port,
+               "DELETE /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                r) == 0);
     CHECK(r->status == 405);
     check_common(r, false);
 
+    client_status_and_sessions(f, r);
+    client_hosts(f, r);
+}
+
+/* /status, then /api/sessions with no token configured yet. */
+static void client_status_and_sessions(struct fixture *f, struct reply *r)
+{
+    char v[256];
     CHECK(http(f->port, GET("/status", ""), r) == 0);
     CHECK(r->status == 200);
     check_common(r, false);
@@ -302,24 +481,11 @@ static void client_phase_one(struct fixture *f, struct reply *r)
         CHECK(json_array_size(list) == n);
         CHECK(json_integer_value(json_object_get(j, "count")) == (json_int_t)n);
         CHECK(json_integer_value(json_object_get(j, "listed")) == (json_int_t)n);
-        bool seen_ws = false, seen_bosh = false;
+        check_sessions_body(f, r->body, r->body_len);
+        CHECK(!f->ws || strstr(r->body, f->ws_hash) != NULL);
+        CHECK(!f->bosh || strstr(r->body, f->bosh_hash) != NULL);
         for (size_t i = 0; i < json_array_size(list); i++) {
             json_t *e = json_array_get(list, i);
-            const char *sid = json_string_value(json_object_get(e, "sid"));
-            const char *tr = json_string_value(json_object_get(e, "transport"));
-            const char *peer = json_string_value(json_object_get(e, "peer"));
-            CHECK(sid && tr && peer);
-            if (!sid || !tr || !peer)
-                continue;
-            if (strcmp(sid, f->ws_sid) == 0) {
-                seen_ws = true;
-                CHECK_STR(tr, "websocket");
-                CHECK_STR(peer, "127.0.0.1");
-            } else if (strcmp(sid, f->bosh_sid) == 0) {
-                seen_bosh = true;
-                CHECK_STR(tr, "bosh");
-                CHECK_STR(peer, "::1");
-            }
             CHECK(json_is_string(json_object_get(e, "jid")));
             CHECK(json_is_string(json_object_get(e, "domain")));
             CHECK(json_is_string(json_object_get(e, "state")));
@@ -328,8 +494,6 @@ static void client_phase_one(struct fixture *f, struct reply *r)
             CHECK(json_integer_value(json_object_get(e, "stanzas_out")) == 0);
             CHECK(json_is_boolean(json_object_get(e, "upstream_tls")));
         }
-        CHECK(seen_ws == (f->ws != NULL));
-        CHECK(seen_bosh == (f->bosh != NULL));
         json_decref(j);
     }
     /* A limit below the table's size: the answer says it left some out. */
@@ -344,8 +508,7 @@ static void client_phase_one(struct fixture *f, struct reply *r)
     }
     json_decref(j);
     CHECK(http(f->port, GET("/api/sessions?limit=0", ""), r) == 0);
-    CHECK(r->status == 400);
-    check_common(r, false);
+    check_error(r, 400, "bad-request");
     CHECK(http(f->port, GET("/api/sessions?limit=12x", ""), r) == 0);
     CHECK(r->status == 400);
     CHECK(http(f->port, GET("/api/sessions?limit=10000", ""), r) == 0);
@@ -363,12 +526,11 @@ static void client_phase_two(struct fixture *f, struct reply *r)
     CHECK(r->status == 200);
 
     CHECK(http(f->port, GET("/api/sessions", ""), r) == 0);
-    CHECK(r->status == 401);
-    check_common(r, false);
+    check_error(r, 401, "not-authorized");
     CHECK(header(r, "WWW-Authenticate", v, sizeof(v)) && strncmp(v, "Bearer ", 7) == 0);
 
     CHECK(http(f->port, GET("/api/sessions", "Authorization: Bearer nope\r\n"), r) == 0);
-    CHECK(r->status == 401);
+    check_error(r, 401, "invalid-token");
     CHECK(header(r, "WWW-Authenticate", v, sizeof(v)) && strstr(v, "invalid_token") != NULL);
     CHECK(http(f->port, GET("/api/sessions", "Authorization: Bearer " TOKEN "x\r\n"), r) == 0);
     CHECK(r->status == 401);
@@ -378,6 +540,19 @@ static void client_phase_two(struct fixture *f, struct reply *r)
     CHECK(http(f->port, GET("/api/sessions", "Authorization: Bearer " TOKEN "\r\n"), r) == 0);
     CHECK(r->status == 200);
     check_common(r, false);
+    check_sessions_body(f, r->body, r->body_len);
+    CHECK(!f->ws || strstr(r->body, f->ws_hash) != NULL);
+
+    /* The Host check comes before the token: a page that may not ask learns nothing, not even
+     * whether a token is set, and a right token does not make a wrong Host right. */
+    CHECK(http(f->port, GET_AT("/api/sessions", "evil.example"), r) == 0);
+    check_error(r, 421, "host-not-allowed");
+    CHECK(http(f->port,
+               "GET /api/sessions HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer " TOKEN
+               "\r\nConnection: close\r\n\r\n",
+               r) == 0);
+    check_error(r, 421, "host-not-allowed");
+    CHECK(!f->ws || strstr(r->body, f->ws_hash) == NULL);
     CHECK(http(f->port, GET("/api/sessions", "authorization: bearer  " TOKEN "\r\n"), r) == 0);
     CHECK(r->status == 200);
 
@@ -386,7 +561,8 @@ static void client_phase_two(struct fixture *f, struct reply *r)
     CHECK(r->status == 401);
     CHECK(http(f->port, GET("/api/nope", "Authorization: Bearer " TOKEN "\r\n"), r) == 0);
     CHECK(r->status == 404);
-    CHECK(http(f->port, "DELETE /api/sessions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    CHECK(http(f->port,
+               "DELETE /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                r) == 0);
     CHECK(r->status == 401);
 
@@ -479,6 +655,9 @@ static void test_render(struct fixture *f)
     CHECK(j != NULL);
     CHECK(json_is_false(json_object_get(j, "truncated")));
     json_decref(j);
+    check_sessions_body(f, gw_buf_ptr(&b), gw_buf_size(&b));
+    CHECK(!f->ws || strstr(gw_buf_ptr(&b), f->ws_hash) != NULL);
+    CHECK(!f->bosh || strstr(gw_buf_ptr(&b), f->bosh_hash) != NULL);
     gw_buf_cleanup(&b);
 
     /* A bound that holds the frame but no entry: still valid JSON, marked truncated. */
@@ -525,6 +704,8 @@ int main(void)
     snprintf(f->cfg.admin_listen.host, sizeof(f->cfg.admin_listen.host), "127.0.0.1");
     f->cfg.admin_listen.port = 0;
     f->cfg.admin_token[0] = '\0';
+    snprintf(f->cfg.admin_hosts[0], sizeof(f->cfg.admin_hosts[0]), "%s", ADMIN_HOST);
+    f->cfg.n_admin_hosts = 1;
     f->ctx.loop = &f->loop;
     f->ctx.cfg = &f->cfg;
     f->ctx.log.level = GW_LOG_WARN;
@@ -549,6 +730,8 @@ int main(void)
         snprintf(f->ws_sid, sizeof(f->ws_sid), "%s", gw_session_id(f->ws));
     if (f->bosh)
         snprintf(f->bosh_sid, sizeof(f->bosh_sid), "%s", gw_session_id(f->bosh));
+    sid_hash(f->ws_sid, f->ws_hash);
+    sid_hash(f->bosh_sid, f->bosh_hash);
 
     /* The table keeps the gauge; the client compares against what it holds now. */
     for (int tr = 0; tr < GW_TRANSPORT_COUNT; tr++)

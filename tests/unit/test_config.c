@@ -133,6 +133,7 @@ static void test_defaults(void)
     CHECK_STR(c->admin_listen.host, "127.0.0.1");
     CHECK(c->admin_listen.port == 5281);
     CHECK_STR(c->admin_token, "");
+    CHECK(c->n_admin_hosts == 0);
     CHECK(c->n_domains == 0);
     CHECK(!c->has_default_upstream);
     CHECK_STR(c->upstream.domain, "");
@@ -778,6 +779,193 @@ static void test_validate(void)
     free(d);
 }
 
+/* ---- the admin port: a token off loopback, the Host names it answers to ---- */
+
+#define NOT_LOOPBACK(addr)                                                                         \
+    "key 'admin.listen': " addr " is not a loopback address: set admin.token, or listen on "       \
+    "127.0.0.1 or [::1]"
+
+static void check_admin_listen_ok(const char *addr, const char *token)
+{
+    char json[512];
+    snprintf(json, sizeof(json), "{" UP ", \"admin\": {\"listen\": \"%s\", \"token\": \"%s\"}}",
+             addr, token);
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, json) == 0);
+    int rc = validate(c);
+    if (rc)
+        fprintf(stderr, "admin.listen %s, token \"%s\": %s\n", addr, token, err);
+    CHECK(rc == 0);
+    free(c);
+}
+
+static void test_admin_listen(void)
+{
+    /* Off loopback without a token: refused, naming both keys. */
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"0.0.0.0:5281\"}}",
+                       NOT_LOOPBACK("0.0.0.0:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"[::]:5281\"}}",
+                       NOT_LOOPBACK("[::]:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"192.0.2.7:9000\"}}",
+                       NOT_LOOPBACK("192.0.2.7:9000"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"128.0.0.1:5281\"}}",
+                       NOT_LOOPBACK("128.0.0.1:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"[::2]:5281\"}}",
+                       NOT_LOOPBACK("[::2]:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"[::ffff:10.0.0.1]:5281\"}}",
+                       NOT_LOOPBACK("[::ffff:10.0.0.1]:5281"));
+    /* A name other than localhost may resolve to anything. */
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"admin.example.com:5281\"}}",
+                       NOT_LOOPBACK("admin.example.com:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"localhost.example:5281\"}}",
+                       NOT_LOOPBACK("localhost.example:5281"));
+    check_validate_err("{" UP ", \"admin\": {\"listen\": \"0.0.0.0:5281\", \"token\": \"\"}}",
+                       NOT_LOOPBACK("0.0.0.0:5281"));
+
+    /* With a token, anywhere. */
+    check_admin_listen_ok("0.0.0.0:5281", "s3cret");
+    check_admin_listen_ok("[::]:5281", "s3cret");
+    check_admin_listen_ok("admin.example.com:5281", "s3cret");
+    /* Loopback, without one. */
+    check_admin_listen_ok("127.0.0.1:5281", "");
+    check_admin_listen_ok("127.0.0.2:5281", "");
+    check_admin_listen_ok("127.255.255.254:5281", "");
+    check_admin_listen_ok("localhost:5281", "");
+    check_admin_listen_ok("LocalHost:5281", "");
+    check_admin_listen_ok("[::1]:5281", "");
+    check_admin_listen_ok("[0:0:0:0:0:0:0:1]:5281", "");
+    check_admin_listen_ok("[::ffff:127.0.0.1]:5281", "");
+
+    /* The shipped default is loopback without a token, and valid. */
+    struct gw_config *c = new_cfg(), *d = new_cfg();
+    CHECK(load(c, "{" UP "}") == 0);
+    CHECK(validate(c) == 0);
+    CHECK_STR(c->admin_listen.host, "127.0.0.1");
+    CHECK_STR(c->admin_token, "");
+
+    /* An address from the command line (--admin) is held to the same rule. */
+    memcpy(d, c, sizeof(*c));
+    CHECK(gw_config_parse_addr("0.0.0.0:7000", &d->admin_listen) == 0);
+    CHECK(validate(d) == GW_EINVAL);
+    CHECK_STR(err, NOT_LOOPBACK("0.0.0.0:7000"));
+    snprintf(d->admin_token, sizeof(d->admin_token), "t");
+    CHECK(validate(d) == 0);
+    free(c);
+    free(d);
+}
+
+/* admin.listen restarts, admin.token is live: a reload that moves the port to loopback and drops
+ * the token keeps both until the restart, so the running port is never left without one. */
+static void test_admin_reload(void)
+{
+    struct gw_config *cur = new_cfg(), *next = new_cfg();
+    char kept[512];
+    CHECK(load(cur, "{" UP ", \"admin\": {\"listen\": \"0.0.0.0:5281\", \"token\": \"old\"}}") ==
+          0);
+    CHECK(validate(cur) == 0);
+
+    CHECK(load(next, "{" UP ", \"admin\": {\"listen\": \"127.0.0.1:5281\"}}") == 0);
+    CHECK(validate(next) == 0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 2);
+    CHECK_STR(kept, "admin.listen, admin.token");
+    CHECK_STR(next->admin_listen.host, "0.0.0.0");
+    CHECK_STR(next->admin_token, "old");
+    CHECK(validate(next) == 0);
+
+    /* A new token takes effect at once, wherever the port is. */
+    CHECK(load(next, "{" UP ", \"admin\": {\"listen\": \"127.0.0.1:5281\", \"token\": \"new\"}}") ==
+          0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 1);
+    CHECK_STR(kept, "admin.listen");
+    CHECK_STR(next->admin_token, "new");
+    CHECK(validate(next) == 0);
+    CHECK(load(next, "{" UP ", \"admin\": {\"listen\": \"0.0.0.0:5281\", \"token\": \"new\"}}") ==
+          0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 0);
+    CHECK_STR(next->admin_token, "new");
+
+    /* On loopback the token may go. */
+    CHECK(load(cur, "{" UP ", \"admin\": {\"token\": \"old\"}}") == 0);
+    CHECK(load(next, "{" UP "}") == 0);
+    CHECK(gw_config_reload_merge(next, cur, kept, sizeof(kept)) == 0);
+    CHECK_STR(next->admin_token, "");
+    free(cur);
+    free(next);
+}
+
+static void test_admin_hosts(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load_fixture(c, "full.json") == 0);
+    CHECK(c->n_admin_hosts == 2);
+    CHECK_STR(c->admin_hosts[0], "admin.example.com"); /* stored lowercase */
+    CHECK_STR(c->admin_hosts[1], "gw-admin.internal");
+    CHECK(load(c, "{\"admin\": {\"hosts\": [\"Admin.Example.COM\", \"gw_admin\", \"10.1.2.3\", "
+                  "\"x\"]}}") == 0);
+    CHECK(c->n_admin_hosts == 4);
+    CHECK_STR(c->admin_hosts[0], "admin.example.com");
+    CHECK_STR(c->admin_hosts[1], "gw_admin");
+    CHECK_STR(c->admin_hosts[2], "10.1.2.3");
+    CHECK_STR(c->admin_hosts[3], "x");
+    CHECK(load(c, "{\"admin\": {\"hosts\": []}}") == 0);
+    CHECK(c->n_admin_hosts == 0);
+
+    /* Bad entries, each named with its index. */
+    static const char *const why =
+        "must be a host name such as \"gw.example.com\" (no port, no IPv6 address)";
+    static const char *const bad[] = {"a.example:8080", "[::1]", "::1", "", "a b", "*",
+                                      "ex\xc3\xa4mple", "a/b"};
+    char json[512], want[512];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(json, sizeof(json), "{\"admin\": {\"hosts\": [\"ok.example\", \"%s\"]}}", bad[i]);
+        snprintf(want, sizeof(want), "t.json:1:36: key 'admin.hosts[1]': %s", why);
+        CHECK_LOAD_ERR(json, want);
+    }
+    CHECK_LOAD_ERR("{\"admin\": {\"hosts\": \"a.example\"}}",
+                   "t.json:1:21: key 'admin.hosts': must be an array of strings");
+    CHECK_LOAD_ERR("{\"admin\": {\"hosts\": [5]}}",
+                   "t.json:1:22: key 'admin.hosts[0]': must be a string");
+    CHECK_LOAD_ERR("{\"admin\": {\"hosts\": [\"a.example\", \"A.Example\"]}}",
+                   "t.json:1:35: key 'admin.hosts[1]': duplicate entry \"A.Example\"");
+
+    /* Bounds: 64 entries of 255 bytes. */
+    char *big = malloc(64 * 300 + 64);
+    CHECK(big != NULL);
+    if (big) {
+        size_t n = (size_t)sprintf(big, "{\"admin\": {\"hosts\": [");
+        for (int i = 0; i < 64; i++)
+            n += (size_t)sprintf(big + n, "%s\"h%d.example\"", i ? ", " : "", i);
+        strcpy(big + n, "]}}");
+        CHECK(load(c, big) == 0);
+        CHECK(c->n_admin_hosts == 64);
+        CHECK_STR(c->admin_hosts[63], "h63.example");
+        strcpy(big + n, ", \"h64.example\"]}}");
+        CHECK_LOAD_ERR(big, "t.json:1:21: key 'admin.hosts': must have at most 64 entries");
+    }
+    free(big);
+    char host[300];
+    memset(host, 'h', 256);
+    host[256] = '\0';
+    snprintf(json, sizeof(json), "{\"admin\": {\"hosts\": [\"%s\"]}}", host);
+    CHECK_LOAD_ERR(json, "t.json:1:22: key 'admin.hosts[0]': must be at most 255 bytes");
+    host[255] = '\0';
+    snprintf(json, sizeof(json), "{\"admin\": {\"hosts\": [\"%s\"]}}", host);
+    CHECK_LOAD_OK(json);
+
+    /* A value set outside the loader is checked too. */
+    CHECK(load(c, "{" UP "}") == 0);
+    snprintf(c->admin_hosts[0], sizeof(c->admin_hosts[0]), "bad host");
+    c->n_admin_hosts = 1;
+    CHECK(validate(c) == GW_EINVAL);
+    char want0[256];
+    snprintf(want0, sizeof(want0), "key 'admin.hosts[0]': %s", why);
+    CHECK_STR(err, want0);
+    c->n_admin_hosts = GW_CFG_MAX_LIST + 1;
+    CHECK(validate(c) == GW_EINVAL);
+    CHECK_STR(err, "key 'admin.hosts': has too many entries");
+    free(c);
+}
+
 /* ---- reload ---- */
 
 static enum gw_config_reload reload_of(const char *key)
@@ -796,6 +984,9 @@ static void test_reload_classes(void)
     CHECK(reload_of("bosh.path") == GW_RELOAD_RESTART);
     CHECK(reload_of("limits.max_stanza") == GW_RELOAD_NEW);
     CHECK(reload_of("origins") == GW_RELOAD_LIVE);
+    CHECK(reload_of("admin.hosts") == GW_RELOAD_LIVE);
+    CHECK(reload_of("admin.token") == GW_RELOAD_LIVE);
+    CHECK(reload_of("admin.listen") == GW_RELOAD_RESTART);
     CHECK(reload_of("upstream") == GW_RELOAD_NEW);
     CHECK(reload_of("upstream.host") == GW_RELOAD_NEW); /* a member has its object's class */
     CHECK(reload_of("upstream.tls") == GW_RELOAD_NEW);
@@ -812,7 +1003,8 @@ static void test_reload_classes(void)
     CHECK(r == GW_RELOAD_NEW);
 
     /* The cross-key checks relate keys of one class only, so that a merge which keeps the
-     * running value of one key of a pair cannot break the pair. */
+     * running value of one key of a pair cannot break the pair. The one exception, admin.listen
+     * and admin.token, is test_admin_reload's. */
     static const char *const together[][3] = {
         {"tls.cert", "tls.key", NULL},         {"bosh.max_hold", "bosh.max_requests", NULL},
         {"websocket.path", "bosh.path", NULL}, {"listen", "admin.listen", NULL},
@@ -1085,7 +1277,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 33);
+    CHECK(n == 34);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
@@ -1207,7 +1399,10 @@ int main(void)
     test_parse_tls();
     test_upstream_for();
     test_validate();
+    test_admin_listen();
+    test_admin_hosts();
     test_reload_classes();
+    test_admin_reload();
     test_reload_merge();
     test_docs_and_shipped_files();
     return CHECK_SUMMARY();
