@@ -121,6 +121,13 @@ int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out)
     put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "connect", m->upstream_failures);
     put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "tls", m->upstream_tls_failures);
 
+    put_family(&t, "xmppgw_resumable_drops_total", "counter",
+               "Client sides lost with XEP-0198 resumption enabled: upstream left resumable.");
+    put_plain(&t, "xmppgw_resumable_drops_total", m->resumable_drops);
+    put_family(&t, "xmppgw_resumed_total", "counter",
+               "Sessions that resumed a stream left resumable (XEP-0198).");
+    put_plain(&t, "xmppgw_resumed_total", m->resumed);
+
     /* Every condition, zeros included, so that rate() has a series from the first scrape. */
     put_family(&t, "xmppgw_stream_errors_total", "counter",
                "Stream errors and BOSH terminate conditions sent to clients, by condition.");
