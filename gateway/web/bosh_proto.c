@@ -1,6 +1,7 @@
-/* BOSH protocol logic without sockets: request bodies, attribute negotiation, the rid window and
- * log, key sequencing, overactivity and response bodies (XEP-0124, XEP-0206). Calls: xml, core,
- * OpenSSL (SHA-1 for keys). */
+/* BOSH protocol logic without sockets: request bodies, attribute negotiation, buffer caps, the rid
+ * window and log, acknowledgements, key sequencing, overactivity, answer order, response bodies
+ * and terminate conditions (XEP-0124, XEP-0206). Calls: xml, core (the condition table), OpenSSL
+ * (SHA-1 for keys). */
 #include "web/bosh_proto.h"
 
 #include <openssl/evp.h>
@@ -8,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define NS_XML "http://www.w3.org/XML/1998/namespace"
 
 /* ---- request bodies ---- */
 
@@ -89,6 +88,12 @@ unsigned gw_bosh_parse_ver(const char *s)
     return major * 1000 + minor;
 }
 
+bool gw_bosh_legacy(const char *ver)
+{
+    unsigned v = gw_bosh_parse_ver(ver);
+    return v && v < 1006;
+}
+
 struct gw_bosh_parser {
     struct gw_xml_parser *xml;
     struct gw_bosh_body *out; /* the body being filled */
@@ -151,8 +156,6 @@ static bool read_attr(struct gw_bosh_body *b, const struct gw_xml_attr *a)
         }
         return true; /* content, from, secure, hold-over attributes we do not use */
     }
-    if (strcmp(a->ns, NS_XML) == 0 && strcmp(n, "lang") == 0)
-        return copy_value(b->lang, sizeof(b->lang), v);
     if (strcmp(a->ns, GW_NS_XBOSH) == 0) {
         if (strcmp(n, "version") == 0)
             return copy_value(b->xmpp_version, sizeof(b->xmpp_version), v);
@@ -177,6 +180,9 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
                 break;
             }
         }
+        const char *lang = gw_xml_attr(attrs, n_attrs, "xml:lang");
+        if (!p->err && lang && !copy_value(p->out->lang, sizeof(p->out->lang), lang))
+            p->err = GW_BOSH_PARSE_ATTR;
     }
     if (p->err)
         gw_xml_pause(p->xml);
@@ -273,10 +279,22 @@ void gw_bosh_negotiate(const struct gw_bosh_body *req, const struct gw_bosh_limi
     unsigned ours = gw_bosh_parse_ver(GW_BOSH_VER), theirs = gw_bosh_parse_ver(req->ver);
     if (theirs && theirs < ours) {
         snprintf(out->ver, sizeof(out->ver), "%u.%u", theirs / 1000, theirs % 1000);
-        out->legacy = theirs < 1006;
+        out->legacy = gw_bosh_legacy(req->ver);
     } else {
         snprintf(out->ver, sizeof(out->ver), "%s", GW_BOSH_VER);
     }
+}
+
+/* ---- size caps ---- */
+
+size_t gw_bosh_out_max(size_t send_queue, size_t max_stanza)
+{
+    return send_queue * 2 + max_stanza;
+}
+
+size_t gw_bosh_resp_max(size_t send_queue, size_t max_stanza)
+{
+    return gw_bosh_out_max(send_queue, max_stanza) + max_stanza + 65536;
 }
 
 /* ---- rid window ---- */
@@ -352,6 +370,21 @@ int gw_bosh_ridlog_answered(struct gw_bosh_ridlog *l, uint64_t rid, const char *
     if (rc)
         gw_buf_cleanup(&e->body);
     return rc;
+}
+
+void gw_bosh_ridlog_ack(struct gw_bosh_ridlog *l, uint64_t ack, uint64_t hi_answered,
+                        uint64_t now_ms, struct gw_bosh_report *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct gw_bosh_rid_entry *e = ack < hi_answered ? gw_bosh_ridlog_find(l, ack + 1) : NULL;
+    if (e && e->state == GW_BOSH_RID_ANSWERED) {
+        out->lost = true;
+        out->rid = ack + 1;
+        out->time_ms = now_ms - e->sent_ms;
+    }
+    for (unsigned i = 0; i < l->size; i++)
+        if (l->e[i].state == GW_BOSH_RID_ANSWERED && l->e[i].rid <= ack)
+            gw_buf_cleanup(&l->e[i].body);
 }
 
 /* ---- keys ---- */
@@ -437,13 +470,17 @@ void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd)
 #define BODY_OPEN "<body xmlns='" GW_NS_HTTPBIND "'"
 #define STREAM_DECL " xmlns:stream='" GW_NS_STREAM "'"
 
-static int close_body(struct gw_buf *out, const char *payload, size_t len)
+/* The end of a body: self-closed, or two pieces of payload (either may be empty) and the end tag.
+ */
+static int close_body(struct gw_buf *out, const char *p1, size_t l1, const char *p2, size_t l2)
 {
-    if (!len)
+    if (!l1 && !l2)
         return gw_buf_append_str(out, "/>");
     int rc = gw_buf_append_str(out, ">");
-    if (!rc)
-        rc = gw_buf_append(out, payload, len);
+    if (!rc && l1)
+        rc = gw_buf_append(out, p1, l1);
+    if (!rc && l2)
+        rc = gw_buf_append(out, p2, l2);
     if (!rc)
         rc = gw_buf_append_str(out, "</body>");
     return rc;
@@ -459,24 +496,40 @@ static int attr(struct gw_buf *out, const char *name, const char *value)
     return rc;
 }
 
-int gw_bosh_build_reply(struct gw_buf *out, const struct gw_bosh_reply *r, const char *payload,
-                        size_t len)
+/* A reply body whose payload is p1 then p2. */
+static int build_body(struct gw_buf *out, const struct gw_bosh_reply *r, const char *p1, size_t l1,
+                      const char *p2, size_t l2)
 {
+    if (r->terminate && r->cond != GW_COND_NONE && !gw_condition_is_bosh(r->cond))
+        return GW_EINVAL;
     int rc = gw_buf_append_str(out, BODY_OPEN);
-    if (!rc && len)
+    if (!rc && (l1 || l2))
         rc = gw_buf_append_str(out, STREAM_DECL);
     if (!rc && r->terminate)
         rc = gw_buf_append_str(out, " type='terminate'");
-    if (!rc && r->terminate && r->condition)
-        rc = attr(out, "condition", r->condition);
+    if (!rc && r->terminate && r->cond != GW_COND_NONE)
+        rc = attr(out, "condition", gw_condition_name(r->cond));
     if (!rc && r->has_ack)
         rc = gw_buf_printf(out, " ack='%llu'", (unsigned long long)r->ack);
     if (!rc && r->has_report)
         rc = gw_buf_printf(out, " report='%llu' time='%llu'", (unsigned long long)r->report,
                            (unsigned long long)r->time_ms);
     if (!rc)
-        rc = close_body(out, payload, len);
+        rc = close_body(out, p1, l1, p2, l2);
     return rc;
+}
+
+int gw_bosh_build_reply(struct gw_buf *out, const struct gw_bosh_reply *r, const char *payload,
+                        size_t len)
+{
+    return build_body(out, r, payload, len, NULL, 0);
+}
+
+int gw_bosh_build_terminate(struct gw_buf *out, enum gw_condition cond, const char *payload,
+                            size_t len, const char *err_xml, size_t err_len)
+{
+    struct gw_bosh_reply r = {.terminate = true, .cond = cond};
+    return build_body(out, &r, payload, len, err_xml, err_len);
 }
 
 int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
@@ -502,69 +555,43 @@ int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
     if (!rc)
         rc = gw_buf_append_str(out, " xmpp:version='1.0' xmpp:restartlogic='true'");
     if (!rc)
-        rc = close_body(out, payload, len);
+        rc = close_body(out, payload, len, NULL, 0);
     return rc;
 }
 
-static const char *const bosh_conditions[] = {
-    "bad-request",
-    "host-gone",
-    "host-unknown",
-    "improper-addressing",
-    "internal-server-error",
-    "item-not-found",
-    "other-request",
-    "policy-violation",
-    "remote-connection-failed",
-    "remote-stream-error",
-    "see-other-uri",
-    "system-shutdown",
-    "undefined-condition",
-};
+/* ---- conditions ---- */
 
-/* The table's own copy of cond (static storage), or NULL. */
-static const char *known_condition(const char *cond)
+bool gw_bosh_is_condition(enum gw_condition cond)
 {
-    if (!cond)
-        return NULL;
-    for (size_t i = 0; i < sizeof(bosh_conditions) / sizeof(bosh_conditions[0]); i++)
-        if (strcmp(cond, bosh_conditions[i]) == 0)
-            return bosh_conditions[i];
-    return NULL;
+    return gw_condition_is_bosh(cond);
 }
 
-bool gw_bosh_is_condition(const char *cond)
-{
-    return known_condition(cond) != NULL;
-}
-
-const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml)
+enum gw_condition gw_bosh_terminate_condition(enum gw_condition cond, bool has_err_xml)
 {
     if (has_err_xml)
-        return "remote-stream-error";
-    if (!cond)
-        return NULL;
-    const char *known = known_condition(cond);
-    if (known)
-        return known;
-    /* Names the session core or upstream use that XEP-0124 says differently. */
-    if (strcmp(cond, "connection-timeout") == 0 || strcmp(cond, "remote-server-timeout") == 0 ||
-        strcmp(cond, "remote-connection-failed") == 0)
-        return "remote-connection-failed";
-    if (strcmp(cond, "resource-constraint") == 0)
-        return "internal-server-error";
-    return "undefined-condition";
+        return GW_COND_remote_stream_error;
+    if (cond == GW_COND_NONE || gw_condition_is_bosh(cond))
+        return cond;
+    /* Stream conditions that XEP-0124 says in its own words. */
+    if (cond == GW_COND_connection_timeout)
+        return GW_COND_remote_connection_failed;
+    if (cond == GW_COND_resource_constraint)
+        return GW_COND_internal_server_error;
+    return GW_COND_undefined_condition;
 }
 
-unsigned gw_bosh_error_status(const char *cond, bool legacy)
+unsigned gw_bosh_error_status(enum gw_condition cond, bool legacy)
 {
-    if (!legacy || !cond)
+    if (!legacy)
         return 200;
-    if (strcmp(cond, "bad-request") == 0)
+    switch (cond) {
+    case GW_COND_bad_request:
         return 400;
-    if (strcmp(cond, "policy-violation") == 0)
+    case GW_COND_policy_violation:
         return 403;
-    if (strcmp(cond, "item-not-found") == 0)
+    case GW_COND_item_not_found:
         return 404;
-    return 200;
+    default:
+        return 200;
+    }
 }

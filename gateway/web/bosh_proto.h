@@ -1,7 +1,9 @@
 /* BOSH protocol logic that needs no sockets (XEP-0124 + XEP-0206): reading a request's <body/>,
- * negotiating the session attributes, the rid window and the log of recent rids with their cached
- * responses, key sequencing, the overactivity rule and building response bodies. bosh.c drives it
- * from the lws callbacks; the unit tests and the fuzz target drive it directly.
+ * negotiating the session attributes, the size caps of a session's buffers, the rid window and the
+ * log of recent rids with their cached responses and acknowledgements, key sequencing, the
+ * overactivity rule, the order of answers, building response bodies (terminate bodies included)
+ * and which XEP-0124 condition a session's end becomes. bosh_session.c drives it; the unit tests
+ * and the fuzz targets drive it directly.
  * Owns: nothing beyond the structs below. Calls: xml, core. */
 #ifndef GW_WEB_BOSH_PROTO_H
 #define GW_WEB_BOSH_PROTO_H
@@ -10,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/buf.h"
+#include "core/cond.h"
 #include "core/err.h"
 #include "xml/xml.h"
 
@@ -76,6 +79,8 @@ bool gw_bosh_body_is_empty(const struct gw_bosh_body *b);
 bool gw_bosh_parse_uint(const char *s, uint64_t *out);
 /* "1.6" -> 1006; "" or malformed -> 0. */
 unsigned gw_bosh_parse_ver(const char *s);
+/* A client that names a version below 1.6: binding errors use HTTP status codes. */
+bool gw_bosh_legacy(const char *ver);
 
 /* ---- session attributes ---- */
 
@@ -102,6 +107,14 @@ struct gw_bosh_params {
 
 void gw_bosh_negotiate(const struct gw_bosh_body *req, const struct gw_bosh_limits *lim,
                        struct gw_bosh_params *out);
+
+/* ---- size caps of a session's buffers ---- */
+
+/* Stanzas waiting for the client: the sink says GW_EAGAIN past send_queue, but what upstream
+ * already read still comes (up to one more queue and one stanza). */
+size_t gw_bosh_out_max(size_t send_queue, size_t max_stanza);
+/* One answer: the stanzas waiting, stream features or a stream error, and the body's tags. */
+size_t gw_bosh_resp_max(size_t send_queue, size_t max_stanza);
 
 /* ---- rid window ---- */
 
@@ -147,6 +160,18 @@ struct gw_bosh_rid_entry *gw_bosh_ridlog_add(struct gw_bosh_ridlog *l, uint64_t 
  * body (a repeat then gets item-not-found). */
 int gw_bosh_ridlog_answered(struct gw_bosh_ridlog *l, uint64_t rid, const char *body, size_t len,
                             uint64_t now_ms);
+
+/* What an acknowledgement tells (XEP-0124 section 9.3). */
+struct gw_bosh_report {
+    bool lost;        /* the client has not seen the answer to rid, which went out */
+    uint64_t rid;     /* ack + 1 */
+    uint64_t time_ms; /* since that answer went out */
+};
+/* A request acknowledged every answer up to ack; hi_answered is the highest rid answered. The
+ * answers it acknowledged are no longer kept for replays. When ack is below hi_answered and the
+ * answer to ack + 1 is logged, the client missed it: out->lost. */
+void gw_bosh_ridlog_ack(struct gw_bosh_ridlog *l, uint64_t ack, uint64_t hi_answered,
+                        uint64_t now_ms, struct gw_bosh_report *out);
 
 /* ---- key sequencing (XEP-0124 section 15) ---- */
 
@@ -198,19 +223,26 @@ void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd);
 
 /* Attributes of a response body other than the session creation response. */
 struct gw_bosh_reply {
-    bool terminate;        /* type='terminate' */
-    const char *condition; /* with terminate: the condition, NULL for none */
-    bool has_ack;
-    uint64_t ack;
-    bool has_report;
-    uint64_t report;
-    uint64_t time_ms;
+    bool terminate;         /* type='terminate' */
+    enum gw_condition cond; /* with terminate: a BOSH condition, or GW_COND_NONE for none */
+    bool has_ack;           /* ack is written */
+    uint64_t ack;           /* the last rid processed */
+    bool has_report;        /* report and time are written */
+    uint64_t report;        /* the rid whose answer the client missed */
+    uint64_t time_ms;       /* since that answer went out */
 };
 
 /* <body xmlns='...httpbind' [attrs]>payload</body> (self-closed when payload is empty);
- * xmlns:stream is declared whenever there is a payload. */
+ * xmlns:stream is declared whenever there is a payload. GW_EINVAL: terminate with a condition
+ * that XEP-0124 does not have (map it with gw_bosh_terminate_condition() first). */
 int gw_bosh_build_reply(struct gw_buf *out, const struct gw_bosh_reply *r, const char *payload,
                         size_t len) GW_MUST_CHECK;
+
+/* A terminate body with cond (GW_COND_NONE: a clean end; else a BOSH condition): the payload
+ * (stanzas still waiting for the client) and then err_xml (upstream's <stream:error/>, with
+ * remote-stream-error) inside; either may be empty. */
+int gw_bosh_build_terminate(struct gw_buf *out, enum gw_condition cond, const char *payload,
+                            size_t len, const char *err_xml, size_t err_len) GW_MUST_CHECK;
 
 /* The session creation response (XEP-0124 section 7.1, XEP-0206 section 3): sid, wait, requests,
  * hold, inactivity, polling, maxpause, ver, from, authid, ack (when ack_rid != 0), xmpp:version,
@@ -226,14 +258,14 @@ struct gw_bosh_creation {
 int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
                            const char *payload, size_t len) GW_MUST_CHECK;
 
-/* The XEP-0124 terminate condition to send for a session's closing cause: cond as given by the
- * session core (a stream error condition, "remote-connection-failed", ...). has_err_xml: upstream
- * sent a <stream:error/> (remote-stream-error). NULL cond stays NULL (clean close). The result is
- * a static string (it may be kept after cond is gone). */
-const char *gw_bosh_terminate_condition(const char *cond, bool has_err_xml);
+/* The XEP-0124 terminate condition to send for a session's end: cond as the session core gives
+ * it (a stream error condition, remote-connection-failed, ...). has_err_xml: upstream sent a
+ * <stream:error/>, which the body carries (remote-stream-error). GW_COND_NONE (a clean close)
+ * stays GW_COND_NONE; every other result is a BOSH condition (gw_condition_is_bosh()). */
+enum gw_condition gw_bosh_terminate_condition(enum gw_condition cond, bool has_err_xml);
 /* Is cond one of the XEP-0124 terminate conditions? */
-bool gw_bosh_is_condition(const char *cond);
+bool gw_bosh_is_condition(enum gw_condition cond);
 /* HTTP status for a binding error: 200, or for legacy clients (ver < 1.6) 400/403/404. */
-unsigned gw_bosh_error_status(const char *cond, bool legacy);
+unsigned gw_bosh_error_status(enum gw_condition cond, bool legacy);
 
 #endif

@@ -1,6 +1,7 @@
 /* Fuzz target for the BOSH request body path (gateway/web/bosh_proto.c): arbitrary bytes go through
  * the body parser, then whatever was read goes through the checks and builders a request meets in
- * bosh.c (negotiation, rid window and log, key check, response bodies). No sockets. */
+ * bosh_session.c (negotiation, rid window and log, acknowledgements, key check, response and
+ * terminate bodies, terminate conditions). No sockets. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -62,6 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             (void)gw_bosh_ridlog_answered(&log, b.rid, gw_buf_ptr(&b.payload),
                                           gw_buf_size(&b.payload), 1);
+            struct gw_bosh_report rep;
+            gw_bosh_ridlog_ack(&log, b.ack, b.rid, 2, &rep);
+            if (rep.lost && (rep.rid != b.ack + 1 || b.ack >= b.rid))
+                abort();
             gw_bosh_ridlog_cleanup(&log);
         }
         (void)gw_bosh_key_ok(b.newkey, b.key);
@@ -84,12 +89,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                      .ack = b.rid};
         (void)gw_bosh_build_creation(&out, &c, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload));
         gw_buf_reset(&out);
-        struct gw_bosh_reply r = {.terminate = b.terminate,
-                                  .condition =
-                                      gw_bosh_terminate_condition(b.to[0] ? b.to : NULL, b.restart),
-                                  .has_ack = b.has_ack,
-                                  .ack = b.ack};
-        (void)gw_bosh_build_reply(&out, &r, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload));
+        /* Any condition a session can end with maps to one XEP-0124 has (or none). */
+        enum gw_condition in = b.to[0] ? gw_condition_from_name(b.to) : GW_COND_NONE;
+        enum gw_condition cond = gw_bosh_terminate_condition(in, b.restart);
+        if (cond != GW_COND_NONE ? !gw_bosh_is_condition(cond) : in != GW_COND_NONE || b.restart)
+            abort();
+        struct gw_bosh_reply r = {
+            .terminate = b.terminate, .cond = cond, .has_ack = b.has_ack, .ack = b.ack};
+        if (gw_bosh_build_reply(&out, &r, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload)) ==
+            GW_EINVAL)
+            abort();
+        gw_buf_reset(&out);
+        if (gw_bosh_build_terminate(&out, cond, gw_buf_ptr(&b.payload), gw_buf_size(&b.payload),
+                                    b.route, strlen(b.route)) == GW_EINVAL)
+            abort();
         gw_buf_cleanup(&out);
     }
     gw_bosh_body_cleanup(&b);

@@ -1,6 +1,7 @@
-/* Unit tests for gateway/web/bosh_proto.c: request bodies, negotiation caps, the rid window and
- * log, key sequencing, overactivity and response bodies. No sockets: bosh.c's lws side is covered
- * by tests/integration/bosh_*.test.mjs. */
+/* Unit tests for gateway/web/bosh_proto.c: request bodies, negotiation caps, buffer caps, the rid
+ * window and log, acknowledgements, key sequencing, overactivity, response and terminate bodies,
+ * terminate conditions. No sockets: bosh_session.c has test_bosh_session.c, bosh.c's lws side is
+ * covered by tests/integration/bosh_*.test.mjs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,14 @@ static void test_parse_payload(struct gw_bosh_parser *p)
                 "xmlns='http://jabber.org/protocol/httpbind'/>") == GW_BOSH_PARSE_OK);
     CHECK(b.has_pause && b.pause == 30);
     CHECK_STR(b.key, "k");
+    /* xml:lang is the one in the XML namespace, not an unqualified lang. */
+    CHECK(parse(p, &b, "<body rid='46' lang='de' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_OK);
+    CHECK_STR(b.lang, "");
+    CHECK(parse(p, &b,
+                "<body rid='47' xml:lang='fr-CA' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_OK);
+    CHECK_STR(b.lang, "fr-CA");
     gw_bosh_body_cleanup(&b);
 }
 
@@ -123,6 +132,10 @@ static void test_parse_errors(struct gw_bosh_parser *p)
     longv[sizeof(longv) - 1] = '\0';
     snprintf(doc, sizeof(doc),
              "<body rid='1' to='%s' xmlns='http://jabber.org/protocol/httpbind'/>", longv);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_ATTR);
+    snprintf(doc, sizeof(doc),
+             "<body rid='1' xml:lang='%.100s' xmlns='http://jabber.org/protocol/httpbind'/>",
+             longv);
     CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_ATTR);
     /* Huge wait/hold values saturate instead of failing. */
     CHECK(parse(p, &b,
@@ -375,7 +388,7 @@ static void test_bodies(void)
 {
     struct gw_buf out;
     gw_buf_init(&out, 65536);
-    struct gw_bosh_reply r = {0};
+    struct gw_bosh_reply r = {.cond = GW_COND_NONE};
     CHECK(gw_bosh_build_reply(&out, &r, NULL, 0) == 0);
     CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind'/>");
 
@@ -387,7 +400,7 @@ static void test_bodies(void)
 
     gw_buf_reset(&out);
     r.terminate = true;
-    r.condition = "item-not-found";
+    r.cond = GW_COND_item_not_found;
     CHECK(gw_bosh_build_reply(&out, &r, NULL, 0) == 0);
     CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind' "
                                 "type='terminate' condition='item-not-found'/>");
@@ -423,6 +436,12 @@ static void test_bodies(void)
     CHECK(strstr(gw_buf_ptr(&out), "maxpause") == NULL);
     CHECK(strstr(gw_buf_ptr(&out), " ack=") == NULL);
 
+    /* A condition XEP-0124 does not have never reaches the wire. */
+    gw_buf_reset(&out);
+    r.cond = GW_COND_conflict;
+    CHECK(gw_bosh_build_reply(&out, &r, NULL, 0) == GW_EINVAL);
+    r.cond = GW_COND_item_not_found;
+
     /* Bounded output. */
     struct gw_buf small;
     gw_buf_init(&small, 20);
@@ -431,20 +450,109 @@ static void test_bodies(void)
     gw_buf_cleanup(&out);
 }
 
+static void test_terminate_bodies(void)
+{
+    struct gw_buf out;
+    gw_buf_init(&out, 65536);
+    CHECK(gw_bosh_build_terminate(&out, GW_COND_NONE, NULL, 0, NULL, 0) == 0);
+    CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind' "
+                                "type='terminate'/>");
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_terminate(&out, GW_COND_system_shutdown, "<message/>", 10, NULL, 0) == 0);
+    CHECK_STR(gw_buf_ptr(&out), "<body xmlns='http://jabber.org/protocol/httpbind' "
+                                "xmlns:stream='http://etherx.jabber.org/streams' type='terminate' "
+                                "condition='system-shutdown'><message/></body>");
+    /* The stanzas still waiting, then upstream's error element, in one body. */
+    const char *err = "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict "
+                      "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>";
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_terminate(&out, GW_COND_remote_stream_error, "<iq/>", 5, err,
+                                  strlen(err)) == 0);
+    const char *b = gw_buf_ptr(&out);
+    CHECK(strstr(b, "condition='remote-stream-error'><iq/><stream:error") != NULL);
+    CHECK(strstr(b, "</stream:error></body>") != NULL);
+    /* The error element alone. */
+    gw_buf_reset(&out);
+    CHECK(gw_bosh_build_terminate(&out, GW_COND_remote_stream_error, NULL, 0, err, strlen(err)) ==
+          0);
+    CHECK(strstr(gw_buf_ptr(&out), "'><stream:error") != NULL);
+    CHECK(gw_bosh_build_terminate(&out, GW_COND_not_authorized, NULL, 0, NULL, 0) == GW_EINVAL);
+    /* Bounded. */
+    struct gw_buf small;
+    gw_buf_init(&small, 60);
+    CHECK(gw_bosh_build_terminate(&small, GW_COND_NONE, "<message>longer than that</message>", 35,
+                                  NULL, 0) == GW_ELIMIT);
+    gw_buf_cleanup(&small);
+    gw_buf_cleanup(&out);
+}
+
+static void test_caps(void)
+{
+    /* What upstream already read still comes after the sink said GW_EAGAIN. */
+    CHECK(gw_bosh_out_max(1000, 100) == 2100);
+    /* One answer holds every stanza waiting plus features or an error element and the tags. */
+    CHECK(gw_bosh_resp_max(1000, 100) == 2100 + 100 + 65536);
+    CHECK(gw_bosh_resp_max(1 << 20, 1 << 18) > gw_bosh_out_max(1 << 20, 1 << 18));
+}
+
+static void test_acks(void)
+{
+    struct gw_bosh_ridlog l;
+    CHECK(gw_bosh_ridlog_init(&l, 4, 1024) == 0);
+    for (uint64_t rid = 10; rid <= 12; rid++) {
+        CHECK(gw_bosh_ridlog_add(&l, rid, "") != NULL);
+        CHECK(gw_bosh_ridlog_answered(&l, rid, "<body/>", 7, 1000 * rid) == 0);
+    }
+    struct gw_bosh_report rep;
+    /* The client has everything up to 12: nothing lost; every body acknowledged goes. */
+    gw_bosh_ridlog_ack(&l, 12, 12, 20000, &rep);
+    CHECK(!rep.lost);
+    CHECK(gw_buf_size(&gw_bosh_ridlog_find(&l, 10)->body) == 0);
+    CHECK(gw_buf_size(&gw_bosh_ridlog_find(&l, 12)->body) == 0);
+    CHECK(gw_bosh_ridlog_find(&l, 12)->state == GW_BOSH_RID_ANSWERED);
+
+    /* It says 10 while 11 and 12 went out: 11 is reported with its age; 10 goes, 11 stays. */
+    for (uint64_t rid = 10; rid <= 12; rid++)
+        CHECK(gw_bosh_ridlog_answered(&l, rid, "<body/>", 7, 1000 * rid) == 0);
+    gw_bosh_ridlog_ack(&l, 10, 12, 15000, &rep);
+    CHECK(rep.lost && rep.rid == 11 && rep.time_ms == 4000);
+    CHECK(gw_buf_size(&gw_bosh_ridlog_find(&l, 10)->body) == 0);
+    CHECK(gw_buf_size(&gw_bosh_ridlog_find(&l, 11)->body) == 7);
+    /* An ack+1 that is not answered yet (still held) is no loss. */
+    CHECK(gw_bosh_ridlog_add(&l, 13, "") != NULL);
+    gw_bosh_ridlog_ack(&l, 12, 13, 15000, &rep);
+    CHECK(!rep.lost);
+    /* Nor one that fell out of the log. */
+    gw_bosh_ridlog_ack(&l, 1, 13, 15000, &rep);
+    CHECK(!rep.lost);
+    gw_bosh_ridlog_cleanup(&l);
+}
+
 static void test_conditions(void)
 {
-    CHECK(gw_bosh_terminate_condition(NULL, false) == NULL);
-    CHECK_STR(gw_bosh_terminate_condition("conflict", true), "remote-stream-error");
-    CHECK_STR(gw_bosh_terminate_condition("remote-connection-failed", false),
-              "remote-connection-failed");
-    CHECK_STR(gw_bosh_terminate_condition("host-unknown", false), "host-unknown");
-    CHECK_STR(gw_bosh_terminate_condition("system-shutdown", false), "system-shutdown");
-    CHECK_STR(gw_bosh_terminate_condition("internal-server-error", false), "internal-server-error");
-    CHECK_STR(gw_bosh_terminate_condition("connection-timeout", false), "remote-connection-failed");
-    CHECK_STR(gw_bosh_terminate_condition("resource-constraint", false), "internal-server-error");
-    CHECK_STR(gw_bosh_terminate_condition("weird", false), "undefined-condition");
-    char dyn[] = "host-unknown";
-    CHECK(gw_bosh_terminate_condition(dyn, false) != dyn); /* a static copy */
+    CHECK(gw_bosh_terminate_condition(GW_COND_NONE, false) == GW_COND_NONE);
+    CHECK(gw_bosh_terminate_condition(GW_COND_conflict, true) == GW_COND_remote_stream_error);
+    /* Upstream's error element is carried whatever its condition. */
+    CHECK(gw_bosh_terminate_condition(GW_COND_host_unknown, true) == GW_COND_remote_stream_error);
+    CHECK(gw_bosh_terminate_condition(GW_COND_remote_connection_failed, false) ==
+          GW_COND_remote_connection_failed);
+    CHECK(gw_bosh_terminate_condition(GW_COND_host_unknown, false) == GW_COND_host_unknown);
+    CHECK(gw_bosh_terminate_condition(GW_COND_system_shutdown, false) == GW_COND_system_shutdown);
+    CHECK(gw_bosh_terminate_condition(GW_COND_internal_server_error, false) ==
+          GW_COND_internal_server_error);
+    CHECK(gw_bosh_terminate_condition(GW_COND_connection_timeout, false) ==
+          GW_COND_remote_connection_failed);
+    CHECK(gw_bosh_terminate_condition(GW_COND_resource_constraint, false) ==
+          GW_COND_internal_server_error);
+    CHECK(gw_bosh_terminate_condition(GW_COND_not_authorized, false) ==
+          GW_COND_undefined_condition);
+    CHECK(gw_bosh_terminate_condition(GW_COND_COUNT, false) == GW_COND_undefined_condition);
+    /* Whatever comes in, what goes out is NONE or a BOSH condition. */
+    for (int c = GW_COND_NONE; c <= GW_COND_COUNT; c++) {
+        enum gw_condition t = gw_bosh_terminate_condition((enum gw_condition)c, false);
+        CHECK(t == GW_COND_NONE ? c == GW_COND_NONE : gw_bosh_is_condition(t));
+    }
+    /* The XEP-0124 section 17 list, from the one condition table. */
     const char *all[] = {"bad-request",
                          "host-gone",
                          "host-unknown",
@@ -458,15 +566,23 @@ static void test_conditions(void)
                          "see-other-uri",
                          "system-shutdown",
                          "undefined-condition"};
+    unsigned n_bosh = 0;
+    for (int c = 0; c < GW_COND_COUNT; c++)
+        n_bosh += gw_bosh_is_condition((enum gw_condition)c);
+    CHECK(n_bosh == sizeof(all) / sizeof(all[0]));
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        CHECK(gw_bosh_is_condition(all[i]));
-    CHECK(!gw_bosh_is_condition("conflict"));
-    CHECK(!gw_bosh_is_condition(NULL));
-    CHECK(gw_bosh_error_status("item-not-found", false) == 200);
-    CHECK(gw_bosh_error_status("item-not-found", true) == 404);
-    CHECK(gw_bosh_error_status("bad-request", true) == 400);
-    CHECK(gw_bosh_error_status("policy-violation", true) == 403);
-    CHECK(gw_bosh_error_status("host-unknown", true) == 200);
+        CHECK(gw_bosh_is_condition(gw_condition_from_name(all[i])));
+    CHECK(!gw_bosh_is_condition(GW_COND_conflict));
+    CHECK(!gw_bosh_is_condition(GW_COND_NONE));
+    CHECK(!gw_bosh_is_condition(GW_COND_COUNT));
+    CHECK(gw_bosh_error_status(GW_COND_item_not_found, false) == 200);
+    CHECK(gw_bosh_error_status(GW_COND_item_not_found, true) == 404);
+    CHECK(gw_bosh_error_status(GW_COND_bad_request, true) == 400);
+    CHECK(gw_bosh_error_status(GW_COND_policy_violation, true) == 403);
+    CHECK(gw_bosh_error_status(GW_COND_host_unknown, true) == 200);
+    CHECK(gw_bosh_error_status(GW_COND_NONE, true) == 200);
+    CHECK(gw_bosh_legacy("1.5") && gw_bosh_legacy("0.9"));
+    CHECK(!gw_bosh_legacy("1.6") && !gw_bosh_legacy("") && !gw_bosh_legacy("x"));
 }
 
 int main(void)
@@ -486,6 +602,9 @@ int main(void)
     test_overactivity();
     test_order();
     test_bodies();
+    test_terminate_bodies();
+    test_caps();
+    test_acks();
     test_conditions();
     return CHECK_SUMMARY();
 }
