@@ -121,6 +121,12 @@ int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out)
     put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "connect", m->upstream_failures);
     put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "tls", m->upstream_tls_failures);
 
+    put_family(&t, "xmppgw_refused_total", "counter",
+               "Clients refused or cut by a limit or deadline, by limit.");
+    for (int l = 0; l < GW_LIMIT_COUNT; l++)
+        put_labeled(&t, "xmppgw_refused_total", "limit", gw_limit_name((enum gw_limit)l),
+                    m->refused[l]);
+
     put_family(&t, "xmppgw_resumable_drops_total", "counter",
                "Client sides lost with XEP-0198 resumption enabled: upstream left resumable.");
     put_plain(&t, "xmppgw_resumable_drops_total", m->resumable_drops);

@@ -91,12 +91,27 @@ struct gw_config {
     unsigned n_bosh_routes;
 
     /* limits */
-    size_t max_stanza;     /* "limits.max_stanza" bytes: 262144 (1 KiB..16 MiB) */
-    unsigned max_depth;    /* "limits.max_depth": 64 (4..1024) */
-    unsigned max_attrs;    /* "limits.max_attrs": 64 (4..1024) */
-    unsigned max_sessions; /* "limits.max_sessions": 10000 (1..1000000) */
-    size_t send_queue;     /* "limits.send_queue" bytes per session: 1 MiB
-                              (64 KiB..64 MiB); past it upstream reads pause */
+    size_t max_stanza;             /* "limits.max_stanza" bytes: 262144 (1 KiB..16 MiB) */
+    unsigned max_depth;            /* "limits.max_depth": 64 (4..1024) */
+    unsigned max_attrs;            /* "limits.max_attrs": 64 (4..1024) */
+    unsigned max_sessions;         /* "limits.max_sessions": 10000 (1..1000000) */
+    size_t send_queue;             /* "limits.send_queue" bytes per session: 1 MiB
+                                      (64 KiB..64 MiB); past it upstream reads pause */
+    unsigned auth_timeout;         /* "limits.auth_timeout" s: 60 (5..3600): bind a JID by then */
+    unsigned per_address_sessions; /* "limits.per_address_sessions": 500 (1..1000000) */
+    unsigned per_address_unauth;   /* "limits.per_address_unauthenticated": 20 (1..100000) */
+    unsigned per_address_rate;     /* "limits.per_address_rate" new sessions/s: 10 */
+    unsigned per_address_burst;    /* "limits.per_address_burst": 50 new sessions at once */
+    unsigned per_address_pending;  /* "limits.per_address_pending": 50 connections that have
+                                      not yet sent <open/> or a BOSH body */
+    size_t per_address_body_bytes; /* "limits.per_address_body_bytes": 16 MiB of request
+                                      bodies being read (64 KiB..1 GiB) */
+
+    /* HTTP requests on the public port */
+    unsigned http_header_timeout; /* "http.header_timeout" s: 10 (1..300), from the first byte */
+    unsigned http_body_timeout;   /* "http.body_timeout" s: 30 (1..600), from the headers */
+    size_t http_min_body_rate;    /* "http.min_body_rate" bytes/s: 512 (0 = none) */
+    unsigned http_write_timeout;  /* "http.write_timeout" s: 30 (1..600) for an answer to go */
 
     enum gw_log_level log_level; /* "log.level": "info" */
 };

@@ -9,6 +9,19 @@
  * itself uses, such as a live-updates hub). */
 enum gw_transport { GW_TRANSPORT_WS, GW_TRANSPORT_BOSH, GW_TRANSPORT_INTERNAL, GW_TRANSPORT_COUNT };
 
+/* Limits that refuse a client (xmppgw_refused_total{limit=...}). */
+enum gw_limit {
+    GW_LIMIT_SESSIONS,        /* limits.max_sessions */
+    GW_LIMIT_ADDR_SESSIONS,   /* limits.per_address_sessions */
+    GW_LIMIT_ADDR_UNAUTH,     /* limits.per_address_unauthenticated */
+    GW_LIMIT_ADDR_RATE,       /* limits.per_address_rate / _burst */
+    GW_LIMIT_ADDR_PENDING,    /* limits.per_address_pending */
+    GW_LIMIT_ADDR_BODY_BYTES, /* limits.per_address_body_bytes */
+    GW_LIMIT_AUTH_TIMEOUT,    /* limits.auth_timeout */
+    GW_LIMIT_HTTP_DEADLINE,   /* http.header_timeout, body_timeout, min_body_rate, write_timeout */
+    GW_LIMIT_COUNT
+};
+
 struct gw_metrics {
     uint64_t sessions_open[GW_TRANSPORT_COUNT];  /* gauge */
     uint64_t sessions_total[GW_TRANSPORT_COUNT]; /* counter */
@@ -25,11 +38,15 @@ struct gw_metrics {
     uint64_t stream_errors[GW_COND_COUNT]; /* sent to clients, by condition */
     uint64_t http_requests;                /* public port */
     uint64_t http_errors;                  /* public port 4xx/5xx answers */
+    uint64_t refused[GW_LIMIT_COUNT];      /* clients refused or cut, by limit */
 };
 
 const char *gw_transport_name(enum gw_transport t);
 
 /* A stream error or terminate condition was sent to a client. */
 void gw_metrics_count_condition(struct gw_metrics *m, enum gw_condition c);
+
+/* The name of a limit in xmppgw_refused_total{limit=...}. */
+const char *gw_limit_name(enum gw_limit l);
 
 #endif

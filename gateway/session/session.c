@@ -56,6 +56,23 @@ struct gw_session {
     struct gw_strmap_node by_sid; /* in the table by sid */
     struct gw_strmap_node by_jid; /* in the table by JID, once bound */
     struct gw_session *next_dead; /* graveyard list */
+    struct peer *from;            /* its client address's counters; NULL for internal sessions */
+    uint64_t auth_deadline_ms;    /* uv_now() by which a JID must be bound */
+    struct gw_session *unb_prev, *unb_next; /* in gw_sessions' unbound list until BOUND */
+    bool unbound;                           /* on that list */
+};
+
+/* What one client address holds: its sessions, those not bound yet, and its token bucket for new
+ * sessions. Kept while it has sessions or its bucket is not full again, so that closing sessions
+ * quickly does not refill it. */
+struct peer {
+    struct gw_strmap_node by_addr; /* in gw_sessions.peers */
+    unsigned sessions;             /* open sessions from this address */
+    unsigned unbound;              /* of which not yet bound */
+    double tokens;                 /* new sessions it may start now */
+    struct peer *next_idle;        /* while the ticker collects idle peers */
+    uint64_t refill_ms;            /* when tokens was last brought up to date */
+    char addr[64];                 /* the address as text */
 };
 
 /* A stream the client side dropped with XEP-0198 resumption enabled: its id and JID, until the
@@ -73,10 +90,14 @@ struct gw_sessions {
     struct gw_ctx *ctx;
     struct gw_strmap by_sid;
     struct gw_strmap by_jid;
-    struct gw_strmap resumable;            /* struct resumable by id */
-    struct resumable *res_head, *res_tail; /* oldest drop first */
-    size_t n_resumable;                    /* entries, at most limits.max_sessions */
-    struct gw_session *graveyard;          /* closed, freed before the loop sleeps */
+    struct gw_strmap resumable;             /* struct resumable by id */
+    struct resumable *res_head, *res_tail;  /* oldest drop first */
+    size_t n_resumable;                     /* entries, at most limits.max_sessions */
+    struct gw_strmap peers;                 /* struct peer by client address */
+    struct gw_session *unb_head, *unb_tail; /* not bound yet, oldest first (auth deadlines) */
+    uv_timer_t ticker;                      /* 1 s: auth deadlines, idle peers */
+    unsigned handles_open;                  /* sweeper and ticker: freed when both closed */
+    struct gw_session *graveyard;           /* closed, freed before the loop sleeps */
     uv_prepare_t sweeper;
     bool sweeper_open;
 };
@@ -207,6 +228,124 @@ static void sweep(uv_prepare_t *h)
     uv_prepare_stop(&tbl->sweeper);
 }
 
+/* ---- client addresses: per-address limits and the authentication deadline ---- */
+
+static void peer_refill(const struct gw_config *cfg, struct peer *p, uint64_t now)
+{
+    double t = p->tokens + (double)(now - p->refill_ms) / 1000.0 * cfg->per_address_rate;
+    p->tokens = t > cfg->per_address_burst ? cfg->per_address_burst : t;
+    p->refill_ms = now;
+}
+
+static struct peer *peer_get(struct gw_sessions *tbl, const char *addr)
+{
+    struct gw_strmap_node *n = gw_strmap_find(&tbl->peers, addr);
+    if (n)
+        return GW_CONTAINER_OF(n, struct peer, by_addr);
+    struct peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->tokens = tbl->ctx->cfg->per_address_burst;
+    p->refill_ms = uv_now(tbl->ctx->loop);
+    gw_strmap_add(&tbl->peers, &p->by_addr, p->addr);
+    return p;
+}
+
+/* Which limit a new session from p would pass, or GW_LIMIT_COUNT for none. */
+static enum gw_limit peer_limit(const struct gw_config *cfg, struct peer *p, uint64_t now)
+{
+    peer_refill(cfg, p, now);
+    if (p->sessions >= cfg->per_address_sessions)
+        return GW_LIMIT_ADDR_SESSIONS;
+    if (p->unbound >= cfg->per_address_unauth)
+        return GW_LIMIT_ADDR_UNAUTH;
+    if (p->tokens < 1.0)
+        return GW_LIMIT_ADDR_RATE;
+    return GW_LIMIT_COUNT;
+}
+
+static void unbound_remove(struct gw_session *s)
+{
+    if (!s->unbound)
+        return;
+    struct gw_sessions *tbl = s->ctx->sessions;
+    if (s->unb_prev)
+        s->unb_prev->unb_next = s->unb_next;
+    else
+        tbl->unb_head = s->unb_next;
+    if (s->unb_next)
+        s->unb_next->unb_prev = s->unb_prev;
+    else
+        tbl->unb_tail = s->unb_prev;
+    s->unb_prev = s->unb_next = NULL;
+    s->unbound = false;
+    if (s->from)
+        s->from->unbound--;
+}
+
+static void unbound_add(struct gw_session *s)
+{
+    struct gw_sessions *tbl = s->ctx->sessions;
+    s->auth_deadline_ms = uv_now(s->ctx->loop) + (uint64_t)s->ctx->cfg->auth_timeout * 1000;
+    s->unb_prev = tbl->unb_tail;
+    if (tbl->unb_tail)
+        tbl->unb_tail->unb_next = s;
+    else
+        tbl->unb_head = s;
+    tbl->unb_tail = s;
+    s->unbound = true;
+    if (s->from)
+        s->from->unbound++;
+}
+
+static void fail(struct gw_session *s, enum gw_condition cond, const char *text);
+
+/* Peers with no session and a full bucket are forgotten. */
+static void forget_idle_peers(struct gw_sessions *tbl, uint64_t now)
+{
+    struct peer *idle = NULL;
+    for (struct gw_strmap_node *n = gw_strmap_first(&tbl->peers); n;
+         n = gw_strmap_next(&tbl->peers, n)) {
+        struct peer *p = GW_CONTAINER_OF(n, struct peer, by_addr);
+        peer_refill(tbl->ctx->cfg, p, now);
+        if (p->sessions == 0 && p->tokens >= tbl->ctx->cfg->per_address_burst) {
+            p->next_idle = idle;
+            idle = p;
+        }
+    }
+    while (idle) {
+        struct peer *p = idle;
+        idle = p->next_idle;
+        gw_strmap_del(&tbl->peers, &p->by_addr);
+        free(p);
+    }
+}
+
+/* Every second while there is something to watch: sessions past their authentication deadline
+ * end with policy-violation (the list is in creation order, so the expired ones are at its
+ * head; a reload that shortens limits.auth_timeout applies to sessions created after it). */
+static void on_tick(uv_timer_t *h)
+{
+    struct gw_sessions *tbl = h->data;
+    uint64_t now = uv_now(tbl->ctx->loop);
+    while (tbl->unb_head && tbl->unb_head->auth_deadline_ms <= now) {
+        struct gw_session *s = tbl->unb_head;
+        unbound_remove(s);
+        tbl->ctx->metrics.refused[GW_LIMIT_AUTH_TIMEOUT]++;
+        fail(s, GW_COND_policy_violation, "no JID bound within limits.auth_timeout");
+    }
+    forget_idle_peers(tbl, now);
+    if (!tbl->unb_head && tbl->peers.n == 0)
+        uv_timer_stop(&tbl->ticker);
+}
+
+static void ticker_want(struct gw_sessions *tbl)
+{
+    if (tbl->handles_open == 2 && !uv_is_active((uv_handle_t *)&tbl->ticker))
+        uv_timer_start(&tbl->ticker, on_tick, 1000, 1000);
+}
+
 /* The one place a session changes state. CLOSED takes it out of the table at once; its memory
  * goes before the loop sleeps. */
 static void transition(struct gw_session *s, enum gw_session_state to)
@@ -216,9 +355,13 @@ static void transition(struct gw_session *s, enum gw_session_state to)
     GW_DEBUG(&s->ctx->log, s->sid, s->jid, "state %s -> %s", state_names[s->state],
              state_names[to]);
     s->state = to;
+    if (to == GW_SESSION_BOUND || to == GW_SESSION_CLOSED)
+        unbound_remove(s);
     if (to != GW_SESSION_CLOSED)
         return;
     struct gw_sessions *tbl = s->ctx->sessions;
+    if (s->from)
+        s->from->sessions--;
     s->ops = NULL;
     gw_strmap_del(&tbl->by_sid, &s->by_sid);
     if (s->jid)
@@ -237,21 +380,27 @@ struct gw_sessions *gw_sessions_new(struct gw_ctx *ctx)
         return NULL;
     tbl->ctx = ctx;
     if (gw_strmap_init(&tbl->by_sid) || gw_strmap_init(&tbl->by_jid) ||
-        gw_strmap_init(&tbl->resumable) || uv_prepare_init(ctx->loop, &tbl->sweeper) != 0) {
+        gw_strmap_init(&tbl->resumable) || gw_strmap_init(&tbl->peers) ||
+        uv_prepare_init(ctx->loop, &tbl->sweeper) != 0) {
         gw_strmap_cleanup(&tbl->by_sid);
         gw_strmap_cleanup(&tbl->by_jid);
         gw_strmap_cleanup(&tbl->resumable);
+        gw_strmap_cleanup(&tbl->peers);
         free(tbl);
         return NULL;
     }
-    tbl->sweeper.data = tbl;
+    uv_timer_init(ctx->loop, &tbl->ticker);
+    tbl->sweeper.data = tbl->ticker.data = tbl;
     tbl->sweeper_open = true;
+    tbl->handles_open = 2;
     return tbl;
 }
 
-static void on_sweeper_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct gw_sessions *tbl = h->data;
+    if (--tbl->handles_open == 0)
+        free(tbl);
 }
 
 void gw_sessions_free(struct gw_sessions *tbl)
@@ -270,12 +419,20 @@ void gw_sessions_free(struct gw_sessions *tbl)
     }
     while (tbl->res_head)
         resumable_drop_oldest(tbl);
+    struct gw_strmap_node *n;
+    while ((n = gw_strmap_first(&tbl->peers)) != NULL) {
+        gw_strmap_del(&tbl->peers, n);
+        free(GW_CONTAINER_OF(n, struct peer, by_addr));
+    }
     gw_strmap_cleanup(&tbl->by_sid);
     gw_strmap_cleanup(&tbl->by_jid);
     gw_strmap_cleanup(&tbl->resumable);
+    gw_strmap_cleanup(&tbl->peers);
     tbl->sweeper_open = false;
     uv_prepare_stop(&tbl->sweeper);
-    uv_close((uv_handle_t *)&tbl->sweeper, on_sweeper_closed);
+    uv_timer_stop(&tbl->ticker);
+    uv_close((uv_handle_t *)&tbl->sweeper, on_handle_closed);
+    uv_close((uv_handle_t *)&tbl->ticker, on_handle_closed);
 }
 
 size_t gw_sessions_count(const struct gw_sessions *tbl)
@@ -299,16 +456,37 @@ static struct login *login_new(const struct gw_session_opts *o, size_t max_stanz
     return l;
 }
 
-static int check_new(struct gw_ctx *ctx, const struct gw_session_opts *o)
+static int refuse(struct gw_ctx *ctx, const char *peer, enum gw_limit l)
 {
+    ctx->metrics.refused[l]++;
+    GW_INFO(&ctx->log, NULL, NULL, "new session from %s refused: limit %s", peer ? peer : "-",
+            gw_limit_name(l));
+    return GW_ELIMIT;
+}
+
+/* May this session be created? Counts and logs a refusal; *from is the client address's
+ * counters (NULL for a session with no client address). */
+static int admit(struct gw_ctx *ctx, const struct gw_session_opts *o, struct peer **from)
+{
+    *from = NULL;
     if (ctx->draining)
         return GW_ECLOSED;
-    if (ctx->sessions->by_sid.n >= ctx->cfg->max_sessions)
-        return GW_ELIMIT;
     if (!o->sink || (unsigned)o->transport >= GW_TRANSPORT_COUNT)
         return GW_EINVAL;
     if (o->auth == GW_SESSION_AUTH_GATEWAY && (!o->user || !*o->user || !o->password))
         return GW_EINVAL;
+    if (ctx->sessions->by_sid.n >= ctx->cfg->max_sessions)
+        return refuse(ctx, o->peer, GW_LIMIT_SESSIONS);
+    if (!o->peer || !*o->peer)
+        return 0;
+    struct peer *p = peer_get(ctx->sessions, o->peer);
+    if (!p)
+        return GW_ENOMEM;
+    ticker_want(ctx->sessions); /* forgets the peer again if nothing comes of it */
+    enum gw_limit l = peer_limit(ctx->cfg, p, uv_now(ctx->loop));
+    if (l != GW_LIMIT_COUNT)
+        return refuse(ctx, o->peer, l);
+    *from = p;
     return 0;
 }
 
@@ -316,7 +494,8 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
 {
     struct gw_sessions *tbl = ctx->sessions;
     struct gw_session *s = NULL;
-    int e = check_new(ctx, o);
+    struct peer *from;
+    int e = admit(ctx, o, &from);
     if (!e && !(s = calloc(1, sizeof(*s))))
         e = GW_ENOMEM;
     if (!e && gw_rand_hex(s->sid, GW_SID_LEN / 2) != 0)
@@ -343,6 +522,13 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
     snprintf(s->peer, sizeof(s->peer), "%s", o->peer ? o->peer : "");
     gw_buf_init(&s->held, ctx->cfg->send_queue);
     s->created_ms = uv_now(ctx->loop);
+    if (from) {
+        s->from = from;
+        from->sessions++;
+        from->tokens -= 1.0;
+    }
+    unbound_add(s);
+    ticker_want(tbl);
     ctx->metrics.sessions_open[s->tr]++;
     ctx->metrics.sessions_total[s->tr]++;
     GW_INFO(&ctx->log, s->sid, NULL, "session created: transport=%s peer=%s auth=%s",

@@ -639,7 +639,9 @@ static void test_render(struct fixture *f)
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
     CHECK(gw_admin_render_metrics(&f->ctx, &b) == 0);
     CHECK(strncmp(gw_buf_ptr(&b), "# HELP xmppgw_sessions_open ", 28) == 0);
-    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 12);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 15);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_refused_total{") == GW_LIMIT_COUNT);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_refused_total{limit=\"address_rate\"} 0\n") != NULL);
     gw_buf_cleanup(&b);
 
     gw_buf_init(&b, GW_ADMIN_STATUS_MAX);

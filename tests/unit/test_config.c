@@ -432,7 +432,7 @@ static void test_key_errors(void)
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
                    "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "websocket, bosh, limits, log)");
+                   "websocket, bosh, limits, http, log)");
     CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
                    "t.json:1:2: key 'upstream': \"host\" is required");
     CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
@@ -1277,7 +1277,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 34);
+    CHECK(n == 45);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);

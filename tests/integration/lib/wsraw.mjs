@@ -71,14 +71,15 @@ export function upgrade(url, { protocols = ['xmpp'], origin, headers, timeoutMs 
 }
 
 /**
- * Opens a WebSocket with subprotocol "xmpp" and resolves to a probe:
+ * Opens a WebSocket with subprotocol "xmpp" (from `localAddress` when given) and resolves to a probe:
  *   send(text), sendBinary(buf), next(ms) -> { text, el } (next unread frame), frames (all so far),
  *   closed -> Promise<{ code, reason }>, pings (count), ws, close(), terminate(),
  *   readUntilClose(ms) -> { frames (unread ones, parsed), code, reason }
  */
-export function connect(url, { protocols = ['xmpp'], origin, timeoutMs = 5000, perMessageDeflate } = {}) {
+export function connect(url, { protocols = ['xmpp'], origin, timeoutMs = 5000, perMessageDeflate, localAddress } = {}) {
   return new Promise((resolve, reject) => {
     const opts = { handshakeTimeout: timeoutMs };
+    if (localAddress) opts.localAddress = localAddress; // e.g. 127.0.0.2: another client address
     if (origin !== undefined) opts.origin = origin;
     if (perMessageDeflate !== undefined) opts.perMessageDeflate = perMessageDeflate;
     const ws = new WebSocket(url, protocols, opts);
