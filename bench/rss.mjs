@@ -172,7 +172,16 @@ async function main() {
       prosody,
       upstream: opts.tls === 'direct' ? `127.0.0.1:${prosody.directTlsPort}` : undefined,
       upstreamTls: opts.tls,
-      config: { log: { level: 'warn' }, limits: { max_sessions: Math.max(10000, opts.sessions + 100) } },
+      // Every bench client comes from 127.0.0.1: the per-address limits (a defence against one
+      // hostile address) would measure themselves, not the gateway.
+      config: {
+        log: { level: 'warn' },
+        limits: {
+          max_sessions: Math.max(10000, opts.sessions + 100),
+          per_address_sessions: 1000000, per_address_unauthenticated: 100000,
+          per_address_rate: 100000, per_address_burst: 100000,
+        },
+      },
     });
     const upstreamDesc = {
       starttls: `STARTTLS to Prosody 127.0.0.1:${prosody.port} (OpenSSL, one TLS connection per session)`,
