@@ -7,6 +7,7 @@
  * restart, refused creations and the SIGTERM path (gw_sessions_shutdown() answers held requests
  * system-shutdown). Every step checks the sessions' invariants (gw_bosh_sessions_check()). */
 #include <stdarg.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -826,6 +827,7 @@ static int closed_port(void)
 
 static int setup(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, as in main.c */
     uv_loop_init(&F.loop);
     uv_timer_init(&F.loop, &F.tick);
     uv_timer_start(&F.tick, on_tick, 5, 5);
