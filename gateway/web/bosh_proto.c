@@ -95,9 +95,9 @@ bool gw_bosh_legacy(const char *ver)
 }
 
 struct gw_bosh_parser {
-    struct gw_xml_parser *xml;
-    struct gw_bosh_body *out; /* the body being filled */
-    enum gw_bosh_parse_err err;
+    struct gw_xml_parser *xml;  /* expat in document mode */
+    struct gw_bosh_body *out;   /* the body being filled */
+    enum gw_bosh_parse_err err; /* the first error a callback found */
 };
 
 static bool copy_value(char *dst, size_t dstlen, const char *v)

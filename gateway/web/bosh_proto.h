@@ -24,29 +24,29 @@
 
 /* The attributes of one request's <body/> that the gateway reads, and its payload. */
 struct gw_bosh_body {
-    bool has_rid;
-    uint64_t rid;
-    char sid[GW_BOSH_SID_MAX + 1]; /* "" when absent: a session creation request */
-    char to[256];                  /* creation: XMPP domain */
-    char route[300];               /* creation: "xmpp:host:port" */
-    char lang[64];                 /* creation: xml:lang */
-    char ver[16];                  /* creation: "major.minor", "" when absent */
-    char xmpp_version[16];         /* creation: xmpp:version (XEP-0206) */
-    bool has_wait, has_hold, has_ack, has_pause;
-    uint64_t wait, hold, ack, pause;  /* as sent (saturated at GW_BOSH_RID_MAX) */
-    char key[GW_BOSH_KEY_MAX + 1];    /* "" when absent */
-    char newkey[GW_BOSH_KEY_MAX + 1]; /* "" when absent */
-    bool terminate;                   /* type='terminate' */
-    bool restart;                     /* xmpp:restart='true' */
-    struct gw_buf payload;            /* the child elements, one after the other */
-    struct gw_buf slices;             /* struct gw_bosh_slice per child element, in order */
-    unsigned n_stanzas;
+    bool has_rid;                                /* rid was present and valid */
+    uint64_t rid;                                /* the request id */
+    char sid[GW_BOSH_SID_MAX + 1];               /* "" when absent: a session creation request */
+    char to[256];                                /* creation: XMPP domain */
+    char route[300];                             /* creation: "xmpp:host:port" */
+    char lang[64];                               /* creation: xml:lang */
+    char ver[16];                                /* creation: "major.minor", "" when absent */
+    char xmpp_version[16];                       /* creation: xmpp:version (XEP-0206) */
+    bool has_wait, has_hold, has_ack, has_pause; /* which of the four below were sent */
+    uint64_t wait, hold, ack, pause;             /* as sent (saturated at GW_BOSH_RID_MAX) */
+    char key[GW_BOSH_KEY_MAX + 1];               /* "" when absent */
+    char newkey[GW_BOSH_KEY_MAX + 1];            /* "" when absent */
+    bool terminate;                              /* type='terminate' */
+    bool restart;                                /* xmpp:restart='true' */
+    struct gw_buf payload;                       /* the child elements, one after the other */
+    struct gw_buf slices; /* struct gw_bosh_slice per child element, in order */
+    unsigned n_stanzas;   /* child elements (entries in slices) */
 };
 
 /* One child element of the body: payload bytes [off, off + len). */
 struct gw_bosh_slice {
-    size_t off;
-    size_t len;
+    size_t off; /* where it starts in payload */
+    size_t len; /* its bytes */
 };
 
 /* payload_max bounds the payload (the request body size is a good bound). */
@@ -137,8 +137,8 @@ enum gw_bosh_rid_state {
 };
 
 struct gw_bosh_rid_entry {
-    uint64_t rid;
-    enum gw_bosh_rid_state state;
+    uint64_t rid;                  /* the rid this slot holds */
+    enum gw_bosh_rid_state state;  /* what became of it */
     uint64_t sent_ms;              /* when the answer was written */
     char key[GW_BOSH_KEY_MAX + 1]; /* the key the request carried ("" if none) */
     struct gw_buf body;            /* the answer, for replays */
@@ -146,7 +146,7 @@ struct gw_bosh_rid_entry {
 
 struct gw_bosh_ridlog {
     struct gw_bosh_rid_entry *e; /* size entries, slot rid % size */
-    unsigned size;
+    unsigned size;               /* entries */
 };
 
 int gw_bosh_ridlog_init(struct gw_bosh_ridlog *l, unsigned size, size_t body_max) GW_MUST_CHECK;
@@ -248,12 +248,12 @@ int gw_bosh_build_terminate(struct gw_buf *out, enum gw_condition cond, const ch
  * hold, inactivity, polling, maxpause, ver, from, authid, ack (when ack_rid != 0), xmpp:version,
  * xmpp:restartlogic, then the payload (the stream features). */
 struct gw_bosh_creation {
-    const struct gw_bosh_params *params;
-    const char *sid;
-    const char *from;   /* the XMPP domain */
-    const char *authid; /* the upstream stream id */
-    bool has_ack;
-    uint64_t ack; /* the creation request's rid */
+    const struct gw_bosh_params *params; /* what was negotiated */
+    const char *sid;                     /* the session id */
+    const char *from;                    /* the XMPP domain */
+    const char *authid;                  /* the upstream stream id */
+    bool has_ack;                        /* the client asked for acknowledgements */
+    uint64_t ack;                        /* the creation request's rid */
 };
 int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
                            const char *payload, size_t len) GW_MUST_CHECK;
