@@ -318,7 +318,6 @@ static int start(struct app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    ctx->bosh = app->bosh;
     struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh};
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
@@ -338,7 +337,6 @@ static void stop(struct app *app)
     gw_admin_free(app->admin);
     gw_web_free(app->web);
     gw_bosh_free(app->bosh);
-    ctx->bosh = NULL;
     gw_ws_free(app->ws);
     gw_sessions_free(ctx->sessions);
     close_signals(app);

@@ -12,7 +12,6 @@
 
 struct gw_config;
 struct gw_sessions;
-struct gw_bosh;
 struct ssl_ctx_st;
 
 #define GW_CTX_READ_BUF 65536 /* shared socket read buffer */
@@ -24,7 +23,6 @@ struct gw_ctx {
     struct gw_log log;               /* log level */
     struct gw_metrics metrics;       /* counters for /metrics */
     struct gw_sessions *sessions;    /* session table (session/) */
-    struct gw_bosh *bosh;            /* BOSH transport state (web/bosh.c) */
     struct ssl_ctx_st *upstream_tls; /* SSL_CTX for upstream connections (xmpp/) */
     bool draining;                   /* SIGTERM seen: refuse new sessions */
     uint64_t started_ms;             /* uv_now() at start */
