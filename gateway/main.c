@@ -69,16 +69,16 @@ static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, ch
 {
     if (ov->listen && gw_config_parse_addr(ov->listen, &cfg->listen) != 0) {
         snprintf(err, errlen, "--listen '%s': expected ADDR:PORT", ov->listen);
-        return -1;
+        return GW_EINVAL;
     }
     if (ov->admin && gw_config_parse_addr(ov->admin, &cfg->admin_listen) != 0) {
         snprintf(err, errlen, "--admin '%s': expected ADDR:PORT", ov->admin);
-        return -1;
+        return GW_EINVAL;
     }
     if (ov->upstream) {
         if (gw_config_parse_addr(ov->upstream, &cfg->upstream.addr) != 0) {
             snprintf(err, errlen, "--upstream '%s': expected HOST:PORT", ov->upstream);
-            return -1;
+            return GW_EINVAL;
         }
         cfg->has_default_upstream = true;
         cfg->upstream.domain[0] = '\0';
@@ -90,7 +90,7 @@ static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, ch
         if (gw_config_parse_tls(ov->upstream_tls, &t) != 0) {
             snprintf(err, errlen, "--upstream-tls '%s': expected off, starttls or direct",
                      ov->upstream_tls);
-            return -1;
+            return GW_EINVAL;
         }
         cfg->upstream.tls = t;
         for (unsigned i = 0; i < cfg->n_upstream_map; i++)
@@ -99,7 +99,7 @@ static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, ch
     if (ov->upstream_ca) {
         if (strlen(ov->upstream_ca) >= sizeof(cfg->upstream_ca)) {
             snprintf(err, errlen, "--upstream-ca: path too long");
-            return -1;
+            return GW_EINVAL;
         }
         snprintf(cfg->upstream_ca, sizeof(cfg->upstream_ca), "%s", ov->upstream_ca);
     }
@@ -297,7 +297,7 @@ static int start(struct app *app, char *err, size_t errlen)
     ctx->log.level = app->cfg->log_level;
     if (uv_loop_init(&app->loop) != 0) {
         snprintf(err, errlen, "cannot create the event loop");
-        return -1;
+        return GW_EIO;
     }
     app->loop_open = true;
     ctx->loop = &app->loop;
@@ -306,25 +306,25 @@ static int start(struct app *app, char *err, size_t errlen)
     ctx->tls_buf = malloc(GW_CTX_TLS_BUF);
     if (!ctx->read_buf || !ctx->tls_buf) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return GW_EIO;
     }
     ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, errlen);
     if (!ctx->upstream_tls)
-        return -1;
+        return GW_EIO;
     ctx->sessions = gw_sessions_new(ctx);
     app->ws = gw_ws_new(ctx);
     app->bosh = gw_bosh_new(ctx);
     if (!ctx->sessions || !app->ws || !app->bosh) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return GW_EIO;
     }
     struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh};
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
-        return -1;
+        return GW_EIO;
     app->admin = gw_admin_start(ctx, err, errlen);
     if (!app->admin)
-        return -1;
+        return GW_EIO;
     start_signals(app);
     return 0;
 }

@@ -2,6 +2,8 @@
  * per line. Calls only libc; allocates nothing (a few KiB of stack per line). */
 #include "core/log.h"
 
+#include "core/err.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,7 +32,7 @@ int gw_log_level_parse(const char *name, enum gw_log_level *out)
             return 0;
         }
     }
-    return -1;
+    return GW_EINVAL;
 }
 
 const char *gw_log_level_name(enum gw_log_level lvl)

@@ -28,6 +28,7 @@ struct gw_log {
 #define GW_LOG_LINE_MAX 4096 /* the whole line with its '\n' (PIPE_BUF on Linux) */
 #define GW_LOG_CUT "\\...[cut]"
 
+/* 0, or GW_EINVAL for a name that is not a level. */
 int gw_log_level_parse(const char *name, enum gw_log_level *out);
 const char *gw_log_level_name(enum gw_log_level lvl);
 

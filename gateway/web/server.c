@@ -183,12 +183,12 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
     if (gw_host_sockaddr(a->host, a->port, &ss, &sl) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: the address must be an IP literal", a->host,
                  a->port);
-        return -1;
+        return GW_EIO;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM, 0);
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: %s", a->host, a->port, strerror(errno));
-        return -1;
+        return GW_EIO;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -197,7 +197,7 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
     close(fd);
     if (rc != 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: %s", a->host, a->port, strerror(e));
-        return -1;
+        return GW_EIO;
     }
     return 0;
 }

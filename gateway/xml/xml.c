@@ -530,7 +530,7 @@ static int assemble_stanza(struct gw_xml_parser *p, uint64_t end, struct gw_xml_
     uint64_t s = p->stanza_start;
     if (s < p->in_base || end > p->chunk_base + p->chunk_len || end < s + 2 + p->inj_at) {
         fail(p, GW_EPROTO, "internal-server-error", "stanza bytes out of the buffered input");
-        return -1;
+        return GW_EPROTO;
     }
     if (p->inj.len == 0 && s >= p->chunk_base) {
         st->bytes = p->chunk + (s - p->chunk_base);
@@ -546,7 +546,7 @@ static int assemble_stanza(struct gw_xml_parser *p, uint64_t end, struct gw_xml_
         char next = input_byte(p, s + p->inj_at);
         if (!strchr(" \t\r\n/>", next) || next == '\0') {
             fail(p, GW_EPROTO, "internal-server-error", "stanza name does not match its bytes");
-            return -1;
+            return GW_EPROTO;
         }
         rc = copy_input(p, &p->out, s, s + p->inj_at);
         if (!rc)
@@ -556,7 +556,7 @@ static int assemble_stanza(struct gw_xml_parser *p, uint64_t end, struct gw_xml_
     }
     if (rc) {
         fail_buf(p, rc, "stanza");
-        return -1;
+        return GW_EPROTO;
     }
     st->bytes = gw_buf_ptr(&p->out);
     st->len = gw_buf_size(&p->out);
