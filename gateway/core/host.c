@@ -221,3 +221,15 @@ int gw_host_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
     *ss = a;
     return 0;
 }
+
+bool gw_host_utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = gw_host_utf8_next(s + i, n - i, &cp);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}

@@ -51,6 +51,9 @@ int gw_host_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
  * surrogates, nothing past U+10FFFF. Its length in bytes, or 0 when the bytes are not UTF-8. */
 size_t gw_host_utf8_next(const char *s, size_t n, uint32_t *cp);
 
+/* Are the n bytes at s strict UTF-8 (as gw_host_utf8_next decodes it)? */
+bool gw_host_utf8_valid(const char *s, size_t n);
+
 /* C0 and C1 controls and DEL: disallowed by every PRECIS class (RFC 8264 "Controls"). */
 bool gw_host_cp_control(uint32_t cp);
 

@@ -12,18 +12,6 @@
 
 enum part { PART_LOCAL, PART_RESOURCE };
 
-static bool utf8_valid(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len = gw_host_utf8_next(s + i, n - i, &cp);
-        if (len == 0)
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 /* RFC 7622 section 3.3.1: characters the local part may never hold (XEP-0106 escapes them). */
 static bool local_forbidden(uint32_t cp)
 {
@@ -68,7 +56,7 @@ int gw_jid_parse(const char *s, struct gw_jid *out)
     if (!s || !out)
         return GW_EINVAL;
     size_t len = strnlen(s, JID_TEXT_MAX + 1);
-    if (len == 0 || len > JID_TEXT_MAX || !utf8_valid(s, len))
+    if (len == 0 || len > JID_TEXT_MAX || !gw_host_utf8_valid(s, len))
         return GW_EINVAL;
 
     /* The first '/' starts the resource, which may hold '@' and '/'; the first '@' before it ends

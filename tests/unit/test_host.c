@@ -261,8 +261,22 @@ static void test_utf8(void)
     CHECK(!gw_host_cp_space('a') && !gw_host_cp_space(0x200B) && !gw_host_cp_space('\t'));
 }
 
+static void test_utf8_valid(void)
+{
+    CHECK(gw_host_utf8_valid(S("")));
+    CHECK(gw_host_utf8_valid(S("plain ascii")));
+    CHECK(gw_host_utf8_valid(S("Gr\xc3\xbc\xc3\x9f"
+                               "e \xe6\x97\xa5 \xf0\x9f\x98\x80")));
+    CHECK(!gw_host_utf8_valid(S("\x80")));             /* lone continuation */
+    CHECK(!gw_host_utf8_valid(S("ok\xc3")));           /* truncated at the end */
+    CHECK(!gw_host_utf8_valid(S("\xc0\x80")));         /* overlong */
+    CHECK(!gw_host_utf8_valid(S("\xed\xa0\x80")));     /* surrogate */
+    CHECK(!gw_host_utf8_valid(S("\xf4\x90\x80\x80"))); /* past U+10FFFF */
+}
+
 int main(void)
 {
+    test_utf8_valid();
     test_ip_literal();
     test_name_valid();
     test_domain_valid();
