@@ -1,0 +1,135 @@
+/* What the session core's files share (session.c, login.c, peers.c, resume.c): the session and
+ * table structs and the calls between those files. Not for any other module: session.h is the
+ * contract. Calls: core. */
+#ifndef GW_SESSION_INTERNAL_H
+#define GW_SESSION_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/strmap.h"
+#include "session/session.h"
+#include "xml/xml.h"
+
+struct gw_upstream;
+
+/* What a session that logs in by itself needs until it is bound. */
+struct login {
+    char *user;
+    char *password;         /* cleared and freed once SASL is done */
+    char *resource;         /* NULL: the server chooses */
+    struct gw_buf features; /* features of the bound stream, for the sink */
+    char stream_id[256];    /* header of the bound stream, for the sink */
+    char stream_from[256];
+    char stream_lang[64];
+};
+
+struct gw_session {
+    struct gw_ctx *ctx;
+    char sid[GW_SID_LEN + 1];
+    enum gw_session_state state;
+    enum gw_transport tr;
+    const struct gw_sink_ops *ops; /* NULL once detached from the owner */
+    void *t;                       /* the owner's own state */
+    struct login *login;           /* GW_SESSION_AUTH_GATEWAY only */
+    bool restart_due;              /* SASL success seen; the stream restarts (RESTARTING only) */
+    char peer[64];                 /* client address, for logs and /api/sessions */
+    char domain[256];              /* XMPP domain asked for */
+    char *jid;                     /* bound full JID, NULL before bind */
+    char *sm_id;                   /* XEP-0198 stream id when resumption is enabled, else NULL */
+    unsigned sm_window;            /* s: how long the server keeps that stream resumable */
+    struct gw_upstream *up;        /* NULL once upstream closed or was closed */
+    struct gw_buf held;            /* client elements waiting for the stream to open for them */
+    uint64_t created_ms;
+    uint64_t stanzas_in;          /* from the client */
+    uint64_t stanzas_out;         /* to the client */
+    struct gw_strmap_node by_sid; /* in the table by sid */
+    struct gw_strmap_node by_jid; /* in the table by JID, once bound */
+    struct gw_session *next_dead; /* graveyard list */
+    struct peer *from;            /* its client address's counters; NULL for internal sessions */
+    uint64_t auth_deadline_ms;    /* uv_now() by which a JID must be bound */
+    struct gw_session *unb_prev, *unb_next; /* in gw_sessions' unbound list until BOUND */
+    bool unbound;                           /* on that list */
+};
+
+/* What one client address holds: its sessions, those not bound yet, and its token bucket for new
+ * sessions. Kept while it has sessions or its bucket is not full again, so that closing sessions
+ * quickly does not refill it. */
+struct peer {
+    struct gw_strmap_node by_addr; /* in gw_sessions.peers */
+    unsigned sessions;             /* open sessions from this address */
+    unsigned unbound;              /* of which not yet bound */
+    double tokens;                 /* new sessions it may start now */
+    struct peer *next_idle;        /* while the ticker collects idle peers */
+    uint64_t refill_ms;            /* when tokens was last brought up to date */
+    char addr[64];                 /* the address as text */
+};
+
+/* A stream the client side dropped with XEP-0198 resumption enabled: its id and JID, until the
+ * server's resumption window has passed, so that the session that resumes it knows its JID. */
+struct resumable {
+    struct gw_strmap_node by_id; /* in gw_sessions.resumable, by XEP-0198 id */
+    struct resumable *next;      /* in drop order (gw_sessions.res_head) */
+    uint64_t expires_ms;         /* uv_now() when the server forgets it */
+    unsigned window;             /* s: the server's resumption window for it */
+    char *jid;                   /* the full JID of the dropped session */
+    char id[];                   /* the XEP-0198 id */
+};
+
+struct gw_sessions {
+    struct gw_ctx *ctx;
+    struct gw_strmap by_sid;
+    struct gw_strmap by_jid;
+    struct gw_strmap resumable;             /* struct resumable by id */
+    struct resumable *res_head, *res_tail;  /* oldest drop first */
+    size_t n_resumable;                     /* entries, at most limits.max_sessions */
+    struct gw_strmap peers;                 /* struct peer by client address */
+    struct gw_session *unb_head, *unb_tail; /* not bound yet, oldest first (auth deadlines) */
+    uv_timer_t ticker;                      /* 1 s: auth deadlines, idle peers */
+    unsigned handles_open;                  /* sweeper and ticker: freed when both closed */
+    struct gw_session *graveyard;           /* closed, freed before the loop sleeps */
+    uv_prepare_t sweeper;
+    bool sweeper_open;
+};
+
+/* ---- session.c ---- */
+
+/* The one place a session changes state (logged at debug level). */
+void session_transition(struct gw_session *s, enum gw_session_state to);
+/* End the session: the owner is told why (once) and upstream is closed. */
+void session_fail(struct gw_session *s, enum gw_condition cond, const char *text);
+/* Send what the client sent while the stream was not open for it, in order. */
+int session_flush_held(struct gw_session *s) GW_MUST_CHECK;
+
+/* ---- login.c: the gateway's own login (GW_SESSION_AUTH_GATEWAY) ---- */
+
+struct login *login_new(const struct gw_session_opts *o, size_t max_stanza);
+void login_free(struct login *l);
+/* Stream features while logging in: authenticate (SASL PLAIN), then bind. */
+void login_features(struct gw_session *s, const struct gw_stream_info *hdr, const char *features,
+                    size_t len, const struct gw_xml_node *tree);
+/* An element of the login (nothing before the bind goes to the owner). */
+void login_stanza(struct gw_session *s, const struct gw_xml_stanza *st);
+/* Bound: the owner learns of the stream now, and what it held goes upstream. */
+void login_bound(struct gw_session *s);
+
+/* ---- peers.c: per-address limits and the authentication deadline ---- */
+
+/* May a session be created? Counts and logs a refusal; *from: the address's counters (NULL for a
+ * session without a client address). 0, GW_ELIMIT, GW_ECLOSED (draining), GW_EINVAL, GW_ENOMEM. */
+int peers_admit(struct gw_ctx *ctx, const struct gw_session_opts *o, struct peer **from);
+void peers_unbound_add(struct gw_session *s);    /* the auth deadline starts */
+void peers_unbound_remove(struct gw_session *s); /* bound or closed */
+void peers_ticker_want(struct gw_sessions *tbl); /* start the 1 s ticker if it is not running */
+void peers_free_all(struct gw_sessions *tbl);
+
+/* ---- resume.c: streams left resumable (XEP-0198) ---- */
+
+/* The client side of s vanished with resumption enabled: remember its id and JID. */
+void resume_keep(struct gw_session *s);
+/* An XEP-0198 element from upstream (<enabled/>, <resumed/>) as it goes by. */
+void resume_stanza(struct gw_session *s, const struct gw_xml_stanza *st);
+void resume_free_all(struct gw_sessions *tbl);
+
+#endif
