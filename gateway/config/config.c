@@ -80,6 +80,8 @@ static const char *check_origin(const char *s);
 static const char *check_route(const char *s);
 static const char *check_token(const char *s);
 static const char *check_admin_host(const char *s);
+static const char *check_live_jid(const char *s);
+static const char *check_live_node(const char *s);
 
 /* The table reads best one key per line. */
 /* clang-format off */
@@ -166,6 +168,15 @@ static const struct key_def config_keys[] = {
     UINT("http.body_timeout", LIVE, http_body_timeout, 30, 1, 600),
     UINT("http.min_body_rate", LIVE, http_min_body_rate, 512, 0, 1024 * MIB),
     UINT("http.write_timeout", LIVE, http_write_timeout, 30, 1, 600),
+    SECTION("live"),
+    STRING("live.jid", RESTART, live_jid, "", check_live_jid),
+    STRING("live.password_file", RESTART, live_password_file, "", NULL),
+    STRING("live.password", RESTART, live_password, "", NULL),
+    LIST("live.nodes", RESTART, live_nodes, n_live_nodes, NULL, check_live_node, false),
+    UINT("live.replay", RESTART, live_replay, 20, 0, 1000),
+    UINT("live.heartbeat", RESTART, live_heartbeat, 15, 1, 3600),
+    UINT("live.linger", RESTART, live_linger, 60, 0, 86400),
+    UINT("live.max_viewers", LIVE, live_max_viewers, 20000, 1, 1000000),
     SECTION("log"),
     {.path = "log.level", .reload = LIVE, .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level),
      .def_str = "info"},
@@ -353,6 +364,38 @@ static const char *check_admin_host(const char *s)
 {
     if (strchr(s, ':') || !gw_host_name_valid(s, strlen(s)))
         return "must be a host name such as \"gw.example.com\" (no port, no IPv6 address)";
+    return NULL;
+}
+
+/* "" (the hub is off) or a bare JID "local@domain". */
+static const char *check_live_jid(const char *s)
+{
+    static const char *const bad = "must be a bare JID such as \"hub@example.org\"";
+    const char *at = strchr(s, '@');
+    if (!*s)
+        return NULL;
+    if (!at || at == s || strchr(s, '/') || strchr(at + 1, '@'))
+        return bad;
+    for (const unsigned char *u = (const unsigned char *)s; u < (const unsigned char *)at; u++)
+        if (*u <= ' ' || strchr("\"&'/:<>", *u))
+            return bad;
+    return gw_host_domain_valid(at + 1, strlen(at + 1)) ? NULL : bad;
+}
+
+/* "service/node": a pubsub service's domain, a node name; '*' only as the node's last character. */
+static const char *check_live_node(const char *s)
+{
+    static const char *const bad = "must be \"service/node\" such as "
+                                   "\"pubsub.example.org/news\" ('*' only at the end)";
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || !slash[1] || !gw_host_domain_valid(s, (size_t)(slash - s)))
+        return bad;
+    const char *star = strchr(slash + 1, '*');
+    if (star && star[1])
+        return bad;
+    for (const unsigned char *u = (const unsigned char *)slash + 1; *u; u++)
+        if (*u < ' ' || *u == 0x7f)
+            return bad;
     return NULL;
 }
 
@@ -1235,6 +1278,67 @@ static bool admin_exposed(const struct gw_config *cfg)
     return !cfg->admin_token[0] && !host_is_loopback(cfg->admin_listen.host);
 }
 
+int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
+                            size_t errlen)
+{
+    const char *path = cfg->live_password_file;
+    if (!path[0]) {
+        if (strlen(cfg->live_password) >= outlen) {
+            set_err(err, errlen, "key 'live.password': too long");
+            return GW_EINVAL;
+        }
+        snprintf(out, outlen, "%s", cfg->live_password);
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, errlen, "key 'live.password_file': cannot read \"%s\": %s", path,
+                strerror(errno));
+        return GW_EINVAL;
+    }
+    size_t n = fread(out, 1, outlen - 1, f);
+    bool more = fgetc(f) != EOF;
+    fclose(f);
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0'; /* the first line */
+    if (more && n == outlen - 1 && strlen(out) == n) {
+        set_err(err, errlen, "key 'live.password_file': \"%s\" holds too long a password", path);
+        return GW_EINVAL;
+    }
+    if (!out[0]) {
+        set_err(err, errlen, "key 'live.password_file': \"%s\" holds no password", path);
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+/* The hub, when configured: one way to its password, which works, and nodes to serve. */
+static int validate_live(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->live_jid[0])
+        return 0;
+    if (!cfg->live_password_file[0] && !cfg->live_password[0]) {
+        set_err(err, errlen,
+                "key 'live.password_file': required when live.jid is set (or set "
+                "live.password)");
+        return GW_EINVAL;
+    }
+    if (cfg->live_password_file[0] && cfg->live_password[0]) {
+        set_err(err, errlen,
+                "key 'live.password': set live.password_file or live.password, not "
+                "both");
+        return GW_EINVAL;
+    }
+    if (cfg->n_live_nodes == 0) {
+        set_err(err, errlen, "key 'live.nodes': required when live.jid is set");
+        return GW_EINVAL;
+    }
+    char pw[1024];
+    int rc = gw_config_live_password(cfg, pw, sizeof(pw), err, errlen);
+    explicit_bzero(pw, sizeof(pw));
+    return rc;
+}
+
 /* The checks across keys below relate only keys of one reload class (tls.cert and tls.key,
  * bosh.max_hold and bosh.max_requests, the two paths, the two listen addresses, the upstream
  * keys): a reload that keeps some RESTART values therefore still gives a valid snapshot.
@@ -1287,6 +1391,9 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
                 "the configuration file, or use --upstream HOST:PORT");
         return GW_EINVAL;
     }
+    rc = validate_live(cfg, err, errlen);
+    if (rc != 0)
+        return rc;
     for (unsigned i = 0; i < cfg->n_domains; i++) {
         if (!gw_config_upstream_for(cfg, cfg->domains[i])) {
             set_err(err, errlen,

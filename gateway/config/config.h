@@ -113,6 +113,18 @@ struct gw_config {
     size_t http_min_body_rate;    /* "http.min_body_rate" bytes/s: 512 (0 = none) */
     unsigned http_write_timeout;  /* "http.write_timeout" s: 30 (1..600) for an answer to go */
 
+    /* live-updates hub (optional: off while live.jid is "") */
+    char live_jid[1024];                   /* "live.jid": the hub's account ("hub@example.org") */
+    char live_password_file[1024];         /* "live.password_file": file holding its password */
+    char live_password[1024];              /* "live.password": the password itself (never logged) */
+    char live_nodes[GW_CFG_MAX_LIST][512]; /* "live.nodes": "service/node" allowlist; a '*'
+                                              ending the node matches any suffix */
+    unsigned n_live_nodes;
+    unsigned live_replay;      /* "live.replay": 20 items kept per node (0..1000) */
+    unsigned live_heartbeat;   /* "live.heartbeat" s: 15 (1..3600) between ": hb" comments */
+    unsigned live_linger;      /* "live.linger" s: 60 (0..86400) subscribed after the last viewer */
+    unsigned live_max_viewers; /* "live.max_viewers": 20000 (1..1000000) at once */
+
     enum gw_log_level log_level; /* "log.level": "info" */
 };
 
@@ -150,6 +162,12 @@ int gw_config_key_reload(const char *key, enum gw_config_reload *out) GW_MUST_CH
  * admin.token, cur's token is kept too. Returns how many keys were kept. next stays valid. */
 int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, char *kept,
                            size_t keptlen) GW_MUST_CHECK;
+
+/* The hub's password (live.password_file's first line, else live.password) into out. GW_EINVAL
+ * with one line in err naming the key when the file cannot be read, is empty or too long. The
+ * value never appears in err. */
+int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
+                            size_t errlen) GW_MUST_CHECK;
 
 /* Which upstream serves this XMPP domain (case-insensitive)? NULL = domain not served. The result
  * points into cfg: copy what must outlive the current callback (a reload frees old snapshots). */

@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "check.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -432,7 +433,7 @@ static void test_key_errors(void)
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
                    "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "websocket, bosh, limits, http, log)");
+                   "websocket, bosh, limits, http, live, log)");
     CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
                    "t.json:1:2: key 'upstream': \"host\" is required");
     CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
@@ -1114,6 +1115,71 @@ static void test_reload_merge(void)
     free(again);
 }
 
+/* ---- live: the hub's keys ---- */
+
+static void test_live(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, "{}") == 0);
+    CHECK_STR(c->live_jid, "");
+    CHECK(c->live_replay == 20 && c->live_heartbeat == 15 && c->live_linger == 60);
+    CHECK(c->live_max_viewers == 20000);
+    CHECK(reload_of("live.jid") == GW_RELOAD_RESTART);
+    CHECK(reload_of("live.max_viewers") == GW_RELOAD_LIVE);
+    /* Off without a JID: nothing else is required. */
+    CHECK(load(c, "{" UP ", \"live\": {\"nodes\": [\"pubsub.a.example/n\"]}}") == 0);
+    CHECK(validate(c) == 0);
+
+    CHECK_LOAD_ERR("{\"live\": {\"jid\": \"hub\"}}",
+                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"hub@example.org\"");
+    CHECK_LOAD_ERR("{\"live\": {\"jid\": \"hub@a.example/r\"}}",
+                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"hub@example.org\"");
+    CHECK_LOAD_OK("{\"live\": {\"nodes\": [\"pubsub.a.example/news-*\", \"p.a.example/*\"]}}");
+    static const char *const bad_nodes[] = {"nodename", "/n", "pubsub.a.example/", "a..b/n",
+                                            "pubsub.a.example/a*b"};
+    for (size_t i = 0; i < sizeof(bad_nodes) / sizeof(bad_nodes[0]); i++) {
+        char json[256];
+        snprintf(json, sizeof(json), "{\"live\": {\"nodes\": [\"%s\"]}}", bad_nodes[i]);
+        CHECK(load(c, json) == GW_EINVAL);
+        CHECK(strstr(err, "key 'live.nodes[0]': must be \"service/node\"") != NULL);
+    }
+
+    check_validate_err("{" UP
+                       ", \"live\": {\"jid\": \"hub@a.example\", \"nodes\": [\"p.a.example/n\"]}}",
+                       "key 'live.password_file': required when live.jid is set (or set "
+                       "live.password)");
+    check_validate_err("{" UP ", \"live\": {\"jid\": \"hub@a.example\", \"password\": \"s3cret\"}}",
+                       "key 'live.nodes': required when live.jid is set");
+    check_validate_err("{" UP ", \"live\": {\"jid\": \"hub@a.example\", \"password_file\": "
+                       "\"/nonexistent/hub.pass\", \"nodes\": [\"p.a.example/n\"]}}",
+                       "key 'live.password_file': cannot read \"/nonexistent/hub.pass\": No such "
+                       "file or directory");
+
+    /* The file's first line is the password; it never shows in an error. */
+    char path[] = "/tmp/xmppgw-test-pass-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "s3cret\nrest\n", 12) == 12);
+    close(fd);
+    char json[512], pw[64];
+    snprintf(json, sizeof(json),
+             "{" UP ", \"live\": {\"jid\": \"hub@a.example\", \"password_file\": \"%s\", "
+             "\"nodes\": [\"p.a.example/n\"]}}",
+             path);
+    CHECK(load(c, json) == 0);
+    CHECK(validate(c) == 0);
+    CHECK(gw_config_live_password(c, pw, sizeof(pw), err, sizeof(err)) == 0);
+    CHECK_STR(pw, "s3cret");
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK(validate(c) == GW_EINVAL);
+    CHECK(strstr(err, "holds no password") != NULL);
+    CHECK(strstr(err, "s3cret") == NULL);
+    unlink(path);
+    free(c);
+}
+
 /* ---- the shipped files and config/README.md agree with the table ---- */
 
 /* The member list an unknown-key error gives for the object `prefix` + {"zz": 1} + `suffix`. */
@@ -1277,7 +1343,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 45);
+    CHECK(n == 53);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
@@ -1404,6 +1470,7 @@ int main(void)
     test_reload_classes();
     test_admin_reload();
     test_reload_merge();
+    test_live();
     test_docs_and_shipped_files();
     return CHECK_SUMMARY();
 }
