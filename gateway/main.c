@@ -11,8 +11,10 @@
 #include "config/config.h"
 #include "core/ctx.h"
 #include "core/log.h"
+#include "session/hub.h"
 #include "session/session.h"
 #include "web/bosh.h"
+#include "web/sse.h"
 #include "web/web.h"
 #include "web/websocket.h"
 #include "xmpp/upstream.h"
@@ -56,6 +58,8 @@ struct app {
     bool loop_open;         /* uv_loop_init succeeded */
     struct gw_ws *ws;       /* RFC 7395 transport */
     struct gw_bosh *bosh;   /* XEP-0124/0206 transport */
+    struct gw_hub *hub;     /* the live-updates hub; NULL unless live.jid is set */
+    struct gw_sse *sse;     /* Server-Sent Events from the hub */
     struct gw_web *web;     /* the public port (lws), serving ws and bosh */
     struct gw_admin *admin; /* the admin port (libmicrohttpd) */
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -318,7 +322,13 @@ static int start(struct app *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return GW_EIO;
     }
-    struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh};
+    if (app->cfg->live_jid[0] && !(app->hub = gw_hub_new(ctx, err, errlen)))
+        return GW_EIO;
+    if (!(app->sse = gw_sse_new(ctx, app->hub))) {
+        snprintf(err, errlen, "out of memory");
+        return GW_EIO;
+    }
+    struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh, .sse = app->sse};
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
         return GW_EIO;
@@ -336,6 +346,8 @@ static void stop(struct app *app)
     struct gw_ctx *ctx = &app->ctx;
     gw_admin_free(app->admin);
     gw_web_free(app->web);
+    gw_sse_free(app->sse);
+    gw_hub_free(app->hub);
     gw_bosh_free(app->bosh);
     gw_ws_free(app->ws);
     gw_sessions_free(ctx->sessions);

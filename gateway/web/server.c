@@ -18,6 +18,7 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "web/bosh.h"
+#include "web/sse.h"
 #include "web/websocket.h"
 
 #define HTTP_PROTOCOL "xmppgw-http"
@@ -26,8 +27,8 @@ struct gw_web {
     struct gw_ctx *ctx;
     struct lws_context *lws;
     void *foreign_loops[1];
-    struct lws_protocols protocols[4];
-    struct lws_http_mount mounts[5];
+    struct lws_protocols protocols[5];
+    struct lws_http_mount mounts[6];
     struct lws_protocol_vhost_options mime_mjs; /* .mjs is JavaScript */
     lws_retry_bo_t retry;                       /* WebSocket ping / hang-up policy */
     struct lws_extension exts[2];
@@ -211,6 +212,8 @@ static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr
         (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(), 0, 0, tr->ws, 0};
     web->protocols[2] = (struct lws_protocols){
         GW_BOSH_PROTOCOL, gw_bosh_callback, gw_bosh_pss_size(), 0, 0, tr->bosh, 0};
+    web->protocols[3] = (struct lws_protocols){
+        GW_SSE_PROTOCOL, gw_sse_callback, gw_sse_pss_size(), 0, 0, tr->sse, 0};
 }
 
 /* Mounts: lws picks the longest matching mountpoint. */
@@ -236,9 +239,12 @@ static void set_mounts(struct gw_web *web, const struct gw_config *cfg)
     m[3].def = "index.html";
     m[3].origin_protocol = LWSMPRO_FILE;
     m[3].extra_mimetypes = &web->mime_mjs;
-    for (int i = 0; i < 4; i++) {
+    m[4].mountpoint = GW_SSE_PATH;
+    m[4].origin = GW_SSE_PROTOCOL;
+    m[4].origin_protocol = LWSMPRO_CALLBACK;
+    for (int i = 0; i < 5; i++) {
         m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
-        m[i].mount_next = i < 3 ? &m[i + 1] : NULL;
+        m[i].mount_next = i < 4 ? &m[i + 1] : NULL;
     }
 }
 
