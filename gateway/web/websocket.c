@@ -1,14 +1,18 @@
-/* XMPP over WebSocket (RFC 7395). One connection, one session: <open/> starts (or restarts) the
- * upstream stream, every other message is one stanza passed through as bytes, <close/> ends it.
- * Errors are a <stream:error/> then <close/> then the WebSocket close. Frames are written one per
- * WRITEABLE callback from a bounded queue; when it passes limits.send_queue the session stops
- * reading upstream until it drains. Calls: session, xml, web helpers, core. */
+/* XMPP over WebSocket (RFC 7395): the lws adapter. One connection, one session: ws_proto says what
+ * each reassembled message is and keeps the order rules; this file turns that into session calls
+ * (<open/> starts or restarts the upstream stream, a stanza is passed through as bytes, <close/>
+ * ends it) and writes the answers: a stream error is <stream:error/>, <close/>, then the WebSocket
+ * close. Frames are written one per WRITEABLE callback from a bounded queue; past
+ * limits.send_queue the session stops reading upstream until it drains. A connection that sends
+ * no <open/> within connect_timeout gets connection-timeout. Owns: the per-connection state, its
+ * reassembly buffer, frame queue and <open/> timer, the shared frame parser. Calls: web/ws_proto,
+ * session, web helpers, config, core. */
 #include "web/websocket.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "config/config.h"
 #include "core/buf.h"
@@ -16,7 +20,9 @@
 #include "core/rand.h"
 #include "session/session.h"
 #include "web/web.h"
-#include "xml/xml.h"
+#include "web/ws_proto.h"
+
+#define CLOSE_WAIT_S 3 /* how long the peer has to answer our close frame */
 
 struct frame {
     struct frame *next;
@@ -28,17 +34,16 @@ struct conn {
     struct gw_ctx *ctx;
     struct gw_ws *ws; /* the transport (its shared frame parser) */
     struct lws *wsi;
-    struct gw_session *s; /* NULL before <open/> and after the session ended */
-    struct gw_buf msg;    /* message being reassembled (limits.max_stanza) */
+    struct gw_session *s;  /* NULL before <open/> and after the session ended */
+    struct gw_ws_state st; /* the stream's order rules (ws_proto) */
+    struct gw_buf msg;     /* message being reassembled (limits.max_stanza) */
     struct frame *q_head, *q_tail;
     size_t q_bytes;       /* bytes queued for the client */
-    bool opened;          /* we answered an <open/> at least once */
-    bool awaiting_ready;  /* <open/> received, its answer not yet sent */
-    bool closing;         /* <close/> queued: close the WebSocket once the queue drains */
+    bool close_queued;    /* <close/> queued: close the WebSocket once the queue drains */
     bool close_sent;      /* our close frame is on the wire */
     bool upstream_paused; /* we told the session to stop reading */
+    lws_sorted_usec_list_t open_timer; /* connect_timeout for <open/>; cancelled on CLOSED */
     enum lws_close_status close_code;
-    char domain[256]; /* from the client's <open to=''/> */
     char peer[64];
 };
 
@@ -48,21 +53,8 @@ struct pss {
 
 struct gw_ws {
     struct gw_ctx *ctx;
-    struct gw_xml_parser *xml;   /* one parser for all connections: a message is parsed at once */
+    struct gw_ws_parser *proto;  /* one parser for all connections: a message is parsed at once */
     struct gw_xml_limits limits; /* the parser's limits: rebuilt when the configuration changes */
-    struct conn *current;        /* connection whose message is being parsed */
-};
-
-static void handle_stanza(void *ud, const struct gw_xml_stanza *st);
-
-static bool want_tree(void *ud, const char *ns, const char *name)
-{
-    return strcmp(ns, GW_NS_FRAMING) == 0;
-}
-
-static const struct gw_xml_callbacks xml_cb = {
-    .want_tree = want_tree,
-    .on_stanza = handle_stanza,
 };
 
 /* The frame parser with the configuration's current limits (a reload changes them for the
@@ -70,21 +62,16 @@ static const struct gw_xml_callbacks xml_cb = {
 static int refresh_parser(struct gw_ws *ws)
 {
     const struct gw_config *cfg = ws->ctx->cfg;
-    struct gw_xml_opts xo = {
-        .mode = GW_XML_DOCUMENT,
-        .limits = {.max_stanza = cfg->max_stanza,
-                   .max_depth = cfg->max_depth,
-                   .max_attrs = cfg->max_attrs},
-        .root_is_stanza = true,
-    };
-    if (ws->xml && memcmp(&xo.limits, &ws->limits, sizeof(xo.limits)) == 0)
+    struct gw_xml_limits lim = {
+        .max_stanza = cfg->max_stanza, .max_depth = cfg->max_depth, .max_attrs = cfg->max_attrs};
+    if (ws->proto && memcmp(&lim, &ws->limits, sizeof(lim)) == 0)
         return 0;
-    struct gw_xml_parser *p = gw_xml_new(&xo, &xml_cb, ws);
+    struct gw_ws_parser *p = gw_ws_parser_new(&lim);
     if (!p)
         return GW_ENOMEM;
-    gw_xml_free(ws->xml);
-    ws->xml = p;
-    ws->limits = xo.limits;
+    gw_ws_parser_free(ws->proto);
+    ws->proto = p;
+    ws->limits = lim;
     return 0;
 }
 
@@ -105,7 +92,7 @@ void gw_ws_free(struct gw_ws *ws)
 {
     if (!ws)
         return;
-    gw_xml_free(ws->xml);
+    gw_ws_parser_free(ws->proto);
     free(ws);
 }
 
@@ -134,9 +121,12 @@ static int enqueue(struct conn *c, const char *data, size_t len)
     return 0;
 }
 
-static void enqueue_str(struct conn *c, const char *s)
+/* Queue what a builder wrote into b (nothing when it failed), and free b. */
+static void enqueue_built(struct conn *c, int rc, struct gw_buf *b)
 {
-    (void)enqueue(c, s, strlen(s));
+    if (!rc)
+        (void)enqueue(c, gw_buf_ptr(b), gw_buf_size(b));
+    gw_buf_cleanup(b);
 }
 
 static void free_queue(struct conn *c)
@@ -153,24 +143,20 @@ static void free_queue(struct conn *c)
 static void enqueue_open(struct conn *c, const char *from, const char *id, const char *lang)
 {
     struct gw_buf b;
-    gw_buf_init(&b, 2048);
-    int rc = gw_buf_append_str(&b, "<open xmlns=\"" GW_NS_FRAMING "\" from=\"");
-    if (!rc)
-        rc = gw_buf_append_xml_escaped(&b, from, strlen(from));
-    if (!rc)
-        rc = gw_buf_append_str(&b, "\" id=\"");
-    if (!rc)
-        rc = gw_buf_append_xml_escaped(&b, id, strlen(id));
-    if (!rc)
-        rc = gw_buf_append_str(&b, "\" version=\"1.0\" xml:lang=\"");
-    if (!rc)
-        rc = gw_buf_append_xml_escaped(&b, lang, strlen(lang));
-    if (!rc)
-        rc = gw_buf_append_str(&b, "\"/>");
-    if (!rc)
-        (void)enqueue(c, gw_buf_ptr(&b), gw_buf_size(&b));
-    gw_buf_cleanup(&b);
-    c->opened = true;
+    gw_buf_init(&b, 4096);
+    enqueue_built(c, gw_ws_build_open(&b, from, id, lang), &b);
+    gw_ws_state_ready(&c->st);
+}
+
+/* <close/>, then the WebSocket closes with code once the queue drains. */
+static void enqueue_close(struct conn *c, enum lws_close_status code)
+{
+    struct gw_buf b;
+    gw_buf_init(&b, 256);
+    enqueue_built(c, gw_ws_build_close(&b), &b);
+    gw_ws_state_closing(&c->st);
+    c->close_queued = true;
+    c->close_code = code;
 }
 
 /* Stream error (RFC 6120 4.9) then <close/>, then the WebSocket closes once the queue drains.
@@ -178,13 +164,15 @@ static void enqueue_open(struct conn *c, const char *from, const char *id, const
 static void stream_error(struct conn *c, enum gw_condition cond, const char *text,
                          const char *err_xml, size_t err_len, enum lws_close_status code)
 {
-    if (c->closing)
+    if (c->close_queued)
         return;
-    if (!c->opened) {
+    gw_ws_state_closing(&c->st);
+    if (!c->st.opened) {
+        /* RFC 6120 4.9.1.2: the stream header goes out even when the error comes first. */
         char id[33];
         if (gw_rand_hex(id, 16) != 0)
             snprintf(id, sizeof(id), "0");
-        enqueue_open(c, c->domain[0] ? c->domain : "localhost", id, "en");
+        enqueue_open(c, gw_ws_state_from(&c->st), id, "en");
     }
     gw_metrics_count_condition(&c->ctx->metrics, cond);
     if (err_xml) {
@@ -192,25 +180,9 @@ static void stream_error(struct conn *c, enum gw_condition cond, const char *tex
     } else {
         struct gw_buf b;
         gw_buf_init(&b, 4096);
-        int rc = gw_buf_printf(
-            &b, "<stream:error xmlns:stream=\"" GW_NS_STREAM "\"><%s xmlns=\"" GW_NS_STREAMS "\"/>",
-            gw_condition_name(cond));
-        if (!rc && text) {
-            rc = gw_buf_append_str(&b, "<text xmlns=\"" GW_NS_STREAMS "\">");
-            if (!rc)
-                rc = gw_buf_append_xml_escaped(&b, text, strlen(text));
-            if (!rc)
-                rc = gw_buf_append_str(&b, "</text>");
-        }
-        if (!rc)
-            rc = gw_buf_append_str(&b, "</stream:error>");
-        if (!rc)
-            (void)enqueue(c, gw_buf_ptr(&b), gw_buf_size(&b));
-        gw_buf_cleanup(&b);
+        enqueue_built(c, gw_ws_build_error(&b, cond, text), &b);
     }
-    enqueue_str(c, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
-    c->closing = true;
-    c->close_code = code;
+    enqueue_close(c, code);
     GW_INFO(&c->ctx->log, c->s ? gw_session_id(c->s) : NULL, c->s ? gw_session_jid(c->s) : NULL,
             "websocket stream error %s%s%s", gw_condition_name(cond), text ? ": " : "",
             text ? text : "");
@@ -232,7 +204,6 @@ static void client_error(struct conn *c, enum gw_condition cond, const char *tex
 static void sink_ready(void *t, const struct gw_stream_info *info, const char *features, size_t len)
 {
     struct conn *c = t;
-    c->awaiting_ready = false;
     enqueue_open(c, info->from, info->id, info->lang);
     (void)enqueue(c, features, len);
 }
@@ -240,7 +211,7 @@ static void sink_ready(void *t, const struct gw_stream_info *info, const char *f
 static int sink_deliver(void *t, const char *bytes, size_t len)
 {
     struct conn *c = t;
-    if (c->closing)
+    if (c->close_queued)
         return 0;
     if (enqueue(c, bytes, len) != 0) {
         client_error(c, GW_COND_resource_constraint, "out of memory",
@@ -259,11 +230,8 @@ static void sink_closed(void *t, const struct gw_close_reason *why)
     struct conn *c = t;
     c->s = NULL;
     if (why->cond == GW_COND_NONE) {
-        if (!c->closing) {
-            enqueue_str(c, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
-            c->closing = true;
-            c->close_code = LWS_CLOSE_STATUS_NORMAL;
-        }
+        if (!c->close_queued)
+            enqueue_close(c, LWS_CLOSE_STATUS_NORMAL);
         return;
     }
     stream_error(c, why->cond, why->text, why->err_xml, why->err_len, LWS_CLOSE_STATUS_NORMAL);
@@ -277,104 +245,50 @@ static const struct gw_sink_ops sink_ops = {
 
 /* ---- client -> session ---- */
 
-static void handle_open(struct conn *c, const struct gw_xml_node *open)
+static void open_timeout(lws_sorted_usec_list_t *sul);
+
+/* An lws timer of the connection's own: lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL)
+ * does not cancel in lws 4.1.6, it fires at once. */
+static void start_open_timer(struct conn *c)
 {
-    const char *to = gw_xml_attr(open->attrs, open->n_attrs, "to");
-    const char *version = gw_xml_attr(open->attrs, open->n_attrs, "version");
-    const char *lang = gw_xml_attr(open->attrs, open->n_attrs, "xml:lang");
-    if (c->awaiting_ready) {
-        client_error(c, GW_COND_bad_format, "<open/> before the previous one was answered",
-                     LWS_CLOSE_STATUS_NORMAL);
-        return;
-    }
-    if (!c->s) {
-        if (c->opened) {
-            client_error(c, GW_COND_bad_format, "the stream is closed", LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        snprintf(c->domain, sizeof(c->domain), "%s", to ? to : "");
-        if (!to || !*to) {
-            client_error(c, GW_COND_host_unknown, "<open/> has no 'to'", LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        if (!version || strcmp(version, "1.0") != 0) {
-            client_error(c, GW_COND_unsupported_version, "version must be 1.0",
-                         LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        int err = 0;
-        struct gw_session_opts so = {
-            .transport = GW_TRANSPORT_WS, .sink = &sink_ops, .t = c, .peer = c->peer};
-        c->s = gw_session_new(c->ctx, &so, &err);
-        if (!c->s) {
-            client_error(
-                c, err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
-                err == GW_ELIMIT ? "too many sessions" : gw_strerror(err), LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-        int rc = gw_session_start(c->s, to, lang);
-        if (rc == GW_EINVAL) {
-            client_error(c, GW_COND_host_unknown, "this gateway does not serve that domain",
-                         LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        if (rc) {
-            client_error(c, GW_COND_internal_server_error, gw_strerror(rc),
-                         LWS_CLOSE_STATUS_NORMAL);
-            return;
-        }
-        c->awaiting_ready = true;
-        return;
-    }
-    /* A restart: only after SASL success (RFC 6120 6.4.6), and for the same domain. */
-    if (to && strcasecmp(to, c->domain) != 0) {
-        client_error(c, GW_COND_host_unknown, "a restart may not change the domain",
-                     LWS_CLOSE_STATUS_NORMAL);
-        return;
-    }
-    if (gw_session_restart(c->s) != 0) {
-        client_error(c, GW_COND_bad_format, "restart without SASL success",
-                     LWS_CLOSE_STATUS_NORMAL);
-        return;
-    }
-    c->awaiting_ready = true;
+    lws_sul_schedule(lws_get_context(c->wsi), lws_get_tsi(c->wsi), &c->open_timer, open_timeout,
+                     (lws_usec_t)c->ctx->cfg->connect_timeout * LWS_USEC_PER_SEC);
 }
 
-static void handle_stanza(void *ud, const struct gw_xml_stanza *st)
+static void stop_open_timer(struct conn *c)
 {
-    struct gw_ws *ws = ud;
-    struct conn *c = ws->current;
-    if (!c || c->closing)
-        return;
-    if (strcmp(st->ns, GW_NS_FRAMING) == 0) {
-        if (strcmp(st->name, "open") == 0) {
-            handle_open(c, st->tree);
-        } else if (strcmp(st->name, "close") == 0) {
-            if (c->s) {
-                gw_session_end(c->s, GW_COND_NONE);
-                c->s = NULL;
-            }
-            enqueue_str(c, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
-            c->closing = true;
-            c->close_code = LWS_CLOSE_STATUS_NORMAL;
-        } else {
-            client_error(c, GW_COND_unsupported_stanza_type, "unknown framing element",
-                         LWS_CLOSE_STATUS_NORMAL);
-        }
-        return;
-    }
-    if (strcmp(st->ns, GW_NS_STREAM) == 0) {
-        client_error(c, GW_COND_unsupported_stanza_type, "stream elements are not sent as frames",
-                     LWS_CLOSE_STATUS_NORMAL);
-        return;
-    }
+    lws_sul_cancel(&c->open_timer);
+}
+
+/* The stream's first <open/>, accepted by ws_proto: a session for its domain. */
+static void start_session(struct conn *c, const struct gw_ws_msg *m)
+{
+    int err = 0;
+    struct gw_session_opts so = {
+        .transport = GW_TRANSPORT_WS, .sink = &sink_ops, .t = c, .peer = c->peer};
+    c->s = gw_session_new(c->ctx, &so, &err);
     if (!c->s) {
-        client_error(c, GW_COND_bad_format, "the first frame must be <open/>",
+        client_error(c, err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
+                     err == GW_ELIMIT ? "too many sessions" : gw_strerror(err),
                      LWS_CLOSE_STATUS_NORMAL);
         return;
     }
-    int rc = gw_session_send(c->s, st->bytes, st->len);
+    int rc = gw_session_start(c->s, m->to, m->lang[0] ? m->lang : NULL);
+    if (rc == GW_EINVAL) {
+        client_error(c, GW_COND_host_unknown, "this gateway does not serve that domain",
+                     LWS_CLOSE_STATUS_NORMAL);
+        return;
+    }
+    if (rc) {
+        client_error(c, GW_COND_internal_server_error, gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
+        return;
+    }
+    stop_open_timer(c);
+}
+
+static void send_stanza(struct conn *c, const char *bytes, size_t len)
+{
+    int rc = c->s ? gw_session_send(c->s, bytes, len) : GW_ECLOSED;
     if (rc == GW_ELIMIT)
         client_error(c, GW_COND_policy_violation, "too much data waiting for upstream",
                      LWS_CLOSE_STATUS_NORMAL);
@@ -382,31 +296,36 @@ static void handle_stanza(void *ud, const struct gw_xml_stanza *st)
         client_error(c, GW_COND_internal_server_error, gw_strerror(rc), LWS_CLOSE_STATUS_NORMAL);
 }
 
-static bool only_whitespace(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-            return false;
-    return true;
-}
-
 static void handle_message(struct conn *c)
 {
-    const char *p = gw_buf_ptr(&c->msg);
-    size_t n = gw_buf_size(&c->msg);
-    /* Whitespace keepalives are not part of RFC 7395 but are harmless: ignore them. */
-    if (only_whitespace(p, n))
-        return;
     struct gw_ws *ws = c->ws;
+    struct gw_ws_msg m;
     (void)refresh_parser(ws);
-    ws->current = c;
-    int rc = gw_xml_parse_document(ws->xml, p, n);
-    ws->current = NULL;
-    if (rc) {
-        enum gw_condition cond = rc == GW_ELIMIT
-                                     ? GW_COND_policy_violation
-                                     : gw_condition_from_name(gw_xml_error_condition(ws->xml));
-        client_error(c, cond, gw_xml_error_text(ws->xml), LWS_CLOSE_STATUS_NORMAL);
+    switch (gw_ws_parse(ws->proto, &c->st, gw_buf_ptr(&c->msg), gw_buf_size(&c->msg), &m)) {
+    case GW_WS_IGNORE:
+        return;
+    case GW_WS_OPEN:
+        start_session(c, &m);
+        return;
+    case GW_WS_RESTART:
+        /* Only after SASL success (RFC 6120 6.4.6): the session knows. */
+        if (!c->s || gw_session_restart(c->s) != 0)
+            client_error(c, GW_COND_bad_format, "restart without SASL success",
+                         LWS_CLOSE_STATUS_NORMAL);
+        return;
+    case GW_WS_CLOSE:
+        if (c->s) {
+            gw_session_end(c->s, GW_COND_NONE);
+            c->s = NULL;
+        }
+        enqueue_close(c, LWS_CLOSE_STATUS_NORMAL);
+        return;
+    case GW_WS_STANZA:
+        send_stanza(c, m.bytes, m.len);
+        return;
+    case GW_WS_ERROR:
+        client_error(c, m.cond, m.text, LWS_CLOSE_STATUS_NORMAL);
+        return;
     }
 }
 
@@ -414,8 +333,9 @@ static void handle_message(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
+    stop_open_timer(c);
     if (c->s) {
-        if (c->closing)
+        if (c->close_queued)
             gw_session_end(c->s, GW_COND_NONE);
         else
             gw_session_lost(c->s); /* no <close/>: the connection dropped */
@@ -424,6 +344,69 @@ static void conn_free(struct conn *c)
     free_queue(c);
     gw_buf_cleanup(&c->msg);
     free(c);
+}
+
+static struct conn *conn_new(struct lws *wsi)
+{
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->ctx = ctx;
+    c->ws = gw_web_transport(wsi);
+    if (!c->ws) {
+        free(c);
+        return NULL;
+    }
+    c->wsi = wsi;
+    gw_buf_init(&c->msg, ctx->cfg->max_stanza);
+    gw_web_peer(wsi, c->peer, sizeof(c->peer));
+    /* A connection that never sends <open/> holds a descriptor for nothing: it gets as long as
+     * an upstream gets to answer (connect_timeout), then a stream error. */
+    start_open_timer(c);
+    GW_DEBUG(&ctx->log, NULL, NULL, "websocket connection from %s", c->peer);
+    return c;
+}
+
+/* connect_timeout passed without an accepted <open/>. The first time: connection-timeout, and
+ * as long again for the client to take it. The second time, if our frames are still queued:
+ * drop the connection (once the close frame is out, lws's close timeout bounds the rest). */
+static void open_timeout(lws_sorted_usec_list_t *sul)
+{
+    struct conn *c = (struct conn *)(void *)((char *)sul - offsetof(struct conn, open_timer));
+    if (!c->close_queued) {
+        client_error(c, GW_COND_connection_timeout, "no <open/> within connect_timeout",
+                     LWS_CLOSE_STATUS_NORMAL);
+        start_open_timer(c);
+    } else if (!c->close_sent) {
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+}
+
+static int on_receive(struct conn *c, const void *in, size_t len)
+{
+    if (c->close_queued)
+        return 0;
+    if (lws_frame_is_binary(c->wsi)) {
+        client_error(c, GW_COND_bad_format, "binary frames are not allowed (RFC 7395 3.2)",
+                     LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
+        return 0;
+    }
+    if (gw_buf_append(&c->msg, in, len) != 0) {
+        gw_buf_reset(&c->msg);
+        client_error(c, GW_COND_policy_violation, "message larger than limits.max_stanza",
+                     LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+        return 0;
+    }
+    if (lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi)) {
+        handle_message(c);
+        /* An idle session should not keep the buffer of its largest message. */
+        if (c->msg.cap > 16384)
+            gw_buf_cleanup(&c->msg);
+        else
+            gw_buf_reset(&c->msg);
+    }
+    return 0;
 }
 
 static int on_writeable(struct conn *c)
@@ -443,12 +426,12 @@ static int on_writeable(struct conn *c)
             gw_session_resume(c->s);
         }
     }
-    if (c->q_head || (f && c->closing)) {
+    if (c->q_head || (f && c->close_queued)) {
         /* The close frame goes in a WRITEABLE callback of its own, after the last data frame. */
         lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (c->closing && !c->close_sent) {
+    if (c->close_queued && !c->close_sent) {
         /* Send the close frame (opcode 4, RFC 6455 5.5.1) ourselves: lws 4.1 has no public name for
          * it, and its own close-on-return path does not reliably put it on the wire. The peer's
          * answering close ends the connection; a timeout bounds the wait. */
@@ -458,7 +441,7 @@ static int on_writeable(struct conn *c)
         c->close_sent = true;
         if (lws_write(c->wsi, cf + LWS_PRE, 2, (enum lws_write_protocol)4 /* close */) < 0)
             return -1;
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_WAIT_S);
         return 0;
     }
     return 0;
@@ -470,50 +453,11 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     struct pss *pss = user;
     struct conn *c = pss ? pss->c : NULL;
     switch (reason) {
-    case LWS_CALLBACK_ESTABLISHED: {
-        struct gw_ctx *ctx = gw_web_ctx(wsi);
-        c = calloc(1, sizeof(*c));
-        if (!c)
-            return -1;
-        c->ctx = ctx;
-        c->ws = gw_web_transport(wsi);
-        if (!c->ws) {
-            free(c);
-            return -1;
-        }
-        c->wsi = wsi;
-        gw_buf_init(&c->msg, ctx->cfg->max_stanza);
-        gw_web_peer(wsi, c->peer, sizeof(c->peer));
-        pss->c = c;
-        /* A connection that never sends <open/> holds a descriptor for nothing: it gets as long
-         * as an upstream gets to answer (connect_timeout), then lws closes it. */
-        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)ctx->cfg->connect_timeout);
-        GW_DEBUG(&ctx->log, NULL, NULL, "websocket connection from %s", c->peer);
-        return 0;
-    }
+    case LWS_CALLBACK_ESTABLISHED:
+        pss->c = conn_new(wsi);
+        return pss->c ? 0 : -1;
     case LWS_CALLBACK_RECEIVE:
-        if (!c || c->closing)
-            return 0;
-        if (lws_frame_is_binary(wsi)) {
-            client_error(c, GW_COND_bad_format, "binary frames are not allowed (RFC 7395 3.2)",
-                         LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
-            return 0;
-        }
-        if (gw_buf_append(&c->msg, in, len) != 0) {
-            gw_buf_reset(&c->msg);
-            client_error(c, GW_COND_policy_violation, "message larger than limits.max_stanza",
-                         LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
-            return 0;
-        }
-        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-            handle_message(c);
-            /* An idle session should not keep the buffer of its largest message. */
-            if (c->msg.cap > 16384)
-                gw_buf_cleanup(&c->msg);
-            else
-                gw_buf_reset(&c->msg);
-        }
-        return 0;
+        return c ? on_receive(c, in, len) : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return c ? on_writeable(c) : 0;
     case LWS_CALLBACK_CLOSED:

@@ -1,6 +1,7 @@
 /* XMPP over WebSocket (RFC 7395): the "xmpp" lws protocol. Each connection is one session; each
- * message is one complete element (<open/>, <close/> or a stanza). Owns the per-connection state,
- * message reassembly and the outgoing frame queue. Calls: session, xml, web helpers, core. */
+ * message is one complete element (<open/>, <close/> or a stanza), read by web/ws_proto.h. Owns
+ * the per-connection state, message reassembly, the outgoing frame queue and the connect_timeout
+ * timer for <open/>. Calls: web/ws_proto, session, web helpers, core. */
 #ifndef GW_WEB_WEBSOCKET_H
 #define GW_WEB_WEBSOCKET_H
 

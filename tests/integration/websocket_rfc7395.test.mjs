@@ -155,13 +155,29 @@ describe('RFC 7395 WebSocket transport', { timeout: 300000 }, () => {
       if (problem) assert.fail(problem);
     });
 
-    it('closes a connection that never sends <open/> after connect_timeout', T, async () => {
+    it('closes a connection that never sends <open/> after connect_timeout: <open/>, connection-timeout, <close/>, close frame 1000', T, async () => {
       const probe = await connect(istack.gw.wsUrl, { perMessageDeflate: false });
       const t0 = Date.now();
-      const { frames } = await probe.readUntilClose(8000);
+      const { code, frames } = await expectStreamError(probe, 'connection-timeout',
+        { expectOpenFirst: true, timeoutMs: 8000 });
       const ms = Date.now() - t0;
-      assert.equal(frames.length, 0, 'nothing was said');
       assert.ok(ms >= 1500 && ms < 6000, `closed after ${ms} ms (connect_timeout 2 s)`);
+      assert.equal(code, 1000, `WebSocket close code; frames: ${frames}`);
+    });
+
+    it('whitespace keepalives do not stand in for <open/>', T, async () => {
+      const probe = await connect(istack.gw.wsUrl, { perMessageDeflate: false });
+      const t0 = Date.now();
+      const ticker = setInterval(() => { try { probe.send(' '); } catch { /* closed */ } }, 300);
+      try {
+        const { code } = await expectStreamError(probe, 'connection-timeout',
+          { expectOpenFirst: true, timeoutMs: 8000 });
+        const ms = Date.now() - t0;
+        assert.ok(ms >= 1500 && ms < 6000, `closed after ${ms} ms (connect_timeout 2 s)`);
+        assert.equal(code, 1000);
+      } finally {
+        clearInterval(ticker);
+      }
     });
 
     it('keeps a connection that sent <open/> past connect_timeout', T, async () => {
