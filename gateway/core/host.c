@@ -17,7 +17,8 @@ static bool ascii_alnum(char c)
 static bool pton(int family, const char *s, size_t len, void *addr)
 {
     char buf[INET6_ADDRSTRLEN + 1];
-    if (len == 0 || len >= sizeof(buf))
+    /* inet_pton stops at a NUL: a slice with one inside is no address. */
+    if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len))
         return false;
     memcpy(buf, s, len);
     buf[len] = '\0';

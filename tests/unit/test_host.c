@@ -261,6 +261,15 @@ static void test_utf8(void)
     CHECK(!gw_host_cp_space('a') && !gw_host_cp_space(0x200B) && !gw_host_cp_space('\t'));
 }
 
+static void test_nul_inside(void)
+{
+    /* Found by fuzz_host: inet_pton stops at a NUL, so a slice holding one is no address. */
+    CHECK(gw_host_ip_literal("::\0\0\0\0\0\0\0001", 10) == GW_HOST_IP_NONE);
+    CHECK(gw_host_ip_literal("127.0.0.1\0x", 11) == GW_HOST_IP_NONE);
+    CHECK(!gw_host_domain_valid("[::1\0x]", 8));
+    CHECK(!gw_host_name_valid("::1\0x", 6));
+}
+
 static void test_utf8_valid(void)
 {
     CHECK(gw_host_utf8_valid(S("")));
@@ -276,6 +285,7 @@ static void test_utf8_valid(void)
 
 int main(void)
 {
+    test_nul_inside();
     test_utf8_valid();
     test_ip_literal();
     test_name_valid();
