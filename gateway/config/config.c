@@ -80,6 +80,9 @@ static const char *check_origin(const char *s);
 static const char *check_route(const char *s);
 static const char *check_token(const char *s);
 static const char *check_admin_host(const char *s);
+static const char *check_domain_or_empty(const char *s);
+static const char *check_bare_jid(const char *s);
+static const char *check_resource_prefix(const char *s);
 static const char *check_live_jid(const char *s);
 static const char *check_live_node(const char *s);
 
@@ -168,6 +171,18 @@ static const struct key_def config_keys[] = {
     UINT("http.body_timeout", LIVE, http_body_timeout, 30, 1, 600),
     UINT("http.min_body_rate", LIVE, http_min_body_rate, 512, 0, 1024 * MIB),
     UINT("http.write_timeout", LIVE, http_write_timeout, 30, 1, 600),
+    SECTION("visitors"),
+    STRING("visitors.domain", NEW, visitors_domain, "", check_domain_or_empty),
+    STRING("visitors.jid", NEW, visitors_jid, "", check_bare_jid),
+    STRING("visitors.password_file", NEW, visitors_password_file, "", NULL),
+    STRING("visitors.password", NEW, visitors_password, "", NULL),
+    STRING("visitors.resource_prefix", NEW, visitors_resource_prefix, "visitor-",
+           check_resource_prefix),
+    SECTION("visitors.allow"),
+    LIST("visitors.allow.pubsub", LIVE, visitors_pubsub, n_visitors_pubsub, NULL, check_domain,
+         true),
+    BOOL("visitors.allow.disco", LIVE, visitors_disco, true),
+    BOOL("visitors.allow.presence", LIVE, visitors_presence, true),
     SECTION("live"),
     STRING("live.jid", RESTART, live_jid, "", check_live_jid),
     STRING("live.password_file", RESTART, live_password_file, "", NULL),
@@ -200,7 +215,7 @@ static const struct key_def upstream_keys[] = {
 #define N_UPSTREAM_KEYS (sizeof(upstream_keys) / sizeof(upstream_keys[0]))
 
 /* apply_object() tracks the keys it has seen in a 64-bit mask. */
-_Static_assert(N_CONFIG_KEYS < 64 && N_UPSTREAM_KEYS < 64, "key tables must stay below 64");
+_Static_assert(N_CONFIG_KEYS < 128 && N_UPSTREAM_KEYS < 128, "key tables must stay below 128");
 
 /* ---- small string helpers ---- */
 
@@ -297,6 +312,39 @@ static const char *check_domain(const char *s)
 {
     if (!gw_host_domain_valid(s, strlen(s)))
         return "must be a domain name such as \"example.com\"";
+    return NULL;
+}
+
+/* "" (the feature is off) or a domain. */
+static const char *check_domain_or_empty(const char *s)
+{
+    return s[0] ? check_domain(s) : NULL;
+}
+
+/* "" or a bare JID "local@domain" (a localpart without the characters RFC 7622 excludes). */
+static const char *check_bare_jid(const char *s)
+{
+    static const char *const bad = "must be a bare JID such as \"site@example.org\"";
+    const char *at = strchr(s, '@');
+    if (!*s)
+        return NULL;
+    if (!at || at == s || strchr(s, '/') || strchr(at + 1, '@'))
+        return bad;
+    for (const unsigned char *u = (const unsigned char *)s; u < (const unsigned char *)at; u++)
+        if (*u <= ' ' || strchr("\"&'/:<>", *u))
+            return bad;
+    return gw_host_domain_valid(at + 1, strlen(at + 1)) ? NULL : bad;
+}
+
+/* A resource prefix: printable ASCII without spaces or markup characters, at most 64 bytes
+ * (16 random hex characters follow it). */
+static const char *check_resource_prefix(const char *s)
+{
+    if (strlen(s) > 64)
+        return "must be at most 64 bytes";
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++)
+        if (*u <= ' ' || *u >= 0x7f || strchr("\"&'<>/", *u))
+            return "must be printable ASCII without spaces, quotes, '&', '<', '>' or '/'";
     return NULL;
 }
 
@@ -795,7 +843,8 @@ static const char *member_of(const char *path, const char *section)
         return strchr(path, '.') ? NULL : path;
     if (strncmp(path, section, slen) != 0 || path[slen] != '.')
         return NULL;
-    return path + slen + 1;
+    const char *member = path + slen + 1;
+    return strchr(member, '.') ? NULL : member; /* a member of a nested section */
 }
 
 /* The entry for member `key` of `section` ("" at the top). */
@@ -1010,7 +1059,7 @@ static int apply_value(struct loader *ld, const struct key_def *d, json_t *v, vo
 static int apply_object(struct loader *ld, json_t *obj, const struct key_def *table, size_t n,
                         const char *section, void *base)
 {
-    uint64_t seen = 0; /* bit i: table[i] was given (tables have fewer than 64 entries) */
+    uint64_t seen[2] = {0}; /* bit i: table[i] was given (tables have fewer than 128 entries) */
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
@@ -1025,11 +1074,12 @@ static int apply_object(struct loader *ld, json_t *obj, const struct key_def *ta
         }
         if (apply_value(ld, d, v, base) != 0)
             return GW_EINVAL;
-        seen |= 1ULL << (size_t)(d - table);
+        size_t at = (size_t)(d - table);
+        seen[at / 64] |= 1ULL << (at % 64);
         loc_pop(ld);
     }
     for (size_t i = 0; i < n; i++)
-        if (table[i].required && !(seen & (1ULL << i)))
+        if (table[i].required && !(seen[i / 64] & (1ULL << (i % 64))))
             return fail_at(ld, true, "\"%s\" is required", table[i].path);
     return 0;
 }
@@ -1339,6 +1389,84 @@ static int validate_live(const struct gw_config *cfg, char *err, size_t errlen)
     return rc;
 }
 
+/* A password from a file's first line (key_file names the file's key) or given inline. */
+static int read_password(const char *path, const char *inline_pw, const char *key_file,
+                         const char *key_inline, char *out, size_t outlen, char *err, size_t errlen)
+{
+    if (!path[0]) {
+        if (strlen(inline_pw) >= outlen) {
+            set_err(err, errlen, "key '%s': too long", key_inline);
+            return GW_EINVAL;
+        }
+        snprintf(out, outlen, "%s", inline_pw);
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, errlen, "key '%s': cannot read \"%s\": %s", key_file, path, strerror(errno));
+        return GW_EINVAL;
+    }
+    size_t n = fread(out, 1, outlen - 1, f);
+    bool more = fgetc(f) != EOF;
+    fclose(f);
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0'; /* the first line */
+    if (more && n == outlen - 1 && strlen(out) == n) {
+        set_err(err, errlen, "key '%s': \"%s\" holds too long a password", key_file, path);
+        return GW_EINVAL;
+    }
+    if (!out[0]) {
+        set_err(err, errlen, "key '%s': \"%s\" holds no password", key_file, path);
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+int gw_config_visitors_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
+                                size_t errlen)
+{
+    return read_password(cfg->visitors_password_file, cfg->visitors_password,
+                         "visitors.password_file", "visitors.password", out, outlen, err, errlen);
+}
+
+/* Visitor mode, when configured: the shared account, served by an upstream, one way to its
+ * password, which works, and a domain of its own. */
+static int validate_visitors(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->visitors_domain[0])
+        return 0;
+    if (!cfg->visitors_jid[0]) {
+        set_err(err, errlen, "key 'visitors.jid': required when visitors.domain is set");
+        return GW_EINVAL;
+    }
+    const char *at = strchr(cfg->visitors_jid, '@');
+    if (!at || !gw_config_upstream_for(cfg, at + 1)) {
+        set_err(err, errlen, "key 'visitors.jid': no upstream serves its domain");
+        return GW_EINVAL;
+    }
+    for (unsigned i = 0; i < cfg->n_domains; i++)
+        if (ascii_case_equal(cfg->domains[i], cfg->visitors_domain)) {
+            set_err(err, errlen, "key 'visitors.domain': must differ from the served domains");
+            return GW_EINVAL;
+        }
+    if (!cfg->visitors_password_file[0] && !cfg->visitors_password[0]) {
+        set_err(err, errlen,
+                "key 'visitors.password_file': required when visitors.domain is set "
+                "(or set visitors.password)");
+        return GW_EINVAL;
+    }
+    if (cfg->visitors_password_file[0] && cfg->visitors_password[0]) {
+        set_err(err, errlen,
+                "key 'visitors.password': set visitors.password_file or "
+                "visitors.password, not both");
+        return GW_EINVAL;
+    }
+    char pw[1024];
+    int rc = gw_config_visitors_password(cfg, pw, sizeof(pw), err, errlen);
+    explicit_bzero(pw, sizeof(pw));
+    return rc;
+}
+
 /* The checks across keys below relate only keys of one reload class (tls.cert and tls.key,
  * bosh.max_hold and bosh.max_requests, the two paths, the two listen addresses, the upstream
  * keys): a reload that keeps some RESTART values therefore still gives a valid snapshot.
@@ -1392,6 +1520,9 @@ int gw_config_validate(const struct gw_config *cfg, char *err, size_t errlen)
         return GW_EINVAL;
     }
     rc = validate_live(cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = validate_visitors(cfg, err, errlen);
     if (rc != 0)
         return rc;
     for (unsigned i = 0; i < cfg->n_domains; i++) {

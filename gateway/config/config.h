@@ -113,6 +113,18 @@ struct gw_config {
     size_t http_min_body_rate;    /* "http.min_body_rate" bytes/s: 512 (0 = none) */
     unsigned http_write_timeout;  /* "http.write_timeout" s: 30 (1..600) for an answer to go */
 
+    /* visitor mode (optional: off while visitors.domain is "") */
+    char visitors_domain[256];         /* "visitors.domain": the stream 'to' that selects it */
+    char visitors_jid[1024];           /* "visitors.jid": the one shared upstream account */
+    char visitors_password_file[1024]; /* "visitors.password_file": file holding its password */
+    char visitors_password[1024];      /* "visitors.password": the password (never logged) */
+    char visitors_resource_prefix[65]; /* "visitors.resource_prefix": "visitor-" */
+    char visitors_pubsub[GW_CFG_MAX_LIST][256]; /* "visitors.allow.pubsub": pubsub services
+                                                   visitors may subscribe to (lowercase) */
+    unsigned n_visitors_pubsub;
+    bool visitors_disco;    /* "visitors.allow.disco": true: disco#info and #items allowed */
+    bool visitors_presence; /* "visitors.allow.presence": true: presence without 'to' allowed */
+
     /* live-updates hub (optional: off while live.jid is "") */
     char live_jid[1024];                   /* "live.jid": the hub's account ("hub@example.org") */
     char live_password_file[1024];         /* "live.password_file": file holding its password */
@@ -168,6 +180,12 @@ int gw_config_reload_merge(struct gw_config *next, const struct gw_config *cur, 
  * value never appears in err. */
 int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
                             size_t errlen) GW_MUST_CHECK;
+
+/* The visitors' shared password (visitors.password_file's first line, else visitors.password)
+ * into out. GW_EINVAL with one line in err naming the key when the file cannot be read, is empty
+ * or too long. The value never appears in err. */
+int gw_config_visitors_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
+                                size_t errlen) GW_MUST_CHECK;
 
 /* Which upstream serves this XMPP domain (case-insensitive)? NULL = domain not served. The result
  * points into cfg: copy what must outlive the current callback (a reload frees old snapshots). */

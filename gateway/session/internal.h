@@ -1,6 +1,6 @@
-/* What the session core's files share (session.c, login.c, peers.c, resume.c): the session and
- * table structs and the calls between those files. Not for any other module: session.h is the
- * contract. Calls: core. */
+/* What the session core's files share (session.c, login.c, peers.c, resume.c, visitor.c): the
+ * session and table structs and the calls between those files. Not for any other module: session.h
+ * is the contract. Calls: core. */
 #ifndef GW_SESSION_INTERNAL_H
 #define GW_SESSION_INTERNAL_H
 
@@ -13,6 +13,8 @@
 #include "xml/xml.h"
 
 struct gw_upstream;
+struct gw_upstream_ops;
+struct visitor; /* visitor.c */
 
 /* What a session that logs in by itself needs until it is bound. */
 struct login {
@@ -33,6 +35,7 @@ struct gw_session {
     const struct gw_sink_ops *ops; /* NULL once detached from the owner */
     void *t;                       /* the owner's own state */
     struct login *login;           /* GW_SESSION_AUTH_GATEWAY only */
+    struct visitor *visitor;       /* visitor mode only (the stream 'to' was visitors.domain) */
     bool restart_due;              /* SASL success seen; the stream restarts (RESTARTING only) */
     char peer[64];                 /* client address, for logs and /api/sessions */
     char domain[256];              /* XMPP domain asked for */
@@ -91,6 +94,12 @@ struct gw_sessions {
     struct gw_session *graveyard;           /* closed, freed before the loop sleeps */
     uv_prepare_t sweeper;
     bool sweeper_open;
+    struct gw_session *pending;    /* visitors with answers for their clients (visitor.c) */
+    struct gw_xml_parser *vparser; /* judges visitors' elements, one at a time */
+    struct judged *vjudge;         /* the element vparser is judging */
+    bool vjudge_upstream;          /* it comes from upstream (a subscription's result) */
+    char *vpw;                     /* the visitors' shared password, once read */
+    char vpw_src[1026];            /* where it was read from */
 };
 
 /* ---- session.c ---- */
@@ -101,6 +110,12 @@ void session_transition(struct gw_session *s, enum gw_session_state to);
 void session_fail(struct gw_session *s, enum gw_condition cond, const char *text);
 /* Send what the client sent while the stream was not open for it, in order. */
 int session_flush_held(struct gw_session *s) GW_MUST_CHECK;
+/* A client element for upstream, past any option's checks (held until the stream is open). */
+int session_forward(struct gw_session *s, const char *bytes, size_t len) GW_MUST_CHECK;
+/* The table's uv_prepare callback: answers for clients, then the graveyard. */
+void session_sweep(uv_prepare_t *h);
+/* The session's upstream callbacks (for an option that opens the upstream itself). */
+const struct gw_upstream_ops *session_upstream_ops(void);
 
 /* ---- login.c: the gateway's own login (GW_SESSION_AUTH_GATEWAY) ---- */
 
@@ -113,6 +128,10 @@ void login_features(struct gw_session *s, const struct gw_stream_info *hdr, cons
 void login_stanza(struct gw_session *s, const struct gw_xml_stanza *st);
 /* Bound: the owner learns of the stream now, and what it held goes upstream. */
 void login_bound(struct gw_session *s);
+/* Does a features element offer this SASL mechanism? */
+bool login_offers(const struct gw_xml_node *features, const char *mech);
+/* SASL PLAIN <auth/> for user and password upstream (the bytes are cleared after). */
+int login_send_plain(struct gw_upstream *up, const char *user, const char *password) GW_MUST_CHECK;
 
 /* ---- peers.c: per-address limits and the authentication deadline ---- */
 
@@ -131,5 +150,34 @@ void resume_keep(struct gw_session *s);
 /* An XEP-0198 element from upstream (<enabled/>, <resumed/>) as it goes by. */
 void resume_stanza(struct gw_session *s, const struct gw_xml_stanza *st);
 void resume_free_all(struct gw_sessions *tbl);
+
+/* ---- visitor.c: visitor mode (shared account, generated resource, the visitor policy) ---- */
+
+struct gw_config;
+/* Does this stream 'to' select visitor mode? */
+bool visitor_selected(const struct gw_config *cfg, const char *to);
+/* gw_session_start() for a visitor: the upstream of the shared account. */
+int visitor_start(struct gw_session *s, const char *to, const char *lang) GW_MUST_CHECK;
+void visitor_free(struct visitor *v);
+/* Upstream features: offer ANONYMOUS, later <bind/>. */
+void visitor_features(struct gw_session *s, const struct gw_stream_info *hdr,
+                      const struct gw_xml_node *tree);
+/* An upstream element; true when it was the session's own business (not for the client). */
+bool visitor_upstream(struct gw_session *s, const struct gw_xml_stanza *st);
+/* The client's elements and restart (gw_session_send / gw_session_restart for a visitor). */
+int visitor_send(struct gw_session *s, const char *bytes, size_t len) GW_MUST_CHECK;
+int visitor_restart(struct gw_session *s) GW_MUST_CHECK;
+/* From the sweeper: deliver what was queued for the client. */
+void visitor_flush(struct gw_session *s);
+/* The next session on the table's pending list; visitor_flush_cancel: s closed, nothing goes. */
+struct gw_session *visitor_next_pending(const struct gw_session *s);
+void visitor_flush_cancel(struct gw_session *s);
+/* The session ends with its upstream still open: undo the visitor's subscriptions. */
+void visitor_end(struct gw_session *s);
+/* The shared password (cached in the table; read again when its source changes). */
+int visitor_password(struct gw_sessions *tbl, const struct gw_config *cfg, char *out, size_t outlen,
+                     char *err, size_t errlen) GW_MUST_CHECK;
+void visitor_password_forget(struct gw_sessions *tbl);
+extern const struct gw_xml_callbacks visitor_parse_cb;
 
 #endif

@@ -45,7 +45,7 @@ struct login *login_new(const struct gw_session_opts *o, size_t max_stanza)
     return l;
 }
 
-static bool offers_mechanism(const struct gw_xml_node *features, const char *mech)
+bool login_offers(const struct gw_xml_node *features, const char *mech)
 {
     const struct gw_xml_node *m = gw_xml_child(features, GW_NS_SASL, "mechanisms");
     for (const struct gw_xml_node *c = m ? m->children : NULL; c; c = c->next)
@@ -55,10 +55,9 @@ static bool offers_mechanism(const struct gw_xml_node *features, const char *mec
 }
 
 /* SASL PLAIN (RFC 4616): base64 of "\0user\0password". */
-static int send_plain_auth(struct gw_session *s)
+int login_send_plain(struct gw_upstream *up, const char *user, const char *password)
 {
-    struct login *l = s->login;
-    size_t ul = strlen(l->user), pl = strlen(l->password), n = ul + pl + 2;
+    size_t ul = strlen(user), pl = strlen(password), n = ul + pl + 2;
     unsigned char *raw = malloc(n);
     char *b64 = malloc(4 * ((n + 2) / 3) + 1);
     struct gw_buf b;
@@ -66,14 +65,14 @@ static int send_plain_auth(struct gw_session *s)
     int rc = raw && b64 ? 0 : GW_ENOMEM;
     if (!rc) {
         raw[0] = '\0';
-        memcpy(raw + 1, l->user, ul);
+        memcpy(raw + 1, user, ul);
         raw[ul + 1] = '\0';
-        memcpy(raw + ul + 2, l->password, pl);
+        memcpy(raw + ul + 2, password, pl);
         EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
         rc = gw_buf_printf(&b, "<auth xmlns='" GW_NS_SASL "' mechanism='PLAIN'>%s</auth>", b64);
     }
     if (!rc)
-        rc = gw_upstream_send(s->up, gw_buf_ptr(&b), gw_buf_size(&b));
+        rc = gw_upstream_send(up, gw_buf_ptr(&b), gw_buf_size(&b));
     if (raw)
         OPENSSL_cleanse(raw, n);
     if (b64)
@@ -113,12 +112,12 @@ void login_features(struct gw_session *s, const struct gw_stream_info *hdr, cons
     struct login *l = s->login;
     int rc;
     if (s->state == GW_SESSION_FEATURES) {
-        if (!offers_mechanism(tree, "PLAIN")) {
+        if (!login_offers(tree, "PLAIN")) {
             session_fail(s, GW_COND_not_authorized, "upstream offers no SASL PLAIN");
             return;
         }
         session_transition(s, GW_SESSION_AUTHENTICATING);
-        rc = send_plain_auth(s);
+        rc = login_send_plain(s->up, l->user, l->password);
     } else {
         session_transition(s, GW_SESSION_BINDING);
         snprintf(l->stream_id, sizeof(l->stream_id), "%s", hdr->id);

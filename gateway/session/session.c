@@ -45,22 +45,35 @@ static void session_free(struct gw_session *s)
 {
     gw_buf_cleanup(&s->held);
     login_free(s->login);
+    visitor_free(s->visitor);
     free(s->jid);
     free(s->sm_id);
     free(s);
 }
 
-/* ---- streams left resumable (XEP-0198) ---- */
-
-static void sweep(uv_prepare_t *h)
+/* Before the loop sleeps: what options queued for their clients (answers given by the gateway
+ * itself: never inside the owner's call), then the memory of closed sessions. Answers queued
+ * while this runs wait for the next turn. */
+void session_sweep(uv_prepare_t *h)
 {
     struct gw_sessions *tbl = h->data;
+    struct gw_session *list = tbl->pending;
+    tbl->pending = NULL;
+    while (list) {
+        struct gw_session *s = list;
+        list = visitor_next_pending(s);
+        if (s->state != GW_SESSION_CLOSED)
+            visitor_flush(s);
+        else
+            visitor_flush_cancel(s);
+    }
     while (tbl->graveyard) {
         struct gw_session *s = tbl->graveyard;
         tbl->graveyard = s->next_dead;
         session_free(s);
     }
-    uv_prepare_stop(&tbl->sweeper);
+    if (!tbl->pending)
+        uv_prepare_stop(&tbl->sweeper);
 }
 
 /* ---- client addresses: per-address limits and the authentication deadline ---- */
@@ -91,7 +104,7 @@ void session_transition(struct gw_session *s, enum gw_session_state to)
     s->next_dead = tbl->graveyard;
     tbl->graveyard = s;
     if (tbl->sweeper_open)
-        uv_prepare_start(&tbl->sweeper, sweep);
+        uv_prepare_start(&tbl->sweeper, session_sweep);
 }
 
 struct gw_sessions *gw_sessions_new(struct gw_ctx *ctx)
@@ -133,6 +146,7 @@ void gw_sessions_free(struct gw_sessions *tbl)
         s->ops = NULL;
         gw_session_end(s, GW_COND_system_shutdown);
     }
+    tbl->pending = NULL; /* closed now: nothing is delivered */
     while (tbl->graveyard) {
         s = tbl->graveyard;
         tbl->graveyard = s->next_dead;
@@ -144,6 +158,9 @@ void gw_sessions_free(struct gw_sessions *tbl)
     gw_strmap_cleanup(&tbl->by_jid);
     gw_strmap_cleanup(&tbl->resumable);
     gw_strmap_cleanup(&tbl->peers);
+    if (tbl->vparser)
+        gw_xml_free(tbl->vparser);
+    visitor_password_forget(tbl);
     tbl->sweeper_open = false;
     uv_prepare_stop(&tbl->sweeper);
     uv_timer_stop(&tbl->ticker);
@@ -214,6 +231,8 @@ static void close_with(struct gw_session *s, const struct gw_close_reason *why)
             why->text ? ": " : "", why->text ? why->text : "");
     const struct gw_sink_ops *ops = s->ops;
     s->ops = NULL;
+    if (s->visitor)
+        visitor_end(s);
     if (s->up) {
         gw_upstream_close(s->up);
         s->up = NULL;
@@ -236,6 +255,8 @@ static void end_by_owner(struct gw_session *s, const char *why)
         return;
     s->ops = NULL;
     GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended: %s", why);
+    if (s->visitor)
+        visitor_end(s);
     if (s->up) {
         gw_upstream_close(s->up);
         s->up = NULL;
@@ -272,7 +293,7 @@ void gw_session_lost(struct gw_session *s)
 /* Is the stream open for the client's elements? */
 static bool open_for_client(const struct gw_session *s)
 {
-    if (s->login)
+    if (s->login || s->visitor)
         return s->state == GW_SESSION_BOUND;
     return s->state == GW_SESSION_AUTHENTICATING || s->state == GW_SESSION_BINDING ||
            s->state == GW_SESSION_BOUND;
@@ -296,6 +317,13 @@ int gw_session_send(struct gw_session *s, const char *bytes, size_t len)
 {
     if (s->state == GW_SESSION_CLOSED || (s->state != GW_SESSION_NEW && !s->up))
         return GW_ECLOSED;
+    if (s->visitor)
+        return visitor_send(s, bytes, len);
+    return session_forward(s, bytes, len);
+}
+
+int session_forward(struct gw_session *s, const char *bytes, size_t len)
+{
     int rc = GW_EAGAIN;
     if (open_for_client(s) && !gw_buf_size(&s->held))
         rc = gw_upstream_send(s->up, bytes, len);
@@ -313,6 +341,8 @@ int gw_session_restart(struct gw_session *s)
 {
     if (s->state == GW_SESSION_CLOSED)
         return GW_ECLOSED;
+    if (s->visitor)
+        return visitor_restart(s);
     if (s->login || s->state != GW_SESSION_RESTARTING || !s->restart_due || !s->up)
         return GW_EPROTO;
     s->restart_due = false;
@@ -345,6 +375,10 @@ static void up_features(void *ud, const struct gw_stream_info *hdr, const char *
     struct gw_session *s = ud;
     if (s->state != GW_SESSION_FEATURES && s->state != GW_SESSION_RESTARTING) {
         session_fail(s, GW_COND_undefined_condition, "upstream sent stream features out of turn");
+        return;
+    }
+    if (s->visitor) {
+        visitor_features(s, hdr, tree);
         return;
     }
     if (s->login) {
@@ -415,6 +449,8 @@ static void up_stanza(void *ud, const struct gw_xml_stanza *st)
     bool was_bound = s->state == GW_SESSION_BOUND;
     if (bind_result(s, st) || s->state == GW_SESSION_CLOSED)
         return;
+    if (s->visitor && visitor_upstream(s, st))
+        return;
     if (st->tree && strcmp(st->ns, GW_NS_SM) == 0)
         resume_stanza(s, st);
     if (s->login && !was_bound) {
@@ -453,12 +489,19 @@ static const struct gw_upstream_ops up_ops = {
     .on_closed = up_closed,
 };
 
+const struct gw_upstream_ops *session_upstream_ops(void)
+{
+    return &up_ops;
+}
+
 int gw_session_start(struct gw_session *s, const char *to, const char *lang)
 {
     if (s->state != GW_SESSION_NEW)
         return GW_EPROTO;
     if (!to || !gw_jid_domain_valid(to))
         return GW_EINVAL;
+    if (visitor_selected(s->ctx->cfg, to))
+        return visitor_start(s, to, lang);
     const struct gw_upstream_cfg *uc = gw_config_upstream_for(s->ctx->cfg, to);
     if (!uc)
         return GW_EINVAL;

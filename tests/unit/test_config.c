@@ -433,7 +433,7 @@ static void test_key_errors(void)
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
                    "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "websocket, bosh, limits, http, live, log)");
+                   "websocket, bosh, limits, http, visitors, live, log)");
     CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
                    "t.json:1:2: key 'upstream': \"host\" is required");
     CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
@@ -1180,6 +1180,63 @@ static void test_live(void)
     free(c);
 }
 
+/* ---- visitors: the section is optional; when set, the shared account works ---- */
+
+#define VIS(extra)                                                                                 \
+    "{" UP ", \"domains\": [\"a.example\"], \"visitors\": {\"domain\": \"v.a.example\", " extra "}}"
+
+static void test_visitors(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, "{}") == 0);
+    CHECK_STR(c->visitors_domain, "");
+    CHECK_STR(c->visitors_resource_prefix, "visitor-");
+    CHECK(c->visitors_disco && c->visitors_presence && c->n_visitors_pubsub == 0);
+    CHECK(load(c, VIS("\"jid\": \"site@a.example\", \"password\": \"pw\", \"allow\": {\"pubsub\": "
+                      "[\"Pubsub.a.example\"], \"disco\": false}")) == 0);
+    CHECK(validate(c) == 0);
+    CHECK(c->n_visitors_pubsub == 1);
+    CHECK_STR(c->visitors_pubsub[0], "pubsub.a.example");
+    CHECK(!c->visitors_disco && c->visitors_presence);
+    char pw[64];
+    CHECK(gw_config_visitors_password(c, pw, sizeof(pw), err, sizeof(err)) == 0);
+    CHECK_STR(pw, "pw");
+    CHECK(reload_of("visitors.domain") == GW_RELOAD_NEW);
+    CHECK(reload_of("visitors.allow.pubsub") == GW_RELOAD_LIVE);
+
+    CHECK_LOAD_ERR("{\"visitors\": {\"jid\": \"site\"}}",
+                   "t.json:1:22: key 'visitors.jid': must be a bare JID such as "
+                   "\"site@example.org\"");
+    CHECK_LOAD_ERR("{\"visitors\": {\"allow\": {\"pubsub\": [\"a..b\"]}}}",
+                   "t.json:1:36: key 'visitors.allow.pubsub[0]': must be a domain name such as "
+                   "\"example.com\"");
+    CHECK(load(c, "{\"visitors\": {\"allow.pubsub\": []}}") == GW_EINVAL);
+    CHECK(strstr(err, "unknown key") != NULL);
+    CHECK_LOAD_ERR("{\"visitors\": {\"resource_prefix\": \"a b\"}}",
+                   "t.json:1:34: key 'visitors.resource_prefix': must be printable ASCII without "
+                   "spaces, quotes, '&', '<', '>' or '/'");
+
+    check_validate_err(VIS("\"password\": \"pw\""),
+                       "key 'visitors.jid': required when visitors.domain is set");
+    check_validate_err(VIS("\"jid\": \"site@a.example\""),
+                       "key 'visitors.password_file': required when visitors.domain is set (or "
+                       "set visitors.password)");
+    check_validate_err(VIS("\"jid\": \"site@a.example\", \"password\": \"p\", \"password_file\": "
+                           "\"/x\""),
+                       "key 'visitors.password': set visitors.password_file or "
+                       "visitors.password, not both");
+    check_validate_err(VIS("\"jid\": \"site@a.example\", \"password_file\": "
+                           "\"/nonexistent/site.pass\""),
+                       "key 'visitors.password_file': cannot read \"/nonexistent/site.pass\": No "
+                       "such file or directory");
+    check_validate_err(VIS("\"jid\": \"site@b.example\", \"password\": \"pw\""),
+                       "key 'visitors.jid': no upstream serves its domain");
+    check_validate_err("{" UP ", \"domains\": [\"a.example\"], \"visitors\": {\"domain\": "
+                       "\"A.example\", \"jid\": \"site@a.example\", \"password\": \"pw\"}}",
+                       "key 'visitors.domain': must differ from the served domains");
+    free(c);
+}
+
 /* ---- the shipped files and config/README.md agree with the table ---- */
 
 /* The member list an unknown-key error gives for the object `prefix` + {"zz": 1} + `suffix`. */
@@ -1202,34 +1259,57 @@ static int known_keys(const char *prefix, const char *suffix, char *out, size_t 
     return 0;
 }
 
+/* Is the value after prefix a section? A section answers a number with exactly "must be an
+ * object". */
+static bool is_section(const char *prefix, const char *suffix)
+{
+    char json[256];
+    struct gw_config *c = new_cfg();
+    snprintf(json, sizeof(json), "%s-1%s", prefix, suffix); /* valid for no key */
+    CHECK(load(c, json) == GW_EINVAL);
+    free(c);
+    size_t elen = strlen(err), olen = strlen("must be an object");
+    return elen > olen && strcmp(err + elen - olen, "must be an object") == 0;
+}
+
+/* The leaf keys of section k ("visitors"), nested sections ("visitors.allow") walked too. */
+static unsigned section_keys(const char *k, char keys[][64], unsigned n, unsigned max)
+{
+    char members[1024], prefix[128], inner[128];
+    snprintf(prefix, sizeof(prefix), "{\"%s\": ", k);
+    CHECK(known_keys(prefix, "}", members, sizeof(members)) == 0);
+    char *save = NULL;
+    for (char *m = strtok_r(members, ", ", &save); m; m = strtok_r(NULL, ", ", &save)) {
+        snprintf(inner, sizeof(inner), "{\"%s\": {\"%s\": ", k, m);
+        if (strcmp(k, "upstream") != 0 && is_section(inner, "}}")) {
+            CHECK(known_keys(inner, "}}", prefix, sizeof(prefix)) == 0);
+            char *save2 = NULL;
+            for (char *l = strtok_r(prefix, ", ", &save2); l; l = strtok_r(NULL, ", ", &save2))
+                if (n < max)
+                    snprintf(keys[n++], 64, "%s.%s.%s", k, m, l);
+        } else if (n < max) {
+            snprintf(keys[n++], 64, "%s.%s", k, m);
+        }
+    }
+    return n;
+}
+
 /* Every leaf key, as config/README.md names them: "listen", "bosh.max_wait", "upstream.host",
- * "upstreams". Found through the public API only, from the unknown-key hints. */
+ * "upstreams", "visitors.allow.pubsub". Found through the public API only, from the unknown-key
+ * hints. */
 static unsigned all_keys(char keys[][64], unsigned max)
 {
-    char top[1024], members[1024], json[256];
+    char top[1024], prefix[128];
     unsigned n = 0;
     if (known_keys("", "", top, sizeof(top)) != 0)
         return 0;
     char *save_top = NULL;
     for (char *k = strtok_r(top, ", ", &save_top); k; k = strtok_r(NULL, ", ", &save_top)) {
-        /* A section answers a number with exactly "must be an object". */
-        struct gw_config *c = new_cfg();
-        snprintf(json, sizeof(json), "{\"%s\": -1}", k); /* valid for no key */
-        CHECK(load(c, json) == GW_EINVAL);
-        free(c);
-        size_t elen = strlen(err), olen = strlen("must be an object");
-        bool section = elen > olen && strcmp(err + elen - olen, "must be an object") == 0;
-        if (section || strcmp(k, "upstream") == 0) {
-            char prefix[128];
-            snprintf(prefix, sizeof(prefix), "{\"%s\": ", k);
-            CHECK(known_keys(prefix, "}", members, sizeof(members)) == 0);
-            char *save = NULL;
-            for (char *m = strtok_r(members, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
-                if (n < max)
-                    snprintf(keys[n++], 64, "%s.%s", k, m);
-        } else if (n < max) {
+        snprintf(prefix, sizeof(prefix), "{\"%s\": ", k);
+        if (is_section(prefix, "}") || strcmp(k, "upstream") == 0)
+            n = section_keys(k, keys, n, max);
+        else if (n < max)
             snprintf(keys[n++], 64, "%s", k);
-        }
     }
     return n;
 }
@@ -1241,7 +1321,11 @@ static void json_for(const char *key, const char *lit, char *out, size_t outlen)
     if (strncmp(key, "upstream.", 9) == 0)
         snprintf(out, outlen, "{\"upstream\": {\"host\": \"h.example\", \"%s\": %s}}", dot + 1,
                  lit);
-    else if (dot)
+    else if (dot && strchr(dot + 1, '.')) {
+        const char *dot2 = strchr(dot + 1, '.');
+        snprintf(out, outlen, "{\"%.*s\": {\"%.*s\": {\"%s\": %s}}}", (int)(dot - key), key,
+                 (int)(dot2 - dot - 1), dot + 1, dot2 + 1, lit);
+    } else if (dot)
         snprintf(out, outlen, "{\"%.*s\": {\"%s\": %s}}", (int)(dot - key), key, dot + 1, lit);
     else
         snprintf(out, outlen, "{\"%s\": %s}", key, lit);
@@ -1343,7 +1427,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 53);
+    CHECK(n == 61);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
@@ -1471,6 +1555,7 @@ int main(void)
     test_admin_reload();
     test_reload_merge();
     test_live();
+    test_visitors();
     test_docs_and_shipped_files();
     return CHECK_SUMMARY();
 }
