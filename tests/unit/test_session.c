@@ -1465,6 +1465,173 @@ static void test_back_pressure(struct fixture *f)
 
 /* ---- fixture ---- */
 
+/* ---- visitor mode: ANONYMOUS offered, the shared account, the generated resource, the policy ----
+ */
+
+#define VIS_PUBSUB "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+
+/* The bind result names the resource the gateway asked for. */
+static void hook_visitor_bind(struct peer *p)
+{
+    const char *r = strstr(gw_buf_ptr(&p->in), "<resource>");
+    const char *e = r ? strstr(r, "</resource>") : NULL;
+    char res[128] = "";
+    if (r && e && (size_t)(e - r - 10) < sizeof(res))
+        snprintf(res, sizeof(res), "%.*s", (int)(e - r - 10), r + 10);
+    char out[512];
+    snprintf(out, sizeof(out),
+             "<iq type='result' id='c1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+             "<jid>site@localhost/%s</jid></bind></iq>",
+             res);
+    peer_say(p, out, strlen(out));
+}
+
+static void visitors_on(struct fixture *f, bool on)
+{
+    struct gw_config *c = &f->cfg;
+    snprintf(c->visitors_domain, sizeof(c->visitors_domain), "%s", on ? "visitors.localhost" : "");
+    snprintf(c->visitors_jid, sizeof(c->visitors_jid), "%s", on ? "site@localhost" : "");
+    snprintf(c->visitors_password, sizeof(c->visitors_password), "%s", on ? "pw" : "");
+    snprintf(c->visitors_pubsub[0], sizeof(c->visitors_pubsub[0]), "pubsub.localhost");
+    c->n_visitors_pubsub = on ? 1 : 0;
+}
+
+/* Sent while bound: refused (an error of its kind, `forbidden`, not upstream) or forwarded. */
+static void visitor_refused(struct fixture *f, struct rec *r, const char *xml, const char *kind,
+                            const char *marker)
+{
+    unsigned before = r->delivered;
+    CHECK(send_str(r->s, xml) == 0);
+    CHECK(r->delivered == before); /* never from inside the owner's call */
+    WAIT(f, r->delivered == before + 1);
+    const char *last = gw_buf_ptr(&r->last);
+    CHECK(r->delivered == before + 1 && strncmp(last, kind, strlen(kind)) == 0);
+    CHECK(strstr(last, "type='error'") && strstr(last, "<error type='auth'><forbidden"));
+    CHECK(strstr(last, "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    settle(f, 50);
+    CHECK(!peer_has(f, 0, marker));
+}
+
+static void visitor_forwarded(struct fixture *f, struct rec *r, const char *xml, const char *marker)
+{
+    CHECK(send_str(r->s, xml) == 0);
+    WAIT(f, peer_has(f, 0, marker));
+    CHECK(peer_has(f, 0, marker));
+}
+
+static void visitor_login(struct fixture *f, struct rec *r)
+{
+    CHECK(gw_session_start(r->s, "Visitors.Localhost", NULL) == 0);
+    WAIT(f, r->ready == 1 || r->closed);
+    CHECK(r->ready == 1 && strstr(gw_buf_ptr(&r->features), "<mechanism>ANONYMOUS</mechanism>"));
+    CHECK(!strstr(gw_buf_ptr(&r->features), "PLAIN"));
+    CHECK_STR(r->from, "Visitors.Localhost");
+    CHECK(send_str(r->s, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                         "AHUAcA==</auth>") == 0);
+    CHECK(r->delivered == 0);
+    WAIT(f, r->delivered == 1);
+    CHECK(strstr(gw_buf_ptr(&r->last), "<invalid-mechanism/>"));
+    CHECK(!peer_has(f, 0, "<auth"));
+    CHECK(send_str(r->s,
+                   "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>") == 0);
+    WAIT(f, r->delivered == 2 || r->closed);
+    CHECK(peer_has(f, 0, "mechanism='PLAIN'>AHNpdGUAcHc=</auth>")); /* \0site\0pw */
+    CHECK(strstr(gw_buf_ptr(&r->last), "<success"));
+    CHECK(gw_session_restart(r->s) == 0);
+    WAIT(f, r->ready == 2 || r->closed);
+    CHECK(r->ready == 2 && strstr(gw_buf_ptr(&r->features), "<bind"));
+    CHECK(!strstr(gw_buf_ptr(&r->features), "urn:xmpp:sm"));
+    CHECK(send_str(r->s, "<iq type='set' id='c1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                         "<resource>mine</resource></bind></iq>") == 0);
+    WAIT(f, r->closed || gw_session_state(r->s) == GW_SESSION_BOUND);
+    CHECK(gw_session_state(r->s) == GW_SESSION_BOUND);
+    CHECK(!peer_has(f, 0, "<resource>mine"));
+    const char *jid = gw_session_jid(r->s);
+    CHECK(strncmp(jid, "site@localhost/visitor-", 23) == 0 && strlen(jid) == 23 + 16);
+    CHECK(strspn(jid + 23, "0123456789abcdef") == 16);
+    CHECK(strstr(gw_buf_ptr(&r->last), jid) && strstr(gw_buf_ptr(&r->last), "id='c1'"));
+}
+
+static void test_visitor(struct fixture *f)
+{
+    static const struct step script[] = {
+        {"<stream:stream", HDR("v1") FEAT_SASL, false, NULL},
+        {"<auth", SUCCESS, false, NULL},
+        {"<stream:stream", HDR("v2") FEAT_BIND, false, NULL},
+        {"<bind", NULL, false, hook_visitor_bind},
+        {"id='s1'", "<iq type='result' id='s1' from='pubsub.localhost'/>", false, NULL},
+        {NULL, NULL, false, NULL}};
+    f->script = script;
+    visitors_on(f, true);
+    struct rec r;
+    open_client(f, &r);
+    visitor_login(f, &r);
+    char xml[1024];
+    const char *jid = gw_session_jid(r.s);
+    visitor_refused(f, &r,
+                    "<message to='bob@localhost' id='m1' type='chat'><body>hi</body></message>",
+                    "<message", "id='m1'");
+    CHECK(strstr(gw_buf_ptr(&r.last), "from='bob@localhost'") &&
+          !strstr(gw_buf_ptr(&r.last), "hi"));
+    visitor_refused(f, &r,
+                    "<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item "
+                    "jid='x@localhost'/></query></iq>",
+                    "<iq", "id='r1'");
+    CHECK(strstr(gw_buf_ptr(&r.last), "id='r1'"));
+    visitor_refused(f, &r, "<iq type='set' id='v1'><vCard xmlns='vcard-temp'/></iq>", "<iq",
+                    "id='v1'");
+    visitor_refused(f, &r,
+                    "<iq type='set' id='u1' to='pubsub.localhost'>" VIS_PUBSUB
+                    "<publish node='n1'><item/></publish></pubsub></iq>",
+                    "<iq", "id='u1'");
+    visitor_refused(f, &r,
+                    "<iq type='get' id='o1' to='muc.localhost'><query "
+                    "xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+                    "<iq", "id='o1'");
+    visitor_refused(f, &r, "<presence to='bob@localhost' id='pr1'/>", "<presence", "id='pr1'");
+    snprintf(xml, sizeof(xml),
+             "<iq type='set' id='s2' to='pubsub.localhost'>" VIS_PUBSUB
+             "<subscribe node='n1' jid='site@localhost/other'/></pubsub></iq>");
+    visitor_refused(f, &r, xml, "<iq", "id='s2'");
+
+    visitor_forwarded(f, &r, "<presence id='pa'/>", "<presence id='pa'/>");
+    visitor_forwarded(f, &r,
+                      "<iq type='get' id='d1'><query "
+                      "xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+                      "id='d1'");
+    visitor_forwarded(f, &r,
+                      "<iq type='get' id='d2' to='pubsub.localhost'><query "
+                      "xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+                      "id='d2'");
+    visitor_forwarded(f, &r,
+                      "<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+                      "id='p1'");
+    snprintf(xml, sizeof(xml),
+             "<iq type='set' id='s1' to='pubsub.localhost'>" VIS_PUBSUB
+             "<subscribe node='n1' jid='%s'/></pubsub></iq>",
+             jid);
+    visitor_forwarded(f, &r, xml, "id='s1'");
+    visitor_forwarded(f, &r,
+                      "<iq type='get' id='i1' to='pubsub.localhost'>" VIS_PUBSUB
+                      "<items node='n1'/></pubsub></iq>",
+                      "id='i1'");
+    visitor_forwarded(f, &r,
+                      "<iq type='get' id='i2' to='pubsub.localhost'>" VIS_PUBSUB
+                      "<subscriptions/></pubsub></iq>",
+                      "id='i2'");
+    WAIT(f, strstr(gw_buf_ptr(&r.out), "id='s1'") != NULL);
+
+    /* The end: what the visitor subscribed to is undone before the stream closes. */
+    char unsub[512];
+    snprintf(unsub, sizeof(unsub), "<unsubscribe node='n1' jid='%s'/>", jid);
+    gw_session_end(r.s, GW_COND_NONE);
+    WAIT(f, peer_eof(f, 0));
+    CHECK(in_order(peer_in(f, 0), unsub, "</stream:stream>", NULL));
+    finish(f);
+    rec_cleanup(&r);
+    visitors_on(f, false);
+}
+
 static bool fixture_init(struct fixture *f)
 {
     if (uv_loop_init(&f->loop) != 0)
@@ -1558,6 +1725,7 @@ int main(void)
         test_shutdown(f);
         test_table_limits(f);
         test_back_pressure(f);
+        test_visitor(f);
     }
     fixture_cleanup(f);
     free(f);
