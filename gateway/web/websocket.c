@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/host.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "session/session.h"
@@ -300,6 +301,12 @@ static void handle_message(struct conn *c)
 {
     struct gw_ws *ws = c->ws;
     struct gw_ws_msg m;
+    if (!gw_host_utf8_valid(gw_buf_ptr(&c->msg), gw_buf_size(&c->msg))) {
+        /* RFC 6455 8.1: text frames are UTF-8; the connection fails with 1007. */
+        client_error(c, GW_COND_not_well_formed, "a text frame must be UTF-8",
+                     LWS_CLOSE_STATUS_INVALID_PAYLOAD);
+        return;
+    }
     (void)refresh_parser(ws);
     switch (gw_ws_parse(ws->proto, &c->st, gw_buf_ptr(&c->msg), gw_buf_size(&c->msg), &m)) {
     case GW_WS_IGNORE:

@@ -32,6 +32,20 @@ static bool want_tree(void *ud, const char *ns, const char *name)
     return strcmp(ns, GW_NS_FRAMING) == 0;
 }
 
+/* RFC 6120 4.7.5: a client offering a higher version than 1.0 is answered 1.0 and goes on (it may
+ * close if it cannot live with 1.0); a lower, missing or malformed one is unsupported-version. */
+static bool version_ok(const char *v)
+{
+    if (!v || *v < '0' || *v > '9')
+        return false;
+    unsigned long major = strtoul(v, (char **)&v, 10);
+    if (*v++ != '.' || *v < '0' || *v > '9')
+        return false;
+    while (*v >= '0' && *v <= '9')
+        v++;
+    return *v == '\0' && major >= 1;
+}
+
 static void read_open(struct gw_ws_parser *p, const struct gw_xml_node *open)
 {
     const struct gw_xml_attr *attrs = open ? open->attrs : NULL;
@@ -43,7 +57,7 @@ static void read_open(struct gw_ws_parser *p, const struct gw_xml_node *open)
     p->to_too_long = to && strlen(to) > GW_HOST_MAX;
     if (to && !p->to_too_long)
         memcpy(p->msg->to, to, strlen(to) + 1);
-    p->version_ok = version && strcmp(version, "1.0") == 0;
+    p->version_ok = version_ok(version);
     /* Kept to as many bytes as the upstream header keeps, cut before a character, never inside
      * one (the value is UTF-8: expat checked it). */
     size_t n_lang = lang ? strlen(lang) : 0;
@@ -143,7 +157,7 @@ static enum gw_ws_kind apply_open(const struct gw_ws_parser *p, struct gw_ws_sta
     if (!has_to)
         return fail(st, msg, GW_COND_host_unknown, "<open/> has no 'to'");
     if (!p->version_ok)
-        return fail(st, msg, GW_COND_unsupported_version, "version must be 1.0");
+        return fail(st, msg, GW_COND_unsupported_version, "version must be 1.0 or higher");
     if (p->to_too_long)
         return fail(st, msg, GW_COND_host_unknown, "this gateway does not serve that domain");
     st->awaiting_ready = true;

@@ -120,12 +120,28 @@ static void test_open_errors(void)
     check_error(&st, "<open xmlns='" FRAMING "' to='localhost'/>", GW_COND_unsupported_version);
     CHECK_STR(gw_ws_state_from(&st), "localhost");
     memset(&st, 0, sizeof(st));
-    check_error(&st, "<open xmlns='" FRAMING "' to='example.org' version='2.0'/>",
+    check_error(&st, "<open xmlns='" FRAMING "' to='example.org' version='0.9'/>",
                 GW_COND_unsupported_version);
     CHECK_STR(gw_ws_state_from(&st), "example.org");
-    memset(&st, 0, sizeof(st));
-    check_error(&st, "<open xmlns='" FRAMING "' to='example.org' version='1.00'/>",
-                GW_COND_unsupported_version);
+    const char *bad_versions[] = {"1", "1.", ".0", "x.0", "1.0a", "-1.0", ""};
+    for (size_t i = 0; i < sizeof(bad_versions) / sizeof(bad_versions[0]); i++) {
+        char open[200];
+        snprintf(open, sizeof(open), "<open xmlns='" FRAMING "' to='a.b' version='%s'/>",
+                 bad_versions[i]);
+        memset(&st, 0, sizeof(st));
+        check_error(&st, open, GW_COND_unsupported_version);
+    }
+    /* RFC 6120 4.7.5: a higher version is answered with 1.0 (the client may then close); leading
+     * zeros are ignored. */
+    const char *good_versions[] = {"1.1", "1.00", "2.0", "1.10"};
+    for (size_t i = 0; i < sizeof(good_versions) / sizeof(good_versions[0]); i++) {
+        char open[200];
+        snprintf(open, sizeof(open), "<open xmlns='" FRAMING "' to='a.b' version='%s'/>",
+                 good_versions[i]);
+        struct gw_ws_msg ok;
+        memset(&st, 0, sizeof(st));
+        CHECK(parse(&st, &ok, open) == GW_WS_OPEN);
+    }
 
     /* A 'to' longer than any domain is refused whole, never cut into one that might be served. */
     char to[GW_HOST_MAX + 20], big[600];
