@@ -1328,67 +1328,6 @@ static bool admin_exposed(const struct gw_config *cfg)
     return !cfg->admin_token[0] && !host_is_loopback(cfg->admin_listen.host);
 }
 
-int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
-                            size_t errlen)
-{
-    const char *path = cfg->live_password_file;
-    if (!path[0]) {
-        if (strlen(cfg->live_password) >= outlen) {
-            set_err(err, errlen, "key 'live.password': too long");
-            return GW_EINVAL;
-        }
-        snprintf(out, outlen, "%s", cfg->live_password);
-        return 0;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(err, errlen, "key 'live.password_file': cannot read \"%s\": %s", path,
-                strerror(errno));
-        return GW_EINVAL;
-    }
-    size_t n = fread(out, 1, outlen - 1, f);
-    bool more = fgetc(f) != EOF;
-    fclose(f);
-    out[n] = '\0';
-    out[strcspn(out, "\r\n")] = '\0'; /* the first line */
-    if (more && n == outlen - 1 && strlen(out) == n) {
-        set_err(err, errlen, "key 'live.password_file': \"%s\" holds too long a password", path);
-        return GW_EINVAL;
-    }
-    if (!out[0]) {
-        set_err(err, errlen, "key 'live.password_file': \"%s\" holds no password", path);
-        return GW_EINVAL;
-    }
-    return 0;
-}
-
-/* The hub, when configured: one way to its password, which works, and nodes to serve. */
-static int validate_live(const struct gw_config *cfg, char *err, size_t errlen)
-{
-    if (!cfg->live_jid[0])
-        return 0;
-    if (!cfg->live_password_file[0] && !cfg->live_password[0]) {
-        set_err(err, errlen,
-                "key 'live.password_file': required when live.jid is set (or set "
-                "live.password)");
-        return GW_EINVAL;
-    }
-    if (cfg->live_password_file[0] && cfg->live_password[0]) {
-        set_err(err, errlen,
-                "key 'live.password': set live.password_file or live.password, not "
-                "both");
-        return GW_EINVAL;
-    }
-    if (cfg->n_live_nodes == 0) {
-        set_err(err, errlen, "key 'live.nodes': required when live.jid is set");
-        return GW_EINVAL;
-    }
-    char pw[1024];
-    int rc = gw_config_live_password(cfg, pw, sizeof(pw), err, errlen);
-    explicit_bzero(pw, sizeof(pw));
-    return rc;
-}
-
 /* A password from a file's first line (key_file names the file's key) or given inline. */
 static int read_password(const char *path, const char *inline_pw, const char *key_file,
                          const char *key_inline, char *out, size_t outlen, char *err, size_t errlen)
@@ -1427,6 +1366,40 @@ int gw_config_visitors_password(const struct gw_config *cfg, char *out, size_t o
 {
     return read_password(cfg->visitors_password_file, cfg->visitors_password,
                          "visitors.password_file", "visitors.password", out, outlen, err, errlen);
+}
+
+int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outlen, char *err,
+                            size_t errlen)
+{
+    return read_password(cfg->live_password_file, cfg->live_password, "live.password_file",
+                         "live.password", out, outlen, err, errlen);
+}
+
+/* The hub, when configured: one way to its password, which works, and nodes to serve. */
+static int validate_live(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->live_jid[0])
+        return 0;
+    if (!cfg->live_password_file[0] && !cfg->live_password[0]) {
+        set_err(err, errlen,
+                "key 'live.password_file': required when live.jid is set (or set "
+                "live.password)");
+        return GW_EINVAL;
+    }
+    if (cfg->live_password_file[0] && cfg->live_password[0]) {
+        set_err(err, errlen,
+                "key 'live.password': set live.password_file or live.password, not "
+                "both");
+        return GW_EINVAL;
+    }
+    if (cfg->n_live_nodes == 0) {
+        set_err(err, errlen, "key 'live.nodes': required when live.jid is set");
+        return GW_EINVAL;
+    }
+    char pw[1024];
+    int rc = gw_config_live_password(cfg, pw, sizeof(pw), err, errlen);
+    explicit_bzero(pw, sizeof(pw));
+    return rc;
 }
 
 /* Visitor mode, when configured: the shared account, served by an upstream, one way to its
