@@ -65,7 +65,10 @@ export async function makeCertificate(dir, stem, names = ['localhost']) {
  *   startTimeoutMs how long to wait for the c2s port (default 15000)
  * Resolves to an object:
  *   { domain, port, directTlsPort, httpPort, boshUrl, websocketUrl, pubsubDomain, caFile,
- *     serverCertFile, dir, configFile, users, jid(name), register(name, password), logs(), stop() }
+ *     serverCertFile, dir, configFile, users, jid(name), register(name, password), logs(), stop(),
+ *     kill(), restart() }
+ *   kill()     SIGKILL, resolves once the process is gone; its directory (config, accounts) stays
+ *   restart()  after kill(): the same binary, config and ports again; resolves once c2s accepts
  */
 export async function startProsody(opts = {}) {
   const domain = opts.domain ?? 'localhost';
@@ -175,21 +178,36 @@ Component ${luaString(pubsubDomain)} "pubsub"
     };
     await Promise.all(Object.entries(users).map(([u, p]) => register(u, p)));
 
-    child = spawn(PROSODY_BIN, ['-F', '--config', configFile], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOME: dir },
-    });
-    child.stdout.setEncoding('utf8').on('data', (d) => output.push(d));
-    child.stderr.setEncoding('utf8').on('data', (d) => output.push(d));
-    child.once('exit', (code, signal) => { exited = { code, signal }; });
-    child.once('error', (err) => { exited = { error: err }; output.push(`spawn error: ${err.message}\n`); });
-
     const isAlive = () => exited === null;
     const timeoutMs = opts.startTimeoutMs ?? 15000;
-    await waitForPort(port, { timeoutMs, isAlive });
-    if (directTlsPort) await waitForPort(directTlsPort, { timeoutMs, isAlive });
-    if (httpPort) await waitForPort(httpPort, { timeoutMs, isAlive });
+    const run = async () => {
+      const c = spawn(PROSODY_BIN, ['-F', '--config', configFile], {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, HOME: dir },
+      });
+      child = c;
+      exited = null;
+      c.stdout.setEncoding('utf8').on('data', (d) => output.push(d));
+      c.stderr.setEncoding('utf8').on('data', (d) => output.push(d));
+      c.once('exit', (code, signal) => { if (child === c) exited = { code, signal }; });
+      c.once('error', (err) => { if (child === c) exited = { error: err }; output.push(`spawn error: ${err.message}\n`); });
+      await waitForPort(port, { timeoutMs, isAlive });
+      if (directTlsPort) await waitForPort(directTlsPort, { timeoutMs, isAlive });
+      if (httpPort) await waitForPort(httpPort, { timeoutMs, isAlive });
+    };
+    await run();
+
+    const kill = async () => {
+      if (!child || exited !== null) return;
+      const done = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await done;
+    };
+    const restart = async () => {
+      if (exited === null) throw new Error('restart(): Prosody is still running (kill() it first)');
+      await run();
+    };
 
     return {
       domain,
@@ -203,13 +221,15 @@ Component ${luaString(pubsubDomain)} "pubsub"
       serverCertFile: served.certFile,
       dir,
       configFile,
-      pid: child.pid,
+      get pid() { return child.pid; },
       users,
       jid: (name) => `${name}@${domain}`,
       register,
       logs: readLog,
       alive: isAlive,
       stop,
+      kill,
+      restart,
     };
   } catch (err) {
     const log = await readLog();
