@@ -224,7 +224,12 @@ static enum verdict judge_pubsub(struct judged *j, const struct gw_xml_node *ps)
         }
     bool set = strcmp(j->type, "set") == 0, get = strcmp(j->type, "get") == 0;
     copy_attr(j->node, sizeof(j->node), op, "node");
-    snprintf(j->service, sizeof(j->service), "%s", j->to);
+    size_t tl = strlen(j->to);
+    if (tl >= sizeof(j->service)) {
+        j->why = "a pubsub service name too long";
+        return V_REFUSE;
+    }
+    memcpy(j->service, j->to, tl + 1);
     if (set && (strcmp(op->name, "subscribe") == 0 || strcmp(op->name, "unsubscribe") == 0)) {
         if (!j->node[0] || !is_own_jid(j->s, gw_xml_attr(op->attrs, op->n_attrs, "jid"))) {
             j->why = "a pubsub (un)subscription for another JID";

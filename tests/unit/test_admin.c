@@ -252,7 +252,7 @@ static void check_sessions_body(const struct fixture *f, const char *body, size_
         }
     }
     size_t listed = json_array_size(list);
-    CHECK(seen_ws + seen_bosh == listed); /* the table holds these two only */
+    CHECK((size_t)(seen_ws + seen_bosh) == listed); /* the table holds these two only */
     json_decref(j);
 }
 
