@@ -1,8 +1,8 @@
-/* The admin HTTP server: owns the libmicrohttpd daemon, the two uv handles that drive it from the
- * gateway's loop (a poll on MHD's epoll fd, a timer from MHD_get_timeout()), the routing table and
- * the checks every request passes first (Host header, bearer token). Bodies come from render.c.
- * Calls: render.c, config, core (host rules); libmicrohttpd, libuv, OpenSSL (digest and
- * constant-time compare only).
+/* The admin HTTP server: owns the libmicrohttpd daemon and the two uv handles that drive it from
+ * the gateway's loop (a poll on MHD's epoll fd, a timer from MHD_get_timeout()). It hands what MHD
+ * read of each request to admin_proto.c, which decides the route or the refusal, and answers as
+ * told; bodies come from render.c. Calls: admin_proto.c, render.c, config, core; libmicrohttpd,
+ * libuv.
  *
  * MHD runs with no thread of its own: every request handler below runs inside MHD_run(), called
  * from a loop callback, so it may read the gateway's state directly. */
@@ -19,10 +19,8 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include "admin/admin_proto.h"
 #include "config/config.h"
-#include "core/host.h"
 
 #define ADMIN_TIMEOUT_S 30u             /* idle admin connections are closed after this */
 #define ADMIN_MAX_CONNECTIONS 256u      /* concurrent admin connections */
@@ -150,61 +148,9 @@ static enum MHD_Result reply_buf(struct MHD_Connection *conn, unsigned status, c
     return queue_response(conn, status, resp, type, NULL, NULL);
 }
 
-/* Every refusal, as a value until it goes out. The body is one JSON object, {"error": what a
- * person reads, "condition": what a program tests}, the same for every endpoint. */
-enum admin_error {
-    ERR_HOST,      /* Host header missing, doubled, or naming no address or name of ours */
-    ERR_NO_TOKEN,  /* /api/ without a bearer token */
-    ERR_BAD_TOKEN, /* /api/ with the wrong one */
-    ERR_NOT_FOUND, /* no such path */
-    ERR_METHOD,    /* not GET or HEAD */
-    ERR_BODY,      /* a request body */
-    ERR_LIMIT,     /* /api/sessions?limit= out of range */
-    ERR_INTERNAL,  /* a body could not be rendered */
-};
-
-struct error_reply {
-    unsigned status;    /* HTTP status */
-    const char *body;   /* the JSON body, constant */
-    const char *header; /* one extra header, or NULL */
-    const char *value;  /* its value */
-};
-
-#define ERROR_BODY(text, cond) "{\"error\":\"" text "\",\"condition\":\"" cond "\"}\n"
-
-/* 421 Misdirected Request rather than 403 for a Host we do not serve (RFC 9110 section
- * 15.5.20): the request reached a server that will not answer for that host, which is exactly the
- * case of a DNS-rebinding page or a wrong name; 403 would say the client lacks a permission that
- * a token could give. */
-/* clang-format off */
-static const struct error_reply error_replies[] = {
-    [ERR_HOST] = {MHD_HTTP_MISDIRECTED_REQUEST,
-                  ERROR_BODY("the Host header names no address or name of this admin port "
-                             "(IP address, localhost, or admin.hosts)", "host-not-allowed"),
-                  NULL, NULL},
-    [ERR_NO_TOKEN] = {MHD_HTTP_UNAUTHORIZED,
-                      ERROR_BODY("a bearer token is required", "not-authorized"),
-                      MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"xmppgw\""},
-    [ERR_BAD_TOKEN] = {MHD_HTTP_UNAUTHORIZED,
-                       ERROR_BODY("the bearer token is not valid", "invalid-token"),
-                       MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                       "Bearer realm=\"xmppgw\", error=\"invalid_token\""},
-    [ERR_NOT_FOUND] = {MHD_HTTP_NOT_FOUND, ERROR_BODY("not found", "not-found"), NULL, NULL},
-    [ERR_METHOD] = {MHD_HTTP_METHOD_NOT_ALLOWED,
-                    ERROR_BODY("only GET and HEAD are allowed", "method-not-allowed"),
-                    MHD_HTTP_HEADER_ALLOW, "GET, HEAD"},
-    [ERR_BODY] = {MHD_HTTP_BAD_REQUEST,
-                  ERROR_BODY("no request body expected", "bad-request"), NULL, NULL},
-    [ERR_LIMIT] = {MHD_HTTP_BAD_REQUEST,
-                   ERROR_BODY("limit must be between 1 and 10000", "bad-request"), NULL, NULL},
-    [ERR_INTERNAL] = {MHD_HTTP_INTERNAL_SERVER_ERROR,
-                      ERROR_BODY("internal error", "internal-error"), NULL, NULL},
-};
-/* clang-format on */
-
-static enum MHD_Result reply_error(struct MHD_Connection *conn, enum admin_error e)
+static enum MHD_Result reply_error(struct MHD_Connection *conn, enum gw_admin_refusal e)
 {
-    const struct error_reply *r = &error_replies[e];
+    const struct gw_admin_error *r = gw_admin_error(e);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(r->body), (void *)r->body, MHD_RESPMEM_PERSISTENT);
     return queue_response(conn, r->status, resp, JSON_TYPE, r->header, r->value);
@@ -214,25 +160,28 @@ static enum MHD_Result reply_render_error(struct gw_admin *a, struct MHD_Connect
                                           const char *what, int rc)
 {
     GW_ERROR(&a->ctx->log, NULL, NULL, "admin: %s: %s", what, gw_strerror(rc));
-    return reply_error(conn, ERR_INTERNAL);
+    return reply_error(conn, GW_ADMIN_ERR_INTERNAL);
 }
 
 /* ---- endpoints ---- */
 
-static enum MHD_Result serve_healthz(struct gw_admin *a, struct MHD_Connection *conn)
+static enum MHD_Result serve_healthz(struct gw_admin *a, struct MHD_Connection *conn,
+                                     const struct gw_admin_decision *d)
 {
     /* Answering at all proves the loop turns: this handler runs inside it. */
     return reply_text(conn, MHD_HTTP_OK, "ok\n");
 }
 
-static enum MHD_Result serve_readyz(struct gw_admin *a, struct MHD_Connection *conn)
+static enum MHD_Result serve_readyz(struct gw_admin *a, struct MHD_Connection *conn,
+                                    const struct gw_admin_decision *d)
 {
     if (a->ctx->draining)
         return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n");
     return reply_text(conn, MHD_HTTP_OK, "ready\n");
 }
 
-static enum MHD_Result serve_metrics(struct gw_admin *a, struct MHD_Connection *conn)
+static enum MHD_Result serve_metrics(struct gw_admin *a, struct MHD_Connection *conn,
+                                     const struct gw_admin_decision *d)
 {
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
@@ -244,7 +193,8 @@ static enum MHD_Result serve_metrics(struct gw_admin *a, struct MHD_Connection *
     return reply_buf(conn, MHD_HTTP_OK, PROMETHEUS_TEXT, &b);
 }
 
-static enum MHD_Result serve_status(struct gw_admin *a, struct MHD_Connection *conn)
+static enum MHD_Result serve_status(struct gw_admin *a, struct MHD_Connection *conn,
+                                    const struct gw_admin_decision *d)
 {
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_STATUS_MAX);
@@ -256,38 +206,12 @@ static enum MHD_Result serve_status(struct gw_admin *a, struct MHD_Connection *c
     return reply_buf(conn, MHD_HTTP_OK, JSON_TYPE, &b);
 }
 
-/* "limit" query argument: absent = default; digits only, 1..GW_ADMIN_SESSIONS_LIMIT_MAX. */
-static bool parse_limit(const char *s, size_t *out)
+static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection *conn,
+                                      const struct gw_admin_decision *d)
 {
-    if (!s) {
-        *out = GW_ADMIN_SESSIONS_LIMIT_DEFAULT;
-        return true;
-    }
-    size_t v = 0;
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (size_t)(*s - '0');
-        if (v > GW_ADMIN_SESSIONS_LIMIT_MAX)
-            return false;
-    }
-    if (v == 0)
-        return false;
-    *out = v;
-    return true;
-}
-
-static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection *conn)
-{
-    size_t limit;
-    const char *arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
-    if (!parse_limit(arg, &limit))
-        return reply_error(conn, ERR_LIMIT);
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_SESSIONS_MAX);
-    int rc = gw_admin_render_sessions(a->ctx, limit, &b);
+    int rc = gw_admin_render_sessions(a->ctx, d->limit, &b);
     if (rc) {
         gw_buf_cleanup(&b);
         return reply_render_error(a, conn, "sessions", rc);
@@ -295,122 +219,34 @@ static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection 
     return reply_buf(conn, MHD_HTTP_OK, JSON_TYPE, &b);
 }
 
-struct route {
-    const char *path;
-    enum MHD_Result (*serve)(struct gw_admin *a, struct MHD_Connection *conn);
-};
+typedef enum MHD_Result (*serve_fn)(struct gw_admin *a, struct MHD_Connection *conn,
+                                    const struct gw_admin_decision *d);
 
 /* clang-format off */
-static const struct route routes[] = {
-    {"/healthz", serve_healthz},
-    {"/readyz", serve_readyz},
-    {"/metrics", serve_metrics},
-    {"/status", serve_status},
-    {"/api/sessions", serve_sessions},
+static const serve_fn serve[GW_ADMIN_ROUTE_COUNT] = {
+    [GW_ADMIN_ROUTE_HEALTHZ] = serve_healthz,
+    [GW_ADMIN_ROUTE_READYZ] = serve_readyz,
+    [GW_ADMIN_ROUTE_METRICS] = serve_metrics,
+    [GW_ADMIN_ROUTE_STATUS] = serve_status,
+    [GW_ADMIN_ROUTE_SESSIONS] = serve_sessions,
 };
 /* clang-format on */
 
-static const struct route *find_route(const char *path)
-{
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (strcmp(routes[i].path, path) == 0)
-            return &routes[i];
-    return NULL;
-}
+/* ---- the request, as admin_proto reads it ---- */
 
-/* ---- Host header ---- */
-
-/* A page on any site can point its own name at 127.0.0.1 (DNS rebinding) and then read this
- * port from the operator's browser as same-origin; its requests still carry its own name in
- * Host. So the Host must be an address (which such a page cannot make its origin), "localhost",
- * or a name the operator listed in admin.hosts. h is the header's value, port optional:
- * "127.0.0.1:5281", "[::1]", "admin.example". */
-static bool host_allowed(const struct gw_config *cfg, const char *h)
-{
-    char name[GW_HOST_MAX + 1];
-    uint16_t port;
-    if (h[0] == '[') {
-        const char *close = strchr(h, ']');
-        if (close && close[1] == '\0')
-            return gw_host_ip_literal(h + 1, (size_t)(close - h - 1)) == GW_HOST_IP_V6;
-        return gw_host_parse_addr(h, name, sizeof(name), &port) == 0; /* checks the IPv6 */
-    }
-    if (strchr(h, ':')) {
-        if (gw_host_parse_addr(h, name, sizeof(name), &port) != 0)
-            return false;
-    } else {
-        size_t n = strlen(h);
-        if (!gw_host_name_valid(h, n)) /* also bounds n to GW_HOST_MAX */
-            return false;
-        memcpy(name, h, n + 1);
-    }
-    if (gw_host_ip_literal(name, strlen(name)) == GW_HOST_IP_V4 ||
-        strcasecmp(name, "localhost") == 0)
-        return true;
-    unsigned n = cfg->n_admin_hosts < GW_CFG_MAX_LIST ? cfg->n_admin_hosts : GW_CFG_MAX_LIST;
-    for (unsigned i = 0; i < n; i++)
-        if (strcasecmp(name, cfg->admin_hosts[i]) == 0)
-            return true;
-    return false;
-}
-
-struct host_count {
-    unsigned n;        /* Host headers seen */
-    const char *value; /* the first one's value */
+struct host_list {
+    const char *values[2]; /* the first two Host values: one is accepted, two is enough to refuse */
+    size_t n;              /* how many were kept */
 };
 
-static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+static enum MHD_Result collect_host(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
-    struct host_count *hc = cls;
-    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0 && hc->n++ == 0)
-        hc->value = value;
+    struct host_list *hl = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0 && hl->n < 2)
+        hl->values[hl->n++] = value;
     return MHD_YES;
 }
-
-/* Exactly one Host header (RFC 9112 section 3.2), and one host_allowed() takes. */
-static bool check_host(struct gw_admin *a, struct MHD_Connection *conn)
-{
-    struct host_count hc = {0, NULL};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_host, &hc);
-    return hc.n == 1 && hc.value && host_allowed(a->ctx->cfg, hc.value);
-}
-
-/* ---- bearer token ---- */
-
-/* Compare digests, not the strings: the time taken then tells nothing about the token, not even
- * its length. */
-static bool token_matches(const char *want, const char *got, size_t got_len)
-{
-    unsigned char dw[SHA256_DIGEST_LENGTH], dg[SHA256_DIGEST_LENGTH];
-    if (!SHA256((const unsigned char *)want, strlen(want), dw) ||
-        !SHA256((const unsigned char *)got, got_len, dg))
-        return false;
-    return CRYPTO_memcmp(dw, dg, sizeof(dw)) == 0;
-}
-
-enum auth { AUTH_OK, AUTH_MISSING, AUTH_WRONG };
-
-static enum auth check_token(struct gw_admin *a, struct MHD_Connection *conn)
-{
-    const char *want = a->ctx->cfg->admin_token;
-    if (!want[0])
-        return AUTH_OK;
-    const char *h =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    /* RFC 6750: scheme case-insensitive, one or more spaces, then the token. */
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return AUTH_MISSING;
-    const char *tok = h + 7;
-    while (*tok == ' ')
-        tok++;
-    size_t len = strlen(tok);
-    while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
-        len--;
-    return token_matches(want, tok, len) ? AUTH_OK : AUTH_WRONG;
-}
-
-/* ---- dispatch ---- */
 
 static bool has_body(struct MHD_Connection *conn)
 {
@@ -421,36 +257,36 @@ static bool has_body(struct MHD_Connection *conn)
     return te || (cl && strspn(cl, "0") != strlen(cl));
 }
 
-/* The refusals decided on the headers alone, in order: Host first (a page that may not ask must
- * not learn even whether a token is set), then the token, then path, method and body. Returns
- * true and sets *e when the request is refused. */
-static bool refuse_early(struct gw_admin *a, struct MHD_Connection *conn, const char *url,
-                         const char *method, const struct route *r, enum admin_error *e)
+/* MHD gives the path percent-decoded and without the query, and the query as arguments. */
+static void decide(struct gw_admin *a, struct MHD_Connection *conn, const char *url,
+                   const char *method, struct gw_admin_decision *d)
 {
-    if (!check_host(a, conn)) {
-        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: Host not allowed", method, url);
-        *e = ERR_HOST;
-        return true;
-    }
-    /* The token guards the whole /api/ tree, known paths or not, so that a new endpoint there
-     * cannot be left open by mistake. */
-    enum auth au = strncmp(url, "/api/", 5) == 0 ? check_token(a, conn) : AUTH_OK;
-    if (au != AUTH_OK) {
-        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: %s token", method, url,
-                 au == AUTH_MISSING ? "no" : "wrong");
-        *e = au == AUTH_MISSING ? ERR_NO_TOKEN : ERR_BAD_TOKEN;
-        return true;
-    }
-    if (!r)
-        *e = ERR_NOT_FOUND;
-    else if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        *e = ERR_METHOD;
-    else if (has_body(conn)) /* MHD cannot answer in the middle of a body: refuse before it */
-        *e = ERR_BODY;
-    else
-        return false;
-    return true;
+    struct host_list hl = {{NULL, NULL}, 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_host, &hl);
+    struct gw_admin_request req = {
+        .method = method,
+        .path = url,
+        .limit = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit"),
+        .hosts = hl.values,
+        .n_hosts = hl.n,
+        .authorization =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .has_body = has_body(conn),
+    };
+    gw_admin_decide(a->ctx->cfg, &req, d);
 }
+
+static void log_refusal(struct gw_admin *a, const char *method, const char *url,
+                        enum gw_admin_refusal e)
+{
+    if (e == GW_ADMIN_ERR_HOST)
+        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: Host not allowed", method, url);
+    else if (e == GW_ADMIN_ERR_NO_TOKEN || e == GW_ADMIN_ERR_BAD_TOKEN)
+        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: %s token", method, url,
+                 e == GW_ADMIN_ERR_NO_TOKEN ? "no" : "wrong");
+}
+
+/* ---- dispatch ---- */
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
@@ -458,13 +294,15 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
                                       void **req_state)
 {
     struct gw_admin *a = cls;
-    const struct route *r = find_route(url);
+    struct gw_admin_decision d;
+    decide(a, conn, url, method, &d);
     if (!*req_state) {
-        /* First call, headers only. Refusals go out now: MHD then closes the connection instead
-         * of reading a body nobody asked for. */
-        enum admin_error e;
-        if (refuse_early(a, conn, url, method, r, &e))
-            return reply_error(conn, e);
+        /* First call, headers only. Refusals on the headers go out now: MHD then closes the
+         * connection instead of reading a body nobody asked for. */
+        if (d.refusal != GW_ADMIN_OK && d.at_once) {
+            log_refusal(a, method, url, d.refusal);
+            return reply_error(conn, d.refusal);
+        }
         /* Answers wait for the end of the request: MHD keeps the connection alive only for a
          * response queued after that. The mark needs no cleanup. */
         *req_state = a;
@@ -473,7 +311,9 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size != 0)
         return MHD_NO; /* a body after all: close the connection */
     GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s", method, url);
-    return r->serve(a, conn);
+    if (d.refusal != GW_ADMIN_OK)
+        return reply_error(conn, d.refusal);
+    return serve[d.route](a, conn, &d);
 }
 
 /* ---- start / stop ---- */

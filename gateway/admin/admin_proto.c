@@ -1,0 +1,222 @@
+/* The admin request policy (admin_proto.h): the routing table, the Host rule against DNS
+ * rebinding, the bearer token for /api/, the method and body rules, the limit argument, and the
+ * table of refusals with their JSON bodies. No sockets, no HTTP library, no state.
+ * Calls: config, core (host rules); OpenSSL (SHA-256 and CRYPTO_memcmp). */
+#include "admin/admin_proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include "admin/admin.h"
+#include "core/host.h"
+
+/* ---- refusals ---- */
+
+#define ERROR_BODY(text, cond) "{\"error\":\"" text "\",\"condition\":\"" cond "\"}\n"
+#define ERROR_ENTRY(status, text, cond, header, value)                                             \
+    {                                                                                              \
+        status, cond, ERROR_BODY(text, cond), header, value                                        \
+    }
+
+/* The limit's text below names the bound. */
+_Static_assert(GW_ADMIN_SESSIONS_LIMIT_MAX == 10000u, "ERR_LIMIT's text says 10000");
+
+/* 421 Misdirected Request rather than 403 for a Host we do not serve (RFC 9110 section
+ * 15.5.20): the request reached a server that will not answer for that host, which is exactly the
+ * case of a DNS-rebinding page or a wrong name; 403 would say the client lacks a permission that
+ * a token could give. */
+/* clang-format off */
+static const struct gw_admin_error errors[GW_ADMIN_ERR_COUNT] = {
+    [GW_ADMIN_ERR_HOST] = ERROR_ENTRY(421,
+        "the Host header names no address or name of this admin port "
+        "(IP address, localhost, or admin.hosts)", "host-not-allowed", NULL, NULL),
+    [GW_ADMIN_ERR_NO_TOKEN] = ERROR_ENTRY(401, "a bearer token is required", "not-authorized",
+        "WWW-Authenticate", "Bearer realm=\"xmppgw\""),
+    [GW_ADMIN_ERR_BAD_TOKEN] = ERROR_ENTRY(401, "the bearer token is not valid", "invalid-token",
+        "WWW-Authenticate", "Bearer realm=\"xmppgw\", error=\"invalid_token\""),
+    [GW_ADMIN_ERR_NOT_FOUND] = ERROR_ENTRY(404, "not found", "not-found", NULL, NULL),
+    [GW_ADMIN_ERR_METHOD] = ERROR_ENTRY(405, "only GET and HEAD are allowed",
+        "method-not-allowed", "Allow", "GET, HEAD"),
+    [GW_ADMIN_ERR_BODY] = ERROR_ENTRY(400, "no request body expected", "bad-request", NULL, NULL),
+    [GW_ADMIN_ERR_LIMIT] = ERROR_ENTRY(400, "limit must be between 1 and 10000", "bad-request",
+        NULL, NULL),
+    [GW_ADMIN_ERR_INTERNAL] = ERROR_ENTRY(500, "internal error", "internal-error", NULL, NULL),
+};
+/* clang-format on */
+
+const struct gw_admin_error *gw_admin_error(enum gw_admin_refusal r)
+{
+    if (r <= GW_ADMIN_OK || r >= GW_ADMIN_ERR_COUNT)
+        return NULL;
+    return &errors[r];
+}
+
+/* ---- routes ---- */
+
+/* clang-format off */
+static const char *const route_paths[GW_ADMIN_ROUTE_COUNT] = {
+    [GW_ADMIN_ROUTE_HEALTHZ] = "/healthz",
+    [GW_ADMIN_ROUTE_READYZ] = "/readyz",
+    [GW_ADMIN_ROUTE_METRICS] = "/metrics",
+    [GW_ADMIN_ROUTE_STATUS] = "/status",
+    [GW_ADMIN_ROUTE_SESSIONS] = "/api/sessions",
+};
+/* clang-format on */
+
+const char *gw_admin_route_path(enum gw_admin_route r)
+{
+    if (r <= GW_ADMIN_ROUTE_NONE || r >= GW_ADMIN_ROUTE_COUNT)
+        return NULL;
+    return route_paths[r];
+}
+
+static enum gw_admin_route find_route(const char *path)
+{
+    for (int r = GW_ADMIN_ROUTE_NONE + 1; r < GW_ADMIN_ROUTE_COUNT; r++)
+        if (strcmp(route_paths[r], path) == 0)
+            return (enum gw_admin_route)r;
+    return GW_ADMIN_ROUTE_NONE;
+}
+
+/* ---- Host header ---- */
+
+/* A page on any site can point its own name at 127.0.0.1 (DNS rebinding) and then read this
+ * port from the operator's browser as same-origin; its requests still carry its own name in
+ * Host. So the Host must be an address (which such a page cannot make its origin), "localhost",
+ * or a name the operator listed in admin.hosts. h is the header's value, port optional:
+ * "127.0.0.1:5281", "[::1]", "admin.example". */
+static bool host_allowed(const struct gw_config *cfg, const char *h)
+{
+    char name[GW_HOST_MAX + 1];
+    uint16_t port;
+    if (h[0] == '[') {
+        const char *close = strchr(h, ']');
+        if (close && close[1] == '\0')
+            return gw_host_ip_literal(h + 1, (size_t)(close - h - 1)) == GW_HOST_IP_V6;
+        return gw_host_parse_addr(h, name, sizeof(name), &port) == 0; /* checks the IPv6 */
+    }
+    if (strchr(h, ':')) {
+        if (gw_host_parse_addr(h, name, sizeof(name), &port) != 0)
+            return false;
+    } else {
+        size_t n = strlen(h);
+        if (!gw_host_name_valid(h, n)) /* also bounds n to GW_HOST_MAX */
+            return false;
+        memcpy(name, h, n + 1);
+    }
+    if (gw_host_ip_literal(name, strlen(name)) == GW_HOST_IP_V4 ||
+        strcasecmp(name, "localhost") == 0)
+        return true;
+    unsigned n = cfg->n_admin_hosts < GW_CFG_MAX_LIST ? cfg->n_admin_hosts : GW_CFG_MAX_LIST;
+    for (unsigned i = 0; i < n; i++)
+        if (strcasecmp(name, cfg->admin_hosts[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Exactly one Host header (RFC 9112 section 3.2), and one host_allowed() takes. */
+static bool check_host(const struct gw_config *cfg, const struct gw_admin_request *req)
+{
+    return req->n_hosts == 1 && req->hosts && req->hosts[0] && host_allowed(cfg, req->hosts[0]);
+}
+
+/* ---- bearer token ---- */
+
+/* Compare digests, not the strings: the time taken then tells nothing about the token, not even
+ * its length. */
+static bool token_matches(const char *want, const char *got, size_t got_len)
+{
+    unsigned char dw[SHA256_DIGEST_LENGTH], dg[SHA256_DIGEST_LENGTH];
+    if (!SHA256((const unsigned char *)want, strlen(want), dw) ||
+        !SHA256((const unsigned char *)got, got_len, dg))
+        return false;
+    return CRYPTO_memcmp(dw, dg, sizeof(dw)) == 0;
+}
+
+/* GW_ADMIN_OK, GW_ADMIN_ERR_NO_TOKEN or GW_ADMIN_ERR_BAD_TOKEN. */
+static enum gw_admin_refusal check_token(const struct gw_config *cfg, const char *h)
+{
+    const char *want = cfg->admin_token;
+    if (!want[0])
+        return GW_ADMIN_OK;
+    /* RFC 6750: scheme case-insensitive, one or more spaces, then the token. */
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return GW_ADMIN_ERR_NO_TOKEN;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    size_t len = strlen(tok);
+    while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+        len--;
+    return token_matches(want, tok, len) ? GW_ADMIN_OK : GW_ADMIN_ERR_BAD_TOKEN;
+}
+
+/* ---- limit ---- */
+
+/* "limit" query argument: absent = default; digits only, 1..GW_ADMIN_SESSIONS_LIMIT_MAX. */
+static bool parse_limit(const char *s, size_t *out)
+{
+    if (!s) {
+        *out = GW_ADMIN_SESSIONS_LIMIT_DEFAULT;
+        return true;
+    }
+    size_t v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (size_t)(*s - '0');
+        if (v > GW_ADMIN_SESSIONS_LIMIT_MAX)
+            return false;
+    }
+    if (v == 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- the decision ---- */
+
+/* The refusals that the headers alone decide, in order; GW_ADMIN_OK when none applies. */
+static enum gw_admin_refusal refuse_on_headers(const struct gw_config *cfg,
+                                               const struct gw_admin_request *req,
+                                               enum gw_admin_route route)
+{
+    if (!check_host(cfg, req))
+        return GW_ADMIN_ERR_HOST;
+    /* The token guards the whole /api/ tree, known paths or not, so that a new endpoint there
+     * cannot be left open by mistake. */
+    if (strncmp(req->path, "/api/", 5) == 0) {
+        enum gw_admin_refusal t = check_token(cfg, req->authorization);
+        if (t != GW_ADMIN_OK)
+            return t;
+    }
+    if (route == GW_ADMIN_ROUTE_NONE)
+        return GW_ADMIN_ERR_NOT_FOUND;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+        return GW_ADMIN_ERR_METHOD;
+    if (req->has_body)
+        return GW_ADMIN_ERR_BODY;
+    return GW_ADMIN_OK;
+}
+
+void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request *req,
+                     struct gw_admin_decision *out)
+{
+    enum gw_admin_route route = find_route(req->path);
+    memset(out, 0, sizeof(*out));
+    out->refusal = refuse_on_headers(cfg, req, route);
+    if (out->refusal != GW_ADMIN_OK) {
+        out->at_once = true;
+        return;
+    }
+    if (route == GW_ADMIN_ROUTE_SESSIONS && !parse_limit(req->limit, &out->limit)) {
+        out->refusal = GW_ADMIN_ERR_LIMIT;
+        return;
+    }
+    out->route = route;
+}
