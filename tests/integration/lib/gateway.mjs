@@ -10,6 +10,18 @@ import { freePorts } from './ports.mjs';
 export const SOURCE_DIR = process.env.XMPPGW_SOURCE
   || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GATEWAY_BIN = process.env.XMPPGW_BIN || path.join(SOURCE_DIR, 'build', 'xmppgw');
+// XMPPGW_WRAPPER: a command prefix put in front of the binary, split at white space (no quoting),
+// e.g. "valgrind --tool=memcheck --log-file=/tmp/vg/%p.log" (scripts/valgrind.sh). Unset: the
+// binary runs as is.
+const WRAPPER = (process.env.XMPPGW_WRAPPER ?? '').split(/\s+/).filter(Boolean);
+/** How many times longer the gateway's start, stop and CLI runs may take: 10 under a wrapper. */
+export const WRAPPER_SLACK = WRAPPER.length ? 10 : 1;
+
+function spawnGateway(args, options) {
+  return WRAPPER.length
+    ? spawn(WRAPPER[0], [...WRAPPER.slice(1), GATEWAY_BIN, ...args], options)
+    : spawn(GATEWAY_BIN, args, options);
+}
 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -41,7 +53,7 @@ export function baseConfig() {
  */
 export function runGateway(args, { timeoutMs = 15000, env = {}, input } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(GATEWAY_BIN, args, {
+    const child = spawnGateway(args, {
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
@@ -50,7 +62,7 @@ export function runGateway(args, { timeoutMs = 15000, env = {}, input } = {}) {
     let timedOut = false;
     child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
     child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs * WRAPPER_SLACK);
     child.once('error', (err) => { clearTimeout(timer); reject(err); });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -70,7 +82,7 @@ export function runGateway(args, { timeoutMs = 15000, env = {}, input } = {}) {
  *   args          extra command-line arguments, appended last
  *   env           extra environment variables
  *   waitHealthy   wait for GET /healthz == 200 (default true)
- *   startTimeoutMs  (default 20000; sanitizer builds start slower)
+ *   startTimeoutMs  (default 20000; sanitizer builds start slower; times WRAPPER_SLACK)
  * Resolves to:
  *   { port, adminPort, url, wsUrl, boshUrl, adminUrl, configFile, config, pid,
  *     logs() -> array of stderr+stdout lines, logText(), waitForLog(re, ms),
@@ -105,7 +117,7 @@ export async function startGateway(opts = {}) {
     };
   })();
 
-  const child = spawn(GATEWAY_BIN, args, {
+  const child = spawnGateway(args, {
     cwd: SOURCE_DIR,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...(opts.env ?? {}) },
@@ -124,7 +136,8 @@ export async function startGateway(opts = {}) {
 
   const logText = () => lines.join('\n');
   let stopped = false;
-  const stop = async (graceMs = 15000) => {
+  const stop = async (grace = 15000) => {
+    const graceMs = grace * WRAPPER_SLACK;
     if (!stopped) {
       stopped = true;
       if (exited === null) {
@@ -178,7 +191,7 @@ export async function startGateway(opts = {}) {
 
   if (opts.waitHealthy === false) return gw;
   try {
-    await waitHealthy(gw, opts.startTimeoutMs ?? 20000);
+    await waitHealthy(gw, (opts.startTimeoutMs ?? 20000) * WRAPPER_SLACK);
     return gw;
   } catch (err) {
     await stop(3000);
