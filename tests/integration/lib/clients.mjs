@@ -174,7 +174,7 @@ function viewXmppJs(el) {
  * Logs in with @xmpp/client over WebSocket.
  *   service    ws:// URL (the gateway's wsUrl)
  *   domain     XMPP domain (default "localhost")
- *   username, password
+ *   username, password  (both left out: SASL ANONYMOUS when the server offers it)
  *   resource   optional resource to bind
  *   mechanism  "PLAIN" or "SCRAM-SHA-1" to force one; default: the library's choice
  *   timeoutMs  login deadline (default 10 s)
@@ -274,12 +274,14 @@ const STROPHE_MECHANISMS = {
 /**
  * Logs in with Strophe.js. `service` chooses the transport: ws:// for WebSocket, http:// for BOSH.
  *   domain, username, password, resource, mechanism ("PLAIN" | "SCRAM-SHA-1"), timeoutMs as above
+ *   anonymous  true: SASL ANONYMOUS (Strophe's connect() with a JID of the domain alone, no password);
+ *              username and password are not used
  *   options    extra Strophe.Connection options
  * Resolves to the wrapper, with `.conn` the Strophe.Connection and `.statusLog` its status changes.
  */
 export async function loginStrophe({
   service, domain = 'localhost', username, password, resource, mechanism, timeoutMs = DEFAULT_TIMEOUT_MS,
-  options = {},
+  anonymous = false, options = {},
 }) {
   const connOptions = { ...options };
   if (mechanism) {
@@ -349,8 +351,9 @@ export async function loginStrophe({
   open.add(wrapper);
 
   const login = new Promise((resolve, reject) => {
-    const jid = resource ? `${username}@${domain}/${resource}` : `${username}@${domain}`;
-    conn.connect(jid, password, (status, condition) => {
+    const bare = anonymous ? domain : `${username}@${domain}`;
+    const jid = resource ? `${bare}/${resource}` : bare;
+    conn.connect(jid, anonymous ? null : password, (status, condition) => {
       statusLog.push({ status: STROPHE_STATUS[status] ?? status, condition });
       if (status === Strophe.Status.CONNECTED) resolve();
       else if (status === Strophe.Status.DISCONNECTED) {
