@@ -49,6 +49,11 @@ const char *gw_bosh_body_stanza(const struct gw_bosh_body *b, unsigned i, size_t
     return gw_buf_ptr(&b->payload) + sl.off;
 }
 
+size_t gw_bosh_payload_max(size_t len)
+{
+    return len > SIZE_MAX / 2 - 1 ? SIZE_MAX : len * 2 + 1;
+}
+
 bool gw_bosh_body_is_empty(const struct gw_bosh_body *b)
 {
     return b->n_stanzas == 0 && !b->has_pause && !b->terminate && !b->restart;
@@ -193,6 +198,12 @@ static void on_stanza(void *ud, const struct gw_xml_stanza *st)
     struct gw_bosh_parser *p = ud;
     if (p->err)
         return;
+    if (strcmp(st->ns, GW_NS_STREAM) == 0) {
+        /* <stream:features/>, <stream:error/>, ...: the client does not speak for the stream. */
+        p->err = GW_BOSH_PARSE_CHILD;
+        gw_xml_pause(p->xml);
+        return;
+    }
     struct gw_bosh_body *b = p->out;
     struct gw_bosh_slice sl = {.off = gw_buf_size(&b->payload), .len = st->len};
     int rc = gw_buf_append(&b->payload, st->bytes, st->len);
@@ -211,10 +222,11 @@ struct gw_bosh_parser *gw_bosh_parser_new(const struct gw_xml_limits *limits)
     struct gw_bosh_parser *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    /* No namespace injection: a stanza without its own xmlns must reach upstream without one, so
-     * that it takes jabber:client from the upstream stream (XEP-0206 section 4) instead of the
-     * httpbind namespace of <body/>. */
-    struct gw_xml_opts opts = {.mode = GW_XML_DOCUMENT, .limits = *limits};
+    /* Prefixes only: a stanza without its own xmlns must reach upstream without one, so that it
+     * takes jabber:client from the upstream stream (XEP-0206 section 4) instead of the httpbind
+     * namespace of <body/>; a prefix declared on <body/> goes with each stanza that uses it, or
+     * upstream would see it unbound (or bound to its own prefixes, such as stream). */
+    struct gw_xml_opts opts = {.mode = GW_XML_DOCUMENT, .limits = *limits, .inject_prefixes = true};
     struct gw_xml_callbacks cb = {.on_open = on_open, .on_stanza = on_stanza};
     p->xml = gw_xml_new(&opts, &cb, p);
     if (!p->xml) {
@@ -566,8 +578,29 @@ bool gw_bosh_is_condition(enum gw_condition cond)
     return gw_condition_is_bosh(cond);
 }
 
+/* Stream conditions (RFC 6120 section 4.9.3) that XEP-0124 section 17 has with the same meaning.
+ * Not improper-addressing: a stream's is a stanza between servers without to or from, a BOSH
+ * session's a creation request without to. */
+static bool same_meaning(enum gw_condition cond)
+{
+    switch (cond) {
+    case GW_COND_host_unknown:
+    case GW_COND_host_gone:
+    case GW_COND_system_shutdown:
+    case GW_COND_policy_violation:
+    case GW_COND_undefined_condition:
+    case GW_COND_internal_server_error:
+    case GW_COND_remote_connection_failed:
+        return true;
+    default:
+        return false;
+    }
+}
+
 enum gw_condition gw_bosh_terminate_condition(enum gw_condition cond, bool has_err_xml)
 {
+    if (same_meaning(cond))
+        return cond;
     if (has_err_xml)
         return GW_COND_remote_stream_error;
     if (cond == GW_COND_NONE || gw_condition_is_bosh(cond))

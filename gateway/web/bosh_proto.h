@@ -49,18 +49,27 @@ struct gw_bosh_slice {
     size_t len; /* its bytes */
 };
 
-/* payload_max bounds the payload (the request body size is a good bound). */
+/* payload_max bounds the payload: the request body size plus what the parser adds to it (see
+ * gw_bosh_payload_max()). */
 void gw_bosh_body_init(struct gw_bosh_body *b, size_t payload_max);
 void gw_bosh_body_cleanup(struct gw_bosh_body *b);
 
 /* What went wrong with a request body. */
 enum gw_bosh_parse_err {
     GW_BOSH_PARSE_OK = 0,
-    GW_BOSH_PARSE_XML,  /* not well-formed, restricted XML, a parser limit: HTTP 400 */
-    GW_BOSH_PARSE_ROOT, /* well-formed but not <body xmlns='...httpbind'/> */
-    GW_BOSH_PARSE_ATTR, /* an attribute we read has a bad value or is too long */
+    GW_BOSH_PARSE_XML,   /* not well-formed, restricted XML, a parser limit: HTTP 400 */
+    GW_BOSH_PARSE_ROOT,  /* well-formed but not <body xmlns='...httpbind'/> */
+    GW_BOSH_PARSE_ATTR,  /* an attribute we read has a bad value or is too long */
+    GW_BOSH_PARSE_CHILD, /* a child element in the stream namespace (as on WebSocket: refused) */
     GW_BOSH_PARSE_NOMEM,
 };
+
+/* The payload bound for a body of len bytes. Each child element is a slice that stands alone:
+ * the prefixes declared on <body/> that it uses are declared on it too (the default namespace is
+ * not: a stanza without xmlns takes jabber:client from the upstream stream). That can make the
+ * payload longer than the body; twice the body is the most it may be (past it the parse fails
+ * as a parser limit would). */
+size_t gw_bosh_payload_max(size_t len);
 
 /* A reusable body parser (one expat parser in document mode). NULL on ENOMEM. */
 struct gw_bosh_parser;
@@ -260,7 +269,10 @@ int gw_bosh_build_creation(struct gw_buf *out, const struct gw_bosh_creation *c,
 
 /* The XEP-0124 terminate condition to send for a session's end: cond as the session core gives
  * it (a stream error condition, remote-connection-failed, ...). has_err_xml: upstream sent a
- * <stream:error/>, which the body carries (remote-stream-error). GW_COND_NONE (a clean close)
+ * <stream:error/>, which the body carries. A stream condition that XEP-0124 has with the same
+ * meaning stays itself (host-unknown, host-gone, system-shutdown, policy-violation,
+ * undefined-condition, internal-server-error, remote-connection-failed); any other one with an
+ * error element becomes remote-stream-error (XEP-0206). GW_COND_NONE (a clean close)
  * stays GW_COND_NONE; every other result is a BOSH condition (gw_condition_is_bosh()). */
 enum gw_condition gw_bosh_terminate_condition(enum gw_condition cond, bool has_err_xml);
 /* Is cond one of the XEP-0124 terminate conditions? */

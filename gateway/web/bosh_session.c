@@ -1,7 +1,9 @@
 /* BOSH sessions apart from HTTP (see bosh_session.h). One struct bsess per BOSH session, found by
- * sid, with its held requests (rid order), requests that came early (a rid gap), the stanzas
- * waiting for the next answer, the rid log (replays) and one uv timer for every deadline (wait,
- * inactivity, pause, creation, tombstone, and an end decided inside a sink callback).
+ * sid, with its held requests (rid order), requests that came early (a rid gap), replays not yet
+ * written, the stanzas waiting for the next answer, the rid log (replays) and one uv timer for
+ * every deadline (wait, write, early, inactivity, pause, creation, tombstone, and an end decided
+ * inside a sink callback). Every request on a list has a deadline, and so has every session:
+ * next_deadline() is the one place that says which comes first.
  *
  * A session is CONNECTING (creation request held until upstream's features), then OPEN. It ends
  * in one place, bs_end(), which says what the core session and every held and early request get;
@@ -28,10 +30,11 @@
 
 enum req_state {
     REQ_NEW,   /* handed over; not yet on a list */
-    REQ_EARLY, /* came before its turn (a rid gap): on bs->early */
-    REQ_HELD,  /* processed: on bs->held, waiting for data or its deadline */
-    REQ_DUE,   /* on bs->held, answered (composed) once the connection can write */
-    REQ_DONE,  /* its whole answer is in resp; on no list */
+    REQ_EARLY, /* came before its turn (a rid gap): on bs->early until `wait` after it came */
+    REQ_HELD,  /* processed: on bs->held, waiting for data or `wait` */
+    REQ_DUE,   /* on bs->held, answered (composed) once the connection can write, which it must
+                  within http.write_timeout */
+    REQ_DONE,  /* its whole answer is in resp; on no list, or on bs->replays (a replay) */
 };
 
 struct bsess;
@@ -46,7 +49,8 @@ struct gw_bosh_req {
     struct gw_bosh_req *prev, *next; /* neighbours on bs->held or bs->early */
     enum req_state state;            /* see enum req_state */
     uint64_t rid;                    /* as the body says */
-    uint64_t deadline_ms;            /* REQ_HELD: answer then (empty); 0: none */
+    uint64_t deadline_ms;            /* on a list: HELD answer then (empty), DUE drop it then,
+                                        EARLY end the session then; 0 on no list */
     bool creation;                   /* the session creation request */
     struct gw_bosh_report report;    /* XEP-0124 section 9.3: an answer the client missed */
     bool has_body;                   /* body is initialised */
@@ -92,6 +96,7 @@ struct bsess {
     struct gw_bosh_ridlog log;     /* recent rids and their answers */
     struct req_list held;          /* processed, not yet answered (REQ_HELD, REQ_DUE) */
     struct req_list early;         /* arrived before their turn (REQ_EARLY) */
+    struct req_list replays;       /* answered from the rid log, not yet written (REQ_DONE) */
     struct gw_buf out;             /* stanzas for the client, not yet in an answer */
     bool out_paused;               /* deliver() said GW_EAGAIN: resume when drained */
     struct gw_buf features;        /* for the creation answer */
@@ -149,6 +154,18 @@ static const char *bs_jid(const struct bsess *bs)
 static bool no_requests(const struct bsess *bs)
 {
     return bs->held.n == 0 && bs->early.n == 0;
+}
+
+/* Requests open at once, as `requests` counts them: held, early, and replays not yet written. */
+static unsigned in_flight(const struct bsess *bs)
+{
+    return bs->held.n + bs->early.n + bs->replays.n;
+}
+
+/* When an answer due now must have been taken by (http.write_timeout from now). */
+static uint64_t write_deadline(const struct bsess *bs)
+{
+    return now_ms(bs->t) + (uint64_t)cfg_of(bs)->http_write_timeout * 1000;
 }
 
 static bool is_live(const struct bsess *bs)
@@ -214,8 +231,14 @@ static struct gw_bosh_req *list_find(const struct req_list *l, uint64_t rid)
 /* Take r off its session's list. */
 static void req_detach(struct gw_bosh_req *r)
 {
-    if (r->bs)
-        list_remove(r->state == REQ_EARLY ? &r->bs->early : &r->bs->held, r);
+    struct bsess *bs = r->bs;
+    if (!bs)
+        return;
+    list_remove(r->state == REQ_EARLY  ? &bs->early
+                : r->state == REQ_DONE ? &bs->replays
+                                       : &bs->held,
+                r);
+    r->deadline_ms = 0;
 }
 
 /* The next request of the session, held ones first, taken off its list (NULL: none left). */
@@ -308,7 +331,7 @@ static void answer_error(struct gw_bosh_req *r, enum gw_condition cond, bool leg
 static void release(struct gw_bosh_req *r)
 {
     r->state = REQ_DUE;
-    r->deadline_ms = 0;
+    r->deadline_ms = write_deadline(r->bs);
     r->t->ops->ready(r->conn);
 }
 
@@ -488,9 +511,17 @@ static void core_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition 
         gw_session_end(s, kind == END_CLIENT ? GW_COND_NONE : cond);
 }
 
+/* Replays keep their answers; they are only no longer the session's. */
+static void let_go_of_replays(struct bsess *bs)
+{
+    while (bs->replays.head)
+        req_detach(bs->replays.head);
+}
+
 /* Out of the table; the memory goes when the timer has closed. */
 static void forget(struct bsess *bs)
 {
+    let_go_of_replays(bs);
     bs->state = BS_DEAD;
     gw_strmap_del(&bs->t->table, &bs->in_table);
     uv_timer_stop(&bs->timer);
@@ -535,10 +566,14 @@ static void bs_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition co
         forget(bs);
         return;
     }
+    let_go_of_replays(bs);
+    const struct gw_buf *err_xml = NULL;
     if (kind == END_UPSTREAM && bs->state == BS_CONNECTING) {
-        /* The client never learnt the sid: answer the creation request, keep no tombstone. */
+        /* The client never learnt the sid: answer the creation request (with upstream's error
+         * element, when it sent one), keep no tombstone. */
         kind = END_FAIL;
         at = bs->held.head;
+        err_xml = &bs->err_xml;
         if (cond == GW_COND_NONE)
             cond = GW_COND_remote_connection_failed;
     }
@@ -549,7 +584,9 @@ static void bs_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition co
         entomb(bs, cond);
         return;
     }
-    if (at && kind == END_CLIENT)
+    if (at && err_xml)
+        (void)answer_end(at, cond, gw_bosh_error_status(cond, bs->p.legacy), NULL, err_xml);
+    else if (at && kind == END_CLIENT)
         (void)answer_end(at, GW_COND_NONE, 200, &bs->out, NULL);
     else if (at)
         answer_error(at, cond, bs->p.legacy);
@@ -565,7 +602,18 @@ static void bs_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition co
 
 /* ---- deadlines ---- */
 
-/* The earliest deadline of the session (UINT64_MAX: none). */
+static uint64_t earliest(const struct req_list *l, uint64_t next)
+{
+    for (const struct gw_bosh_req *r = l->head; r; r = r->next)
+        if (r->deadline_ms && r->deadline_ms < next)
+            next = r->deadline_ms;
+    return next;
+}
+
+/* The earliest deadline of the session (UINT64_MAX: none, which no session in the table may
+ * be without): an end decided in a callback, the tombstone's end, the creation deadline, every
+ * held request's `wait`, every due request's write deadline, every early request's `wait`, and
+ * inactivity when no request is open. */
 static uint64_t next_deadline(const struct bsess *bs, uint64_t now)
 {
     if (bs->pending != GW_COND_NONE)
@@ -573,9 +621,7 @@ static uint64_t next_deadline(const struct bsess *bs, uint64_t now)
     if (bs->state == BS_TOMB)
         return bs->tomb_until;
     uint64_t next = bs->state == BS_CONNECTING ? bs->creation_deadline : UINT64_MAX;
-    for (const struct gw_bosh_req *r = bs->held.head; r; r = r->next)
-        if (r->state == REQ_HELD && r->deadline_ms && r->deadline_ms < next)
-            next = r->deadline_ms;
+    next = earliest(&bs->early, earliest(&bs->held, next));
     if (no_requests(bs) && bs->idle_since + bs->idle_ms < next)
         next = bs->idle_since + bs->idle_ms;
     return next;
@@ -590,6 +636,62 @@ static void reschedule(struct bsess *bs)
         uv_timer_stop(&bs->timer);
     else
         uv_timer_start(&bs->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+/* An early request waited `wait` and the gap before it was never filled (the rid window can never
+ * move on): every early request gets item-not-found, and the session ends. */
+static void gap_never_filled(struct bsess *bs)
+{
+    GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "rid %llu waited %u s for rid %llu, which never came",
+            (unsigned long long)bs->early.head->rid, bs->p.wait,
+            (unsigned long long)bs->last_rid + 1);
+    struct gw_bosh_req *r;
+    while ((r = bs->early.head) != NULL) {
+        req_detach(r);
+        answer_error(r, GW_COND_item_not_found, bs->p.legacy);
+    }
+    bs_end(bs, END_FAIL, GW_COND_item_not_found, NULL);
+}
+
+/* A due request whose connection did not take its answer within http.write_timeout: the
+ * connection is closed and the request is lost, as if the browser had gone (a repeat of its rid
+ * is held again). false: it was the creation request, and the session is gone with it. */
+static bool drop_unwritten(struct bsess *bs, struct gw_bosh_req *r, uint64_t now)
+{
+    GW_INFO(log_of(bs), bs->sid, bs_jid(bs),
+            "rid %llu from %s: answer not written within http.write_timeout (%u s): connection "
+            "closed",
+            (unsigned long long)r->rid, r->peer, cfg_of(bs)->http_write_timeout);
+    bs->t->ctx->metrics.refused[GW_LIMIT_HTTP_DEADLINE]++;
+    bool creation = r->creation;
+    struct gw_bosh_rid_entry *e = gw_bosh_ridlog_find(&bs->log, r->rid);
+    if (e && e->state == GW_BOSH_RID_HELD)
+        e->state = GW_BOSH_RID_LOST;
+    req_kill(r);
+    if (creation) {
+        bs_end(bs, END_LOST, GW_COND_NONE, NULL);
+        return false;
+    }
+    if (no_requests(bs))
+        bs->idle_since = now;
+    return true;
+}
+
+/* Held requests past `wait` are answered; due ones past their write deadline dropped. false:
+ * the session ended. */
+static bool expire_held(struct bsess *bs, uint64_t now)
+{
+    struct gw_bosh_req *next;
+    for (struct gw_bosh_req *r = bs->held.head; r; r = next) {
+        next = r->next;
+        if (!r->deadline_ms || r->deadline_ms > now)
+            continue;
+        if (r->state == REQ_HELD)
+            release(r);
+        else if (r->state == REQ_DUE && !drop_unwritten(bs, r, now))
+            return false;
+    }
+    return true;
 }
 
 static void on_timer(uv_timer_t *h)
@@ -616,9 +718,12 @@ static void on_timer(uv_timer_t *h)
         bs_end(bs, END_FAIL, GW_COND_remote_connection_failed, bs->held.head);
         return;
     }
-    for (struct gw_bosh_req *r = bs->held.head; r; r = r->next)
-        if (r->state == REQ_HELD && r->deadline_ms && r->deadline_ms <= now)
-            release(r);
+    if (earliest(&bs->early, UINT64_MAX) <= now) {
+        gap_never_filled(bs);
+        return;
+    }
+    if (!expire_held(bs, now))
+        return;
     if (bs->state == BS_OPEN && no_requests(bs) && now >= bs->idle_since + bs->idle_ms) {
         GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "BOSH session inactive for %llu s",
                 (unsigned long long)(bs->idle_ms / 1000));
@@ -833,15 +938,25 @@ static void repeated(struct bsess *bs, struct gw_bosh_req *r)
         return;
     }
     if (e->state == GW_BOSH_RID_ANSWERED) {
+        /* A replay is a request open until its answer is written, like any other (XEP-0124
+         * section 12: no more than `requests` at once); it goes on bs->replays until then. */
+        if (in_flight(bs) + 1 > bs->p.requests) {
+            GW_INFO(log_of(bs), bs->sid, bs_jid(bs),
+                    "rid %llu repeated with %u requests open: more than %u simultaneous requests",
+                    (unsigned long long)r->rid, in_flight(bs), bs->p.requests);
+            bs_end(bs, END_FAIL, GW_COND_policy_violation, r);
+            return;
+        }
         GW_DEBUG(log_of(bs), bs->sid, bs_jid(bs), "rid %llu repeated: answer replayed",
                  (unsigned long long)r->rid);
         answer_bytes(r, 200, gw_buf_ptr(&e->body), gw_buf_size(&e->body));
+        list_insert(bs, &bs->replays, r);
         return;
     }
     /* Still held, or its connection was lost: this request takes its place. */
     struct gw_bosh_req *old = list_find(&bs->held, r->rid);
+    uint64_t deadline = old ? old->deadline_ms : now_ms(bs->t) + (uint64_t)bs->p.wait * 1000;
     r->state = old ? old->state : REQ_HELD;
-    r->deadline_ms = old ? old->deadline_ms : now_ms(bs->t) + (uint64_t)bs->p.wait * 1000;
     r->creation = old && old->creation;
     if (old) {
         r->report = old->report;
@@ -849,6 +964,8 @@ static void repeated(struct bsess *bs, struct gw_bosh_req *r)
     }
     e->state = GW_BOSH_RID_HELD;
     hold(bs, r);
+    /* A due answer has a new connection to go out on: its write deadline starts again. */
+    r->deadline_ms = r->state == REQ_DUE ? write_deadline(bs) : deadline;
     GW_DEBUG(log_of(bs), bs->sid, bs_jid(bs), "rid %llu repeated while held",
              (unsigned long long)r->rid);
     if (r->state == REQ_DUE)
@@ -875,18 +992,22 @@ static void session_request(struct bsess *bs, struct gw_bosh_req *r)
         gw_bosh_order_arrival(&bs->order, r->rid, bs->p.requests, r->fd);
         break;
     }
+    /* An early rid sent again takes the place of the first, and keeps its deadline. */
     struct gw_bosh_req *dup = list_find(&bs->early, r->rid);
+    uint64_t parked = dup ? dup->deadline_ms : now_ms(bs->t) + (uint64_t)bs->p.wait * 1000;
     if (dup)
         req_kill(dup);
-    if (bs->held.n + bs->early.n + 1 > bs->p.requests) {
+    if (in_flight(bs) + 1 > bs->p.requests) {
         GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "more than %u simultaneous requests",
                 bs->p.requests);
         bs_end(bs, END_FAIL, GW_COND_policy_violation, r);
         return;
     }
     if (r->rid != bs->last_rid + 1) {
+        /* It waits for the gap until `wait` after it came; past it the session ends. */
         r->state = REQ_EARLY;
         list_insert(bs, &bs->early, r);
+        r->deadline_ms = parked;
         return;
     }
     /* This one, then every early request whose turn it now is. */
@@ -1027,8 +1148,8 @@ static void create_session(struct gw_bosh_sessions *t, struct gw_bosh_req *r)
     }
     r->creation = true;
     r->state = REQ_HELD;
-    r->deadline_ms = 0; /* answered when the features come (or at the creation deadline) */
     hold(bs, r);
+    r->deadline_ms = bs->creation_deadline; /* answered when the features come, or then */
     reschedule(bs);
 }
 
@@ -1051,10 +1172,11 @@ static void refresh_parser(struct gw_bosh_sessions *t)
 
 static const char *parse_err_text(enum gw_bosh_parse_err e)
 {
-    return e == GW_BOSH_PARSE_XML    ? "not well-formed"
-           : e == GW_BOSH_PARSE_ROOT ? "not a BOSH <body/>"
-           : e == GW_BOSH_PARSE_ATTR ? "bad attribute value"
-                                     : "no rid";
+    return e == GW_BOSH_PARSE_XML     ? "not well-formed"
+           : e == GW_BOSH_PARSE_ROOT  ? "not a BOSH <body/>"
+           : e == GW_BOSH_PARSE_ATTR  ? "bad attribute value"
+           : e == GW_BOSH_PARSE_CHILD ? "a child element in the stream namespace"
+                                      : "no rid";
 }
 
 /* A body that cannot be used: bad-request. One that still names a live session ends it
@@ -1079,7 +1201,7 @@ void gw_bosh_req_submit(struct gw_bosh_req *r, const char *data, size_t len)
 {
     struct gw_bosh_sessions *t = r->t;
     refresh_parser(t);
-    gw_bosh_body_init(&r->body, len + 1);
+    gw_bosh_body_init(&r->body, gw_bosh_payload_max(len));
     r->has_body = true;
     enum gw_bosh_parse_err perr =
         t->parser ? gw_bosh_parse(t->parser, data, len, &r->body) : GW_BOSH_PARSE_NOMEM;
@@ -1140,7 +1262,7 @@ int gw_bosh_req_answer(struct gw_bosh_req *r, struct gw_bosh_answer *out)
 void gw_bosh_req_close(struct gw_bosh_req *r)
 {
     struct bsess *bs = r->bs;
-    if (!bs || r->state == REQ_EARLY) {
+    if (!bs || r->state == REQ_EARLY || r->state == REQ_DONE) {
         req_detach(r);
         req_free(r);
         if (bs)
@@ -1213,6 +1335,7 @@ void gw_bosh_sessions_free(struct gw_bosh_sessions *t)
         struct gw_bosh_req *r;
         while ((r = pop_any(bs)) != NULL)
             req_free(r);
+        let_go_of_replays(bs);
         bs_end(bs, END_FAIL, GW_COND_system_shutdown, NULL);
     }
     gw_bosh_parser_free(t->parser);
@@ -1255,18 +1378,23 @@ static unsigned check_session(const struct bsess *bs, uint64_t now)
         return bs->held.n + bs->early.n +
                (bs->state == BS_TOMB && !uv_is_active((uv_handle_t *)&bs->timer));
     bad += count_waiting(bs) > bs->p.hold;
-    bad += bs->held.n + bs->early.n > bs->p.requests;
+    bad += in_flight(bs) > bs->p.requests;
     for (const struct gw_bosh_req *r = bs->held.head; r; r = r->next) {
         bad += r->bs != bs || (r->state != REQ_HELD && r->state != REQ_DUE);
-        bad += r->state == REQ_HELD && !r->creation && !r->deadline_ms;
+        bad += !r->deadline_ms; /* every parked request has a deadline */
         bad += r->next && r->next->rid <= r->rid;
     }
     for (const struct gw_bosh_req *r = bs->early.head; r; r = r->next) {
         bad += r->bs != bs || r->state != REQ_EARLY || r->rid <= bs->last_rid + 1;
+        bad += !r->deadline_ms;
         bad += r->next && r->next->rid <= r->rid;
     }
+    for (const struct gw_bosh_req *r = bs->replays.head; r; r = r->next)
+        bad += r->bs != bs || r->state != REQ_DONE;
     bad += bs->state == BS_CONNECTING && !bs->creation_deadline;
-    bad += next_deadline(bs, now) != UINT64_MAX && !uv_is_active((uv_handle_t *)&bs->timer);
+    /* No session without a pending deadline, and its timer set for it. */
+    uint64_t next = next_deadline(bs, now);
+    bad += next == UINT64_MAX || !uv_is_active((uv_handle_t *)&bs->timer);
     return bad;
 }
 

@@ -1,6 +1,7 @@
 /* BOSH sessions (XEP-0124 + XEP-0206), apart from HTTP: the sid table (with short-lived tombstones
- * of sessions that upstream ended), each session's rid window, its held and early requests, its
- * deadlines (wait, inactivity, pause, creation, tombstone) on one uv timer, key sequencing,
+ * of sessions that upstream ended), each session's rid window, its held, early and replayed
+ * requests, its deadlines (wait, the write deadline of a due answer, an early request's wait,
+ * inactivity, pause, creation, tombstone) on one uv timer, key sequencing,
  * restarts, terminate, and the sink it gives its core session (session.h). The HTTP adapter
  * (bosh.c) hands over whole request bodies and writes the answers; this module never touches a
  * connection itself: it asks the adapter through struct gw_bosh_conn_ops. Private to web/ (and the
@@ -21,8 +22,9 @@ struct gw_bosh_req;
 struct gw_bosh_conn_ops {
     /* The answer is ready: call gw_bosh_req_answer() once the connection can be written. */
     void (*ready)(void *conn);
-    /* Close the connection without an answer (a repeated rid took its place). The request is
-     * freed when this returns: the adapter forgets it. */
+    /* Close the connection without an answer (a repeated rid took its place, or a due answer
+     * was not taken within http.write_timeout). The request is freed when this returns: the
+     * adapter forgets it. */
     void (*kill)(void *conn);
 };
 
@@ -64,8 +66,9 @@ unsigned long long gw_bosh_req_rid(const struct gw_bosh_req *r);
  * when no session has that sid (a tombstone has none). */
 bool gw_bosh_sessions_requests(struct gw_bosh_sessions *t, const char *sid, unsigned *held,
                                unsigned *early);
-/* Every session's invariants hold: held requests within hold, each held request and each session
- * with a deadline its timer honours. Returns the number of broken ones (0: fine). */
+/* Every session's invariants hold: held requests within hold; held, early and replayed ones
+ * within requests; every request a session holds with a deadline; no session without a pending
+ * deadline, and its timer set for it. Returns the number of broken ones (0: fine). */
 unsigned gw_bosh_sessions_check(struct gw_bosh_sessions *t);
 
 #endif

@@ -354,7 +354,7 @@ static char *dup_bytes(const char *s, size_t n)
 static int save_context(struct gw_xml_parser *p)
 {
     free_context(p);
-    if (!p->opts.inject_context || p->n_decls == 0 || !p->decls.data)
+    if (!(p->opts.inject_context || p->opts.inject_prefixes) || p->n_decls == 0 || !p->decls.data)
         return 0;
     p->ctx = calloc(p->n_decls, sizeof(*p->ctx));
     if (!p->ctx)
@@ -368,6 +368,8 @@ static int save_context(struct gw_xml_parser *p)
         const char *uri = prefix + strlen(prefix) + 1;
         s = uri + strlen(uri) + 1;
         if (!*uri) /* xmlns='' on the root: nothing in scope to carry */
+            continue;
+        if (!*prefix && !p->opts.inject_context) /* inject_prefixes: not the default */
             continue;
         gw_buf_reset(&t);
         rc = gw_buf_append_str(&t, *prefix ? " xmlns:" : " xmlns");

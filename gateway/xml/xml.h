@@ -89,6 +89,11 @@ struct gw_xml_opts {
      * so that the slice stands alone (what RFC 7395 frames and BOSH bodies need). Used on upstream
      * streams. */
     bool inject_context;
+    /* The same for the prefixes only: the default namespace of the depth-0 element is not
+     * carried. BOSH bodies: a stanza without its own xmlns takes jabber:client from the upstream
+     * stream, not the httpbind namespace of <body/>, but a prefix declared on <body/> must go
+     * with every stanza that uses it. */
+    bool inject_prefixes;
     /* Document mode only: the root element itself is the one stanza (RFC 7395 frames): on_stanza is
      * called for it (on_open/on_close are not). */
     bool root_is_stanza;

@@ -1,7 +1,9 @@
 /* Fuzz target for the BOSH request body path (gateway/web/bosh_proto.c): arbitrary bytes go through
  * the body parser, then whatever was read goes through the checks and builders a request meets in
  * bosh_session.c (negotiation, rid window and log, acknowledgements, key check, response and
- * terminate bodies, terminate conditions). No sockets. */
+ * terminate bodies, terminate conditions). Invariant of a body that parsed: every child slice
+ * stands alone (it parses by itself, with the prefixes it uses declared), and none is in the
+ * stream namespace. No sockets. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,8 +11,39 @@
 
 #include "core/buf.h"
 #include "web/bosh_proto.h"
+#include "xml/xml.h"
 
 static struct gw_bosh_parser *parser;
+static struct gw_xml_parser *alone; /* one slice as its own document */
+static bool alone_stream_ns;        /* the slice parsed by itself is in the stream namespace */
+
+static void on_alone(void *ud, const struct gw_xml_stanza *st)
+{
+    (void)ud;
+    alone_stream_ns = strcmp(st->ns, GW_NS_STREAM) == 0;
+}
+
+/* A slice parses by itself: what the body declared and it uses came with it. Its limits are
+ * wider than the body parser's: the declarations added count as bytes and attributes. */
+static void check_alone(const char *st, size_t len, size_t size)
+{
+    static size_t made_for;
+    if (!alone || size * 2 + 4096 > made_for) {
+        gw_xml_free(alone);
+        made_for = size * 2 + 4096;
+        struct gw_xml_opts o = {
+            .mode = GW_XML_DOCUMENT,
+            .limits = {.max_stanza = made_for, .max_depth = 64, .max_attrs = 4096},
+            .root_is_stanza = true};
+        struct gw_xml_callbacks cb = {.on_stanza = on_alone};
+        alone = gw_xml_new(&o, &cb, NULL);
+        if (!alone)
+            abort();
+    }
+    alone_stream_ns = false;
+    if (gw_xml_parse_document(alone, st, len) != 0 || alone_stream_ns)
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -21,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     struct gw_bosh_body b;
-    gw_bosh_body_init(&b, size + 1);
+    gw_bosh_body_init(&b, gw_bosh_payload_max(size));
     enum gw_bosh_parse_err err = gw_bosh_parse(parser, (const char *)data, size, &b);
 
     /* Whatever was read must be consistent, even after an error. */
@@ -37,6 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!st || len == 0 || st[0] != '<')
             abort();
         total += len;
+        if (err == GW_BOSH_PARSE_OK)
+            check_alone(st, len, size);
     }
     if (total > gw_buf_size(&b.payload))
         abort();

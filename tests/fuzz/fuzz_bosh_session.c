@@ -2,10 +2,13 @@
  * session (its core session talks to a tiny XMPP server on loopback inside this process, upstream
  * TLS off), then plays a sequence of requests read from the input (rids next, ahead, outside and
  * repeated, keys right and wrong, ack, pause, restart, terminate, stanzas, several connections),
- * browsers giving up requests, answers taken and loop turns. After every step the sessions'
- * invariants must hold (gw_bosh_sessions_check(): held requests within hold, every held request
- * with a deadline, the timer armed for every deadline), every request told "ready" must have an
- * answer, and no request is told anything after it was killed or closed. No lws. */
+ * browsers giving up requests, answers taken and loop turns, and (once per input, when the
+ * session was made with wait='1') a second and more of time, so that `wait`, early requests'
+ * deadlines and http.write_timeout (1 s here) pass. After every step the sessions' invariants
+ * must hold (gw_bosh_sessions_check(): held requests within hold, held, early and replayed
+ * requests within `requests`, every parked request with a deadline, no session without a pending
+ * deadline, the timer armed for it), every request told "ready" must have an answer, and no
+ * request is told anything after it was killed or closed. No lws. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -182,6 +185,7 @@ static void setup(void)
     cfg.bosh_max_hold = 3;
     cfg.bosh_max_requests = 4;
     cfg.bosh_polling = 0;
+    cfg.http_write_timeout = 1;
     ctx.loop = &loop;
     ctx.cfg = &cfg;
     ctx.log.level = GW_LOG_ERROR;
@@ -249,7 +253,22 @@ struct play {
     unsigned long long rid; /* the highest rid sent */
     int key;                /* index of the next right key, -1: no chain */
     int fd;                 /* the connection the next request goes out on */
+    bool short_wait;        /* made with wait='1': letting time pass is worth it */
+    bool slept;             /* time was let pass once already */
 };
+
+/* Turn the loop until ms pass (the guard timer wakes it), checking after every turn. */
+static void let_time_pass(unsigned ms)
+{
+    uv_update_time(&loop);
+    uint64_t end = uv_now(&loop) + ms;
+    uv_timer_start(&guard, on_guard, 10, 10);
+    while (uv_now(&loop) < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        check();
+    }
+    uv_timer_stop(&guard);
+}
 
 static bool create(struct play *pl, unsigned hold, bool ack, bool chain)
 {
@@ -257,9 +276,9 @@ static bool create(struct play *pl, unsigned hold, bool ack, bool chain)
     pl->rid = 1000;
     pl->key = chain ? CHAIN - 2 : -1;
     snprintf(body, sizeof(body),
-             "<body rid='%llu' to='" DOMAIN "' wait='60' hold='%u' %s %s%s%s "
+             "<body rid='%llu' to='" DOMAIN "' wait='%u' hold='%u' %s %s%s%s "
              "xmlns='http://jabber.org/protocol/httpbind'/>",
-             pl->rid, hold, ack ? "ack='1'" : "", chain ? "newkey='" : "",
+             pl->rid, pl->short_wait ? 1 : 60, hold, ack ? "ack='1'" : "", chain ? "newkey='" : "",
              chain ? keys[CHAIN - 1] : "", chain ? "'" : "");
     struct conn *c = post(MAX_CONNS, 0, body);
     /* The guard timer bounds every turn of the loop: a stuck upstream fails the input. */
@@ -286,7 +305,7 @@ static void step(struct play *pl, uint8_t op, uint8_t arg, unsigned *n)
 {
     char attrs[256] = "", payload[128] = "", body[1024];
     unsigned long long rid = pl->rid + 1;
-    switch (op % 14) {
+    switch (op % 15) {
     case 0: /* the next request, empty */
         break;
     case 1: /* with a stanza (the server echoes it) */
@@ -326,13 +345,19 @@ static void step(struct play *pl, uint8_t op, uint8_t arg, unsigned *n)
     case 12:
         snprintf(attrs, sizeof(attrs), "ack='%llu'", pl->rid > arg % 3 ? pl->rid - arg % 3 : 0);
         break;
+    case 14: /* time passes: wait, early deadlines and the write deadline (1 s) go by */
+        if (pl->short_wait && !pl->slept) {
+            pl->slept = true;
+            let_time_pass(1100 + arg % 4 * 300);
+        }
+        return;
     default: /* a new key chain */
         snprintf(attrs, sizeof(attrs), "newkey='%s'", keys[CHAIN - 1]);
         break;
     }
     /* Requests with the next rid carry the next key of the chain, unless the step set one. */
     size_t al = strlen(attrs);
-    if (pl->key >= 0 && rid == pl->rid + 1 && op % 14 != 7)
+    if (pl->key >= 0 && rid == pl->rid + 1 && op % 15 != 7)
         snprintf(attrs + al, sizeof(attrs) - al, " key='%s'", keys[pl->key]);
     snprintf(body, sizeof(body),
              "<body rid='%llu' sid='%s' %s xmlns='http://jabber.org/protocol/httpbind'>%s</body>",
@@ -342,7 +367,7 @@ static void step(struct play *pl, uint8_t op, uint8_t arg, unsigned *n)
     (void)post(slot, pl->fd, body);
     if (rid == pl->rid + 1) {
         pl->rid = rid;
-        if (op % 14 == 13)
+        if (op % 15 == 13)
             pl->key = CHAIN - 2; /* newkey next to key starts a new chain */
         else if (pl->key > 0)
             pl->key--;
@@ -362,7 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!t)
         abort();
     memset(conns, 0, sizeof(conns));
-    struct play pl = {.fd = 0};
+    struct play pl = {.fd = 0, .short_wait = (data[1] & 4) != 0};
     if (create(&pl, data[0] % 4, data[1] & 1, data[1] & 2)) {
         unsigned n = 0;
         for (size_t i = 2; i + 1 < size && i / 2 <= MAX_OPS; i += 2)

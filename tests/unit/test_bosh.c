@@ -1,6 +1,7 @@
-/* Unit tests for gateway/web/bosh_proto.c: request bodies, negotiation caps, buffer caps, the rid
- * window and log, acknowledgements, key sequencing, overactivity, response and terminate bodies,
- * terminate conditions. No sockets: bosh_session.c has test_bosh_session.c, bosh.c's lws side is
+/* Unit tests for gateway/web/bosh_proto.c: request bodies (each child a slice that stands alone,
+ * stream-namespace children refused), negotiation caps, buffer caps, the rid window and log,
+ * acknowledgements, key sequencing, overactivity, response and terminate bodies, terminate
+ * conditions. No sockets: bosh_session.c has test_bosh_session.c, bosh.c's lws side is
  * covered by tests/integration/bosh_*.test.mjs. */
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,72 @@ static void test_parse_errors(struct gw_bosh_parser *p)
                 "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'>"
                 "<message xmlns='jabber:client'><body>longer than sixteen</body></message>"
                 "</body>") != GW_BOSH_PARSE_OK);
+    gw_bosh_body_cleanup(&b);
+}
+
+static bool stanza_is(const struct gw_bosh_body *b, unsigned i, const char *want)
+{
+    size_t len;
+    const char *st = gw_bosh_body_stanza(b, i, &len);
+    bool ok = st && len == strlen(want) && memcmp(st, want, len) == 0;
+    if (!ok)
+        fprintf(stderr, "stanza %u is '%.*s', expected '%s'\n", i, st ? (int)len : 0, st ? st : "",
+                want);
+    return ok;
+}
+
+/* Each child is a slice that stands alone: the prefixes declared on <body/> that it uses go with
+ * it; the default namespace of <body/> does not (a stanza without xmlns takes jabber:client from
+ * the upstream stream); a child in the stream namespace is refused. */
+static void test_parse_namespaces(struct gw_bosh_parser *p)
+{
+    struct gw_bosh_body b;
+    const char *doc =
+        "<body rid='1' sid='s' xmlns:foo='urn:example:foo' xmlns:xmpp='urn:xmpp:xbosh' "
+        "xmlns:stream='urn:example:not-the-stream' "
+        "xmlns='http://jabber.org/protocol/httpbind'>"
+        "<message to='a@b' xmlns='jabber:client'><body>hi</body><foo:x/></message>"
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>"
+        "<presence foo:a='1'/>"
+        "<message><stream:x/></message>"
+        "<foo:y xmlns:foo='urn:example:own'/>"
+        "</body>";
+    gw_bosh_body_init(&b, gw_bosh_payload_max(strlen(doc)));
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_OK);
+    CHECK(b.n_stanzas == 5);
+    CHECK(stanza_is(&b, 0,
+                    "<message xmlns:foo='urn:example:foo' to='a@b' xmlns='jabber:client'>"
+                    "<body>hi</body><foo:x/></message>"));
+    CHECK(stanza_is(&b, 1, "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>"));
+    CHECK(stanza_is(&b, 2, "<presence xmlns:foo='urn:example:foo' foo:a='1'/>"));
+    /* Not upstream's stream prefix: the one <body/> declared. */
+    CHECK(stanza_is(&b, 3,
+                    "<message xmlns:stream='urn:example:not-the-stream'><stream:x/></message>"));
+    CHECK(stanza_is(&b, 4, "<foo:y xmlns:foo='urn:example:own'/>"));
+    /* Children in the stream namespace are refused, whatever the prefix. */
+    CHECK(parse(p, &b,
+                "<body rid='1' xmlns:stream='http://etherx.jabber.org/streams' "
+                "xmlns='http://jabber.org/protocol/httpbind'><stream:features/></body>") ==
+          GW_BOSH_PARSE_CHILD);
+    CHECK(parse(p, &b,
+                "<body rid='1' sid='s2' xmlns='http://jabber.org/protocol/httpbind'><presence/>"
+                "<s:error xmlns:s='http://etherx.jabber.org/streams'/></body>") ==
+          GW_BOSH_PARSE_CHILD);
+    CHECK_STR(b.sid, "s2");
+    gw_bosh_body_cleanup(&b);
+
+    /* What injection adds is bounded: twice the body, then the parse fails as a limit would. */
+    CHECK(gw_bosh_payload_max(10) == 21);
+    char big[4096];
+    int n = snprintf(big, sizeof(big),
+                     "<body rid='1' xmlns:p='urn:%0200d' "
+                     "xmlns='http://jabber.org/protocol/httpbind'>",
+                     0);
+    for (int i = 0; i < 40; i++)
+        n += snprintf(big + n, sizeof(big) - (size_t)n, "<p:a/>");
+    snprintf(big + n, sizeof(big) - (size_t)n, "</body>");
+    gw_bosh_body_init(&b, gw_bosh_payload_max(strlen(big)));
+    CHECK(parse(p, &b, big) == GW_BOSH_PARSE_XML);
     gw_bosh_body_cleanup(&b);
 }
 
@@ -532,8 +599,22 @@ static void test_conditions(void)
 {
     CHECK(gw_bosh_terminate_condition(GW_COND_NONE, false) == GW_COND_NONE);
     CHECK(gw_bosh_terminate_condition(GW_COND_conflict, true) == GW_COND_remote_stream_error);
-    /* Upstream's error element is carried whatever its condition. */
-    CHECK(gw_bosh_terminate_condition(GW_COND_host_unknown, true) == GW_COND_remote_stream_error);
+    CHECK(gw_bosh_terminate_condition(GW_COND_see_other_host, true) == GW_COND_remote_stream_error);
+    CHECK(gw_bosh_terminate_condition(GW_COND_improper_addressing, true) ==
+          GW_COND_remote_stream_error);
+    /* A stream error whose condition XEP-0124 has with the same meaning keeps it (the body
+     * still carries the element). */
+    const enum gw_condition same[] = {GW_COND_host_unknown,
+                                      GW_COND_host_gone,
+                                      GW_COND_system_shutdown,
+                                      GW_COND_policy_violation,
+                                      GW_COND_undefined_condition,
+                                      GW_COND_internal_server_error,
+                                      GW_COND_remote_connection_failed};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        CHECK(gw_bosh_terminate_condition(same[i], true) == same[i]);
+        CHECK(gw_bosh_terminate_condition(same[i], false) == same[i]);
+    }
     CHECK(gw_bosh_terminate_condition(GW_COND_remote_connection_failed, false) ==
           GW_COND_remote_connection_failed);
     CHECK(gw_bosh_terminate_condition(GW_COND_host_unknown, false) == GW_COND_host_unknown);
@@ -593,6 +674,7 @@ int main(void)
         test_parse_creation(p);
         test_parse_payload(p);
         test_parse_errors(p);
+        test_parse_namespaces(p);
         gw_bosh_parser_free(p);
     }
     test_numbers();

@@ -5,7 +5,10 @@
  * (next, ahead, replay, outside), hold, wait, early requests, a browser giving up a held request,
  * data waking a held request, back-pressure, pause, inactivity, terminate, tombstones, keys,
  * restart, refused creations and the SIGTERM path (gw_sessions_shutdown() answers held requests
- * system-shutdown). Every step checks the sessions' invariants (gw_bosh_sessions_check()). */
+ * system-shutdown), and the deadlines that keep nothing alive for ever: a due answer never taken
+ * (http.write_timeout), early requests whose gap is never filled, replays counted against
+ * `requests`, upstream's stream error at creation, stream-namespace children and prefixes
+ * declared on <body/>. Every step checks the sessions' invariants (gw_bosh_sessions_check()). */
 #include <stdarg.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -129,6 +132,29 @@ static void on_element(struct xconn *c, const char *el, size_t len)
     }
 }
 
+/* A stream header for one of the domains this server refuses: its stream error instead of
+ * features (true: the connection is closing). */
+static bool stream_error_for(struct xconn *c, const char *hdr, size_t len)
+{
+    static const struct {
+        const char *domain, *cond;
+    } refused[] = {{"unknown.example", "host-unknown"}, {"conflict.example", "conflict"}};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (!memmem(hdr, len, refused[i].domain, strlen(refused[i].domain)))
+            continue;
+        char err[512];
+        snprintf(err, sizeof(err),
+                 SRV_HEADER "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                            "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>not here</text>"
+                            "</stream:error></stream:stream>",
+                 refused[i].cond);
+        xsend(c, err);
+        xconn_close(c);
+        return true;
+    }
+    return false;
+}
+
 /* Length of the element at p (0: not complete yet). */
 static size_t element_len(const char *p, size_t n)
 {
@@ -168,6 +194,8 @@ static void xconn_scan(struct xconn *c)
         } else if (n >= 14 && memcmp(p, "<stream:stream", 14) == 0) {
             const char *e = memchr(p, '>', n);
             used = e ? (size_t)(e - p) + 1 : 0;
+            if (used && stream_error_for(c, p, used))
+                return;
             if (used)
                 xsend(c, c->headers++ == 0 ? SRV_HEADER
                              "<stream:features><mechanisms "
@@ -802,6 +830,157 @@ static void test_upstream_down(void)
     drop(c);
 }
 
+static void test_write_deadline(void)
+{
+    struct bosh s;
+    if (!create(&s, 18, 1, 1, NULL))
+        return;
+    uint64_t refused = F.ctx.metrics.refused[GW_LIMIT_HTTP_DEADLINE];
+    struct conn *c = next(&s, NULL, NULL);
+    /* wait (1 s) passes: the answer is due, but the connection never takes it. */
+    CHECK(run_until(&c->ready, 2500) && counts(&s, 0, 0));
+    /* http.write_timeout (1 s here) later the connection is closed and the request dropped. */
+    CHECK(run_until(&c->killed, 2500));
+    CHECK(F.ctx.metrics.refused[GW_LIMIT_HTTP_DEADLINE] == refused + 1);
+    unsigned h = 99, e = 99;
+    CHECK(gw_bosh_sessions_requests(F.bs, s.sid, &h, &e) && h == 0 && e == 0);
+    /* Its rid may come again (the browser lost it) and is held again. */
+    struct conn *again = at_rid(&s, s.rid, NULL, NULL);
+    CHECK(!again->ready && counts(&s, 1, 0));
+    drop(again);
+    /* With no request, inactivity (1 s) ends the session. */
+    run_for(2500);
+    CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    free(c);
+
+    /* The creation answer not taken: nobody has the sid, the session goes with the request. */
+    size_t n = gw_sessions_count(F.ctx.sessions);
+    c = post(18, "<body rid='5' to='" DOMAIN "' wait='5' hold='1' " NS_BIND_BODY "/>");
+    CHECK(run_until(&c->ready, 3000) && gw_sessions_count(F.ctx.sessions) == n + 1);
+    CHECK(run_until(&c->killed, 2500) && gw_sessions_count(F.ctx.sessions) == n);
+    free(c);
+}
+
+static void test_early_deadline(void)
+{
+    struct bosh s;
+    if (!create(&s, 19, 1, 1, NULL))
+        return;
+    size_t before = gw_sessions_count(F.ctx.sessions);
+    /* rid + 2 and rid + 3, and rid + 1 never comes: `wait` (1 s) after the first was parked,
+     * both are answered item-not-found and the session ends. */
+    struct conn *two = at_rid(&s, s.rid + 2, NULL, NULL);
+    CHECK(!two->ready && counts(&s, 0, 1));
+    run_for(300);
+    struct conn *again = at_rid(&s, s.rid + 2, NULL, NULL); /* sent again: same deadline */
+    CHECK(two->killed && !again->ready && counts(&s, 0, 1));
+    uv_update_time(&F.loop);
+    uint64_t t0 = uv_now(&F.loop);
+    CHECK(run_until(&again->ready, 2500));
+    uint64_t waited = uv_now(&F.loop) - t0;
+    CHECK(waited >= 500 && waited < 1200);
+    CHECK(take(again) && is_terminate(again, "item-not-found"));
+    unsigned h, e;
+    CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    CHECK(gw_sessions_count(F.ctx.sessions) == before - 1);
+    free(two);
+    drop(again);
+
+    /* A held request besides is answered at its `wait`; every early one: item-not-found. */
+    F.cfg.bosh_max_requests = 4;
+    F.cfg.bosh_max_hold = 2;
+    bool made = create(&s, 19, 1, 2, NULL);
+    F.cfg.bosh_max_requests = 2;
+    F.cfg.bosh_max_hold = 1;
+    if (!made)
+        return;
+    struct conn *held = next(&s, NULL, NULL);
+    run_for(200);
+    struct conn *e3 = at_rid(&s, s.rid + 2, NULL, NULL), *e4 = at_rid(&s, s.rid + 3, NULL, NULL);
+    CHECK(counts(&s, 1, 2));
+    /* wait (1 s) answers the held one empty first; the early ones end the session. */
+    CHECK(answer(held, 2500) && !has(held, "type="));
+    CHECK(answer(e3, 2500) && is_terminate(e3, "item-not-found"));
+    CHECK(e4->ready && take(e4) && is_terminate(e4, "item-not-found"));
+    drop(held);
+    drop(e3);
+    drop(e4);
+}
+
+static void test_replay_window(void)
+{
+    struct bosh s;
+    if (!create(&s, 20, 1, 1, NULL))
+        return;
+    struct conn *a = next(&s, NULL, "<message to='e@" DOMAIN "'><body>echo</body></message>");
+    CHECK(answer(a, 2000) && has(a, "echo"));
+    /* Replays are requests open until written: two fit `requests` (2), a third does not. */
+    struct conn *r[3];
+    for (int i = 0; i < 3; i++)
+        r[i] = at_rid(&s, s.rid, NULL, NULL);
+    CHECK(r[0]->ready && r[1]->ready && r[2]->ready);
+    CHECK(take(r[2]) && is_terminate(r[2], "policy-violation"));
+    CHECK(take(r[0]) && strcmp(r[0]->body, a->body) == 0);
+    CHECK(take(r[1]) && strcmp(r[1]->body, a->body) == 0);
+    unsigned h, e;
+    CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    drop(a);
+    for (int i = 0; i < 3; i++)
+        drop(r[i]);
+
+    /* Replays written one after the other are fine, however many. */
+    if (!create(&s, 20, 1, 1, NULL))
+        return;
+    a = next(&s, NULL, NULL);
+    CHECK(answer(a, 2500));
+    for (int i = 0; i < 20; i++) {
+        struct conn *one = at_rid(&s, s.rid, NULL, NULL);
+        CHECK(one->ready && take(one) && strcmp(one->body, a->body) == 0);
+        drop(one);
+    }
+    CHECK(gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    drop(a);
+}
+
+static void test_creation_stream_error(void)
+{
+    /* Upstream refuses the domain with a stream error while the creation request is held: the
+     * creation answer carries its condition (host-unknown has the same meaning in XEP-0124) and
+     * its <stream:error/>; no session remains. */
+    size_t n = gw_bosh_sessions_count(F.bs);
+    struct conn *c = post(21, "<body rid='1' to='unknown.example' " NS_BIND_BODY "/>");
+    CHECK(answer(c, 3000) && is_terminate(c, "host-unknown"));
+    CHECK(has(c, "<stream:error") && has(c, "<host-unknown") && has(c, "not here"));
+    CHECK(gw_bosh_sessions_count(F.bs) == n);
+    drop(c);
+    /* A condition XEP-0124 does not have: remote-stream-error, with the element. */
+    c = post(21, "<body rid='1' to='conflict.example' " NS_BIND_BODY "/>");
+    CHECK(answer(c, 3000) && is_terminate(c, "remote-stream-error"));
+    CHECK(has(c, "<stream:error") && has(c, "<conflict"));
+    drop(c);
+}
+
+static void test_stream_namespace_child(void)
+{
+    struct bosh s;
+    if (!create(&s, 22, 5, 1, NULL))
+        return;
+    struct conn *c =
+        next(&s, "xmlns:stream='http://etherx.jabber.org/streams'", "<stream:features/>");
+    CHECK(c->ready && take(c) && is_terminate(c, "bad-request") && c->status == 200);
+    unsigned h, e;
+    CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    drop(c);
+    /* A prefix declared on <body/> goes upstream with the stanza that uses it. */
+    if (!create(&s, 22, 5, 1, NULL))
+        return;
+    c = next(&s, "xmlns:foo='urn:example:foo'",
+             "<message to='x@" DOMAIN "'><body>prefixed</body><foo:x/></message>");
+    run_for(200);
+    CHECK(strstr(F.srv.got, "<message xmlns:foo='urn:example:foo' to='x@" DOMAIN "'>") != NULL);
+    drop(c);
+}
+
 /* ---- setup ---- */
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -847,6 +1026,7 @@ static int setup(void)
     F.cfg.bosh_max_pause = 120;
     F.cfg.bosh_polling = 0;
     F.cfg.connect_timeout = 2;
+    F.cfg.http_write_timeout = 1;
     F.cfg.send_queue = 8192;
     F.cfg.log_level = GW_LOG_WARN;
     F.ctx.loop = &F.loop;
@@ -901,6 +1081,11 @@ int main(void)
     test_order_of_answers();
     test_abandoned_creation();
     test_upstream_down();
+    test_write_deadline();
+    test_early_deadline();
+    test_replay_window();
+    test_creation_stream_error();
+    test_stream_namespace_child();
     test_shutdown();
     teardown();
     return CHECK_SUMMARY();
