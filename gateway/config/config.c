@@ -167,7 +167,7 @@ static const struct key_def config_keys[] = {
     UINT("limits.per_address_body_bytes", LIVE, per_address_body_bytes, 16 * MIB, 64 * KIB,
          1024 * MIB),
     SECTION("http"),
-    UINT("http.header_timeout", LIVE, http_header_timeout, 10, 1, 300),
+    UINT("http.header_timeout", RESTART, http_header_timeout, 10, 1, 300),
     UINT("http.body_timeout", LIVE, http_body_timeout, 30, 1, 600),
     UINT("http.min_body_rate", LIVE, http_min_body_rate, 512, 0, 1024 * MIB),
     UINT("http.write_timeout", LIVE, http_write_timeout, 30, 1, 600),

@@ -289,6 +289,8 @@ static void set_context_info(struct gw_web *web, struct lws_context_creation_inf
     info->server_string = "xmppgw";
     info->keepalive_timeout = 60;
     info->timeout_secs = 30;
+    /* lws cuts headers this long after the first byte, whatever arrives meanwhile. */
+    info->timeout_secs_ah_idle = cfg->http_header_timeout;
     if (cfg->tls_cert[0]) {
         info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         snprintf(web->tls_cert, sizeof(web->tls_cert), "%s", cfg->tls_cert);

@@ -61,16 +61,6 @@ const RSS_BATCH2_SLACK_MIB = 2;
 
 const KINDS = ['ws-login', 'bosh-parked', 'ws-upgrade', 'bosh-creation', 'bosh-gap', 'ws-unread'];
 const PIPELINED = 20;
-// What the pipelined subtests meet; they are todo until it is fixed (a fix that refuses pipelining,
-// 400 and the connection closed, with the session going on, passes them as well).
-const PIPELINING_BUG = 'gateway bug: a BOSH request pipelined behind a held one on the same keep-alive'
-  + ' connection stalls that connection: the held request is never answered (not even when its wait'
-  + ' passes), the pipelined one is never processed, and lws stops reading the socket, so a FIN from'
-  + ' the client goes unseen: the session, its client socket and its upstream connection stay until'
-  + ' the gateway stops (a reset is seen). Suspected: gateway/web/bosh.c on_body_done() detaching the'
-  + ' header table (lws_http_headers_detach) of a request still to be answered, with how lws 4.1.6'
-  + ' handles the bytes of the next request on that connection';
-
 const mib = (kib) => (kib / 1024).toFixed(1);
 
 describe('vanishing clients: sessions, descriptors and memory come back', { timeout: 175000 }, () => {
@@ -369,7 +359,6 @@ describe('vanishing clients: sessions, descriptors and memory come back', { time
 
   it(`pipelined: ${PIPELINED} BOSH sessions whose held request has another pipelined behind it on its connection, then closed or reset, end by inactivity`, {
     timeout: 60000,
-    todo: PIPELINING_BUG,
   }, async () => {
     const before = await sample('before pipelined');
     await pool(PIPELINED, CONCURRENCY, async (i) => {
@@ -382,7 +371,7 @@ describe('vanishing clients: sessions, descriptors and memory come back', { time
     assertBack('pipelined', f, before);
   });
 
-  it('pipelined, connection kept: both answered in order, or refused (400, closed) with the session going on', { timeout: 40000, todo: PIPELINING_BUG }, async () => {
+  it('pipelined, connection kept: both answered in order, or refused (400, closed) with the session going on', { timeout: 40000 }, async () => {
     const s = new RawBosh(gw);
     const c = await s.create({ wait: 2, hold: 1 }, { timeoutMs: 20000 });
     assert.ok(s.sid, c.text);
