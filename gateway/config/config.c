@@ -83,7 +83,6 @@ static const char *check_admin_host(const char *s);
 static const char *check_domain_or_empty(const char *s);
 static const char *check_bare_jid(const char *s);
 static const char *check_resource_prefix(const char *s);
-static const char *check_live_jid(const char *s);
 static const char *check_live_node(const char *s);
 
 /* The table reads best one key per line. */
@@ -184,7 +183,7 @@ static const struct key_def config_keys[] = {
     BOOL("visitors.allow.disco", LIVE, visitors_disco, true),
     BOOL("visitors.allow.presence", LIVE, visitors_presence, true),
     SECTION("live"),
-    STRING("live.jid", RESTART, live_jid, "", check_live_jid),
+    STRING("live.jid", RESTART, live_jid, "", check_bare_jid),
     STRING("live.password_file", RESTART, live_password_file, "", NULL),
     STRING("live.password", RESTART, live_password, "", NULL),
     LIST("live.nodes", RESTART, live_nodes, n_live_nodes, NULL, check_live_node, false),
@@ -324,7 +323,7 @@ static const char *check_domain_or_empty(const char *s)
 /* "" or a bare JID "local@domain" (a localpart without the characters RFC 7622 excludes). */
 static const char *check_bare_jid(const char *s)
 {
-    static const char *const bad = "must be a bare JID such as \"site@example.org\"";
+    static const char *const bad = "must be a bare JID such as \"user@example.org\"";
     const char *at = strchr(s, '@');
     if (!*s)
         return NULL;
@@ -413,21 +412,6 @@ static const char *check_admin_host(const char *s)
     if (strchr(s, ':') || !gw_host_name_valid(s, strlen(s)))
         return "must be a host name such as \"gw.example.com\" (no port, no IPv6 address)";
     return NULL;
-}
-
-/* "" (the hub is off) or a bare JID "local@domain". */
-static const char *check_live_jid(const char *s)
-{
-    static const char *const bad = "must be a bare JID such as \"hub@example.org\"";
-    const char *at = strchr(s, '@');
-    if (!*s)
-        return NULL;
-    if (!at || at == s || strchr(s, '/') || strchr(at + 1, '@'))
-        return bad;
-    for (const unsigned char *u = (const unsigned char *)s; u < (const unsigned char *)at; u++)
-        if (*u <= ' ' || strchr("\"&'/:<>", *u))
-            return bad;
-    return gw_host_domain_valid(at + 1, strlen(at + 1)) ? NULL : bad;
 }
 
 /* "service/node": a pubsub service's domain, a node name; '*' only as the node's last character. */

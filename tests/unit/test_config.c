@@ -1131,9 +1131,9 @@ static void test_live(void)
     CHECK(validate(c) == 0);
 
     CHECK_LOAD_ERR("{\"live\": {\"jid\": \"hub\"}}",
-                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"hub@example.org\"");
+                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"user@example.org\"");
     CHECK_LOAD_ERR("{\"live\": {\"jid\": \"hub@a.example/r\"}}",
-                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"hub@example.org\"");
+                   "t.json:1:18: key 'live.jid': must be a bare JID such as \"user@example.org\"");
     CHECK_LOAD_OK("{\"live\": {\"nodes\": [\"pubsub.a.example/news-*\", \"p.a.example/*\"]}}");
     static const char *const bad_nodes[] = {"nodename", "/n", "pubsub.a.example/", "a..b/n",
                                             "pubsub.a.example/a*b"};
@@ -1206,7 +1206,7 @@ static void test_visitors(void)
 
     CHECK_LOAD_ERR("{\"visitors\": {\"jid\": \"site\"}}",
                    "t.json:1:22: key 'visitors.jid': must be a bare JID such as "
-                   "\"site@example.org\"");
+                   "\"user@example.org\"");
     CHECK_LOAD_ERR("{\"visitors\": {\"allow\": {\"pubsub\": [\"a..b\"]}}}",
                    "t.json:1:36: key 'visitors.allow.pubsub[0]': must be a domain name such as "
                    "\"example.com\"");
