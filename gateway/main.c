@@ -198,6 +198,7 @@ static void on_hup(uv_signal_t *h, int signum)
     app->cfg = next;
     app->ctx.cfg = next;
     app->ctx.log.level = next->log_level;
+    (void)gw_log_format_parse(next->log_format, &app->ctx.log.format);
     free(old);
     GW_INFO(&app->ctx.log, NULL, NULL, "SIGHUP: configuration reloaded from %s", app->config_path);
 }
@@ -299,6 +300,7 @@ static int start(struct app *app, char *err, size_t errlen)
     struct gw_ctx *ctx = &app->ctx;
     ctx->cfg = app->cfg;
     ctx->log.level = app->cfg->log_level;
+    (void)gw_log_format_parse(app->cfg->log_format, &ctx->log.format);
     if (uv_loop_init(&app->loop) != 0) {
         snprintf(err, errlen, "cannot create the event loop");
         return GW_EIO;

@@ -82,6 +82,7 @@ static const char *check_token(const char *s);
 static const char *check_admin_host(const char *s);
 static const char *check_domain_or_empty(const char *s);
 static const char *check_bare_jid(const char *s);
+static const char *check_log_format(const char *s);
 static const char *check_resource_prefix(const char *s);
 static const char *check_live_node(const char *s);
 
@@ -194,6 +195,7 @@ static const struct key_def config_keys[] = {
     SECTION("log"),
     {.path = "log.level", .reload = LIVE, .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level),
      .def_str = "info"},
+    STRING("log.format", LIVE, log_format, "plain", check_log_format),
 };
 
 #undef LIVE
@@ -333,6 +335,11 @@ static const char *check_bare_jid(const char *s)
         if (*u <= ' ' || strchr("\"&'/:<>", *u))
             return bad;
     return gw_host_domain_valid(at + 1, strlen(at + 1)) ? NULL : bad;
+}
+
+static const char *check_log_format(const char *s)
+{
+    return gw_log_format_parse(s, NULL) == 0 ? NULL : "must be \"plain\" or \"json\"";
 }
 
 /* A resource prefix: printable ASCII without spaces or markup characters, at most 64 bytes

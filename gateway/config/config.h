@@ -138,6 +138,7 @@ struct gw_config {
     unsigned live_max_viewers; /* "live.max_viewers": 20000 (1..1000000) at once */
 
     enum gw_log_level log_level; /* "log.level": "info" */
+    char log_format[8];          /* "log.format": "plain" (text lines) or "json" (JSON lines) */
 };
 
 /* Fill every field with its default. */

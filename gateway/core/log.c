@@ -1,10 +1,12 @@
 /* Log lines to stderr: escaping of client bytes, bounds of each field and of the line, one write()
- * per line. Calls only libc; allocates nothing (a few KiB of stack per line). */
+ * per line. Calls libc, and jansson for JSON lines; a plain line allocates nothing (a few KiB of
+ * stack per line), a JSON line a few small objects (a plain line when they cannot be had). */
 #include "core/log.h"
 
 #include "core/err.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +40,20 @@ int gw_log_level_parse(const char *name, enum gw_log_level *out)
 const char *gw_log_level_name(enum gw_log_level lvl)
 {
     return (unsigned)lvl < 4 ? names[lvl] : "?";
+}
+
+int gw_log_format_parse(const char *name, enum gw_log_format *out)
+{
+    enum gw_log_format f;
+    if (strcmp(name, "plain") == 0)
+        f = GW_LOG_PLAIN;
+    else if (strcmp(name, "json") == 0)
+        f = GW_LOG_JSON;
+    else
+        return GW_EINVAL;
+    if (out)
+        *out = f;
+    return 0;
 }
 
 /* ---- escaping ---- */
@@ -162,16 +178,23 @@ static size_t put_field(char *out, size_t max, const char *s)
     return escape_into(out, max + 1, s, strnlen(s, max + READ_AHEAD), true);
 }
 
-static size_t put_prefix(char *out, size_t outlen, enum gw_log_level lvl)
+/* The time as "2024-05-01T12:00:00.123Z" into ts (at least 32 bytes). */
+static void put_time(char *ts, size_t tslen)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
-    char ts[32] = "";
+    char sec[24] = "";
     if (gmtime_r(&tv.tv_sec, &tm))
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(out, outlen, "%s.%03ldZ %s sid=", ts, (long)(tv.tv_usec / 1000),
-                     gw_log_level_name(lvl));
+        strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts, tslen, "%s.%03ldZ", sec, (long)(tv.tv_usec / 1000));
+}
+
+static size_t put_prefix(char *out, size_t outlen, enum gw_log_level lvl)
+{
+    char ts[32];
+    put_time(ts, sizeof(ts));
+    int n = snprintf(out, outlen, "%s %s sid=", ts, gw_log_level_name(lvl));
     return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
 }
 
@@ -190,12 +213,77 @@ static void write_line(const char *p, size_t n)
     }
 }
 
+/* The plain line: prefix, sid, JID (cut to what room is left), message. */
+static size_t plain_line(char *line, enum gw_log_level lvl, const char *sid, const char *jid,
+                         const char *msg, size_t msglen)
+{
+    size_t o = put_prefix(line, PREFIX_MAX, lvl);
+    o += put_field(line + o, GW_LOG_SID_MAX, sid);
+    memcpy(line + o, " jid=", 5);
+    o += 5;
+    size_t room = GW_LOG_LINE_MAX - o - 1 - msglen - 1; /* ' ' message '\n' */
+    o += put_field(line + o, room < GW_LOG_JID_MAX ? room : GW_LOG_JID_MAX, jid);
+    line[o++] = ' ';
+    memcpy(line + o, msg, msglen);
+    o += msglen;
+    line[o++] = '\n';
+    return o;
+}
+
+/* Bytes of s once JSON-quoted: escaped text holds no control character, so only '"' and '\\'
+ * grow (jansson keeps UTF-8 as it is). */
+static size_t json_len(const char *s)
+{
+    size_t n = 2;
+    for (; *s; s++)
+        n += (*s == '"' || *s == '\\') ? 2 : 1;
+    return n;
+}
+
+static json_t *json_field(const char *escaped, bool absent)
+{
+    return absent ? json_null() : json_string_nocheck(escaped);
+}
+
+/* The JSON line, or 0 when jansson had no memory. msg is escaped already; the message keeps
+ * GW_LOG_MSG_MAX / 2 bytes at most so that its quoting cannot crowd out the rest, and the JID
+ * gives way as in a plain line. */
+static size_t json_line(char *line, enum gw_log_level lvl, const char *sid, const char *jid,
+                        const char *msg)
+{
+    char ts[32], sidf[GW_LOG_SID_MAX + 1], jidf[GW_LOG_JID_MAX + 1];
+    put_time(ts, sizeof(ts));
+    put_field(sidf, GW_LOG_SID_MAX, sid);
+    /* {"time":"","level":"","sid":,"jid":,"msg":} and the newline: 45 bytes, 64 kept. */
+    size_t fixed = 64 + strlen(ts) + json_len(sidf) + json_len(msg);
+    size_t room = GW_LOG_LINE_MAX > fixed ? GW_LOG_LINE_MAX - fixed : 0;
+    put_field(jidf, room < GW_LOG_JID_MAX ? room : GW_LOG_JID_MAX, jid);
+    if (json_len(jidf) > room)
+        put_field(jidf, room / 2, jid);
+    json_t *o = json_object();
+    if (!o || json_object_set_new(o, "time", json_string_nocheck(ts)) != 0 ||
+        json_object_set_new(o, "level", json_string_nocheck(gw_log_level_name(lvl))) != 0 ||
+        json_object_set_new(o, "sid", json_field(sidf, !sid || !*sid)) != 0 ||
+        json_object_set_new(o, "jid", json_field(jidf, !jid || !*jid)) != 0 ||
+        json_object_set_new(o, "msg", json_string_nocheck(msg)) != 0) {
+        json_decref(o);
+        return 0;
+    }
+    size_t n = json_dumpb(o, line, GW_LOG_LINE_MAX - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (n == 0 || n > GW_LOG_LINE_MAX - 1)
+        return 0;
+    line[n++] = '\n';
+    return n;
+}
+
 void gw_log(const struct gw_log *log, enum gw_log_level lvl, const char *sid, const char *jid,
             const char *fmt, ...)
 {
     if (log && lvl > log->level)
         return;
     int saved_errno = errno;
+    bool json = log && log->format == GW_LOG_JSON;
     char raw[GW_LOG_MSG_MAX + READ_AHEAD + 1];
     va_list ap;
     va_start(ap, fmt);
@@ -204,19 +292,12 @@ void gw_log(const struct gw_log *log, enum gw_log_level lvl, const char *sid, co
     /* The length vsnprintf gives, not strlen: a "%c" of 0 is escaped, not an end. */
     size_t rawlen = n < 0 ? 0 : (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1;
     char msg[GW_LOG_MSG_MAX + 1];
-    size_t msglen = gw_log_escape(msg, sizeof(msg), raw, rawlen);
+    size_t msglen = gw_log_escape(msg, json ? GW_LOG_MSG_MAX / 2 + 1 : sizeof(msg), raw, rawlen);
 
     char line[GW_LOG_LINE_MAX];
-    size_t o = put_prefix(line, PREFIX_MAX, lvl);
-    o += put_field(line + o, GW_LOG_SID_MAX, sid);
-    memcpy(line + o, " jid=", 5);
-    o += 5;
-    size_t room = sizeof(line) - o - 1 - msglen - 1; /* ' ' message '\n' */
-    o += put_field(line + o, room < GW_LOG_JID_MAX ? room : GW_LOG_JID_MAX, jid);
-    line[o++] = ' ';
-    memcpy(line + o, msg, msglen);
-    o += msglen;
-    line[o++] = '\n';
+    size_t o = json ? json_line(line, lvl, sid, jid, msg) : 0;
+    if (o == 0)
+        o = plain_line(line, lvl, sid, jid, msg, msglen);
     write_line(line, o);
     errno = saved_errno;
 }

@@ -7,7 +7,12 @@
  * not part of valid UTF-8 become "\xNN" (lowercase hex, one per byte); a backslash becomes "\\".
  * In the sid and JID fields a space is escaped too, so that no field can forge the next one.
  * Printable UTF-8 is kept as it is. In escaped text a backslash is only ever followed by '\' or
- * 'x', so the cut mark GW_LOG_CUT cannot be forged either. */
+ * 'x', so the cut mark GW_LOG_CUT cannot be forged either.
+ *
+ * Two formats (log.format): "plain", a text line "TIME LEVEL sid=S jid=J message", and "json",
+ * one JSON object per line, {"time","level","sid","jid","msg"} (sid and jid null when absent),
+ * written by jansson from the same escaped fields: decoding a JSON line gives exactly what the
+ * plain line shows. */
 #ifndef GW_CORE_LOG_H
 #define GW_CORE_LOG_H
 
@@ -15,8 +20,11 @@
 
 enum gw_log_level { GW_LOG_ERROR, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
 
+enum gw_log_format { GW_LOG_PLAIN, GW_LOG_JSON };
+
 struct gw_log {
-    enum gw_log_level level; /* lines above this level are dropped */
+    enum gw_log_level level;   /* lines above this level are dropped */
+    enum gw_log_format format; /* how a line is written */
 };
 
 /* Bounds of a line, in bytes after escaping. A field cut at its bound ends in GW_LOG_CUT; a cut
@@ -31,6 +39,8 @@ struct gw_log {
 /* 0, or GW_EINVAL for a name that is not a level. */
 int gw_log_level_parse(const char *name, enum gw_log_level *out);
 const char *gw_log_level_name(enum gw_log_level lvl);
+/* "plain" or "json": 0 (and *out when out is not NULL), else GW_EINVAL. */
+int gw_log_format_parse(const char *name, enum gw_log_format *out);
 
 /* sid and jid may be NULL (printed as "-"). Keeps errno. */
 void gw_log(const struct gw_log *log, enum gw_log_level lvl, const char *sid, const char *jid,

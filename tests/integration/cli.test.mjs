@@ -1,11 +1,12 @@
 // The command line: --help, --version, --check-config on good and bad files (errors name the key,
-// the line and the column), bad arguments, and a clear one-line failure when a port is taken.
+// the line and the column), bad arguments, a clear one-line failure when a port is taken, and
+// log.format "json": every line the running gateway writes is one JSON object.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runGateway, baseConfig, SOURCE_DIR } from './lib/gateway.mjs';
+import { runGateway, startGateway, stopGatewayChecked, baseConfig, SOURCE_DIR } from './lib/gateway.mjs';
 import { occupyPort, freePorts } from './lib/ports.mjs';
 
 const T = { timeout: 20000 };
@@ -197,4 +198,33 @@ describe('command line', { timeout: 200000 }, () => {
       }
     });
   }
+
+  it('log.format "json" writes every line as one JSON object with escaped client bytes', { timeout: 60000 }, async () => {
+    const gw = await startGateway({ upstream: '127.0.0.1:1', upstreamTls: 'off', config: { log: { level: 'debug', format: 'json' } } });
+    let code;
+    try {
+      // A BOSH request from a refused Origin: its bytes (client bytes) reach the log.
+      const r = await fetch(gw.boshUrl, {
+        method: 'POST', body: '<body/>',
+        headers: { 'Content-Type': 'text/xml', Origin: 'http://evil.example:81/"quoted"\\' },
+      });
+      assert.equal(r.status, 403);
+      await gw.waitForLog(/evil\.example/);
+    } finally {
+      code = await stopGatewayChecked(gw).catch((e) => e);
+    }
+    const lines = gw.logs().filter((l) => l.length > 0);
+    assert.ok(lines.length >= 3, gw.logText());
+    for (const l of lines) {
+      let o;
+      assert.doesNotThrow(() => { o = JSON.parse(l); }, `not JSON: ${l}`);
+      assert.deepEqual(Object.keys(o), ['time', 'level', 'sid', 'jid', 'msg'], l);
+      assert.match(o.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, l);
+      assert.ok(['error', 'warn', 'info', 'debug'].includes(o.level), l);
+      assert.equal(typeof o.msg, 'string', l);
+    }
+    const origin = lines.map((l) => JSON.parse(l)).find((o) => o.msg.includes('evil.example'));
+    assert.ok(origin && origin.msg.includes('"quoted"\\\\'), `the origin as the plain line shows it: ${origin?.msg}`);
+    assert.ok(!(code instanceof Error), String(code));
+  });
 });

@@ -165,6 +165,7 @@ static void test_defaults(void)
     CHECK(c->max_sessions == 10000);
     CHECK(c->send_queue == 1048576);
     CHECK(c->log_level == GW_LOG_INFO);
+    CHECK_STR(c->log_format, "plain");
 
     /* An empty object is the defaults; loading resets whatever cfg held before. */
     struct gw_config *d = new_cfg();
@@ -321,6 +322,8 @@ static void test_type_errors(void)
     CHECK_LOAD_ERR(
         "{\"log\": {\"level\": \"loud\"}}",
         "t.json:1:19: key 'log.level': must be \"error\", \"warn\", \"info\" or \"debug\"");
+    CHECK_LOAD_ERR("{\"log\": {\"format\": \"xml\"}}",
+                   "t.json:1:20: key 'log.format': must be \"plain\" or \"json\"");
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1\"}",
                    "t.json:1:12: key 'listen': must be \"host:port\" (IPv6: \"[::1]:port\") with a "
                    "port from 1 to 65535");
@@ -1427,7 +1430,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 61);
+    CHECK(n == 62);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);

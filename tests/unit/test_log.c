@@ -1,9 +1,11 @@
 /* Tests for gateway/core/log.c: escaping of controls, C1, line separators and invalid UTF-8, the
- * backslash, valid UTF-8 kept, cuts on character boundaries, and whole lines taken from stderr. */
+ * backslash, valid UTF-8 kept, cuts on character boundaries, and whole lines taken from stderr,
+ * plain and JSON. */
 #include "core/log.h"
 #include "check.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -314,6 +316,79 @@ static void test_line_bounds(void)
     CHECK(keep % 4 == 0 && keep <= GW_LOG_MSG_MAX && msg && strncmp(msg + 7, "\\x1b", 4) == 0);
 }
 
+/* The captured line as one JSON object with exactly the five fields, or NULL. */
+static json_t *json_of_line(void)
+{
+    if (line_len == 0 || line[line_len - 1] != '\n' ||
+        memchr(line, '\n', line_len) != line + line_len - 1 || line_len > GW_LOG_LINE_MAX)
+        return NULL;
+    json_t *o = json_loadb(line, line_len - 1, 0, NULL);
+    if (!o || !json_is_object(o) || json_object_size(o) != 5 ||
+        !json_is_string(json_object_get(o, "time")) ||
+        !json_is_string(json_object_get(o, "level")) || !json_object_get(o, "sid") ||
+        !json_object_get(o, "jid") || !json_is_string(json_object_get(o, "msg"))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "(not a string)";
+}
+
+static void test_json_lines(void)
+{
+    enum gw_log_format f = GW_LOG_PLAIN;
+    CHECK(gw_log_format_parse("json", &f) == 0 && f == GW_LOG_JSON);
+    CHECK(gw_log_format_parse("plain", &f) == 0 && f == GW_LOG_PLAIN);
+    CHECK(gw_log_format_parse("JSON", &f) != 0 && gw_log_format_parse("", NULL) != 0);
+
+    struct gw_log lg = {.level = GW_LOG_INFO, .format = GW_LOG_JSON};
+    capture_start();
+    GW_WARN(&lg, "s1 x", "a@b\n\xe2\x80\xa8\"", "origin '%s' \"refused\"%c \\o/",
+            "http://e\r\nvil\xff", 0);
+    capture_end();
+    json_t *o = json_of_line();
+    CHECK(o != NULL);
+    if (o) {
+        /* The same escaped text as a plain line shows, quoted by JSON. */
+        CHECK_STR(jstr(o, "level"), "warn");
+        CHECK_STR(jstr(o, "sid"), "s1\\x20x");
+        CHECK_STR(jstr(o, "jid"), "a@b\\x0a\\xe2\\x80\\xa8\"");
+        CHECK_STR(jstr(o, "msg"), "origin 'http://e\\x0d\\x0avil\\xff' \"refused\"\\x00 \\\\o/");
+        const char *t = jstr(o, "time");
+        CHECK(strlen(t) == 24 && t[10] == 'T' && t[23] == 'Z');
+        json_decref(o);
+    }
+    capture_start();
+    GW_INFO(&lg, NULL, "", "no session");
+    capture_end();
+    o = json_of_line();
+    CHECK(o && json_is_null(json_object_get(o, "sid")) && json_is_null(json_object_get(o, "jid")));
+    json_decref(o);
+
+    /* Everything long and full of what JSON quotes: one line within its bound, still JSON. */
+    static char big[10000], jid[5000], sid[300];
+    memset(big, '"', sizeof(big) - 1);
+    memset(jid, '\\', sizeof(jid) - 1);
+    memset(sid, '"', sizeof(sid) - 1);
+    capture_start();
+    gw_log(&lg, GW_LOG_ERROR, sid, jid, "%s", big);
+    capture_end();
+    o = json_of_line();
+    CHECK(o != NULL);
+    if (o) {
+        const char *m = jstr(o, "msg");
+        size_t ml = strlen(m), cl = strlen(GW_LOG_CUT);
+        CHECK(ml <= GW_LOG_MSG_MAX / 2 && ml > cl && strcmp(m + ml - cl, GW_LOG_CUT) == 0);
+        CHECK(strlen(jstr(o, "jid")) > 100);
+        json_decref(o);
+    }
+}
+
 int main(void)
 {
     test_controls();
@@ -324,5 +399,6 @@ int main(void)
     test_cut_long();
     test_line_fields();
     test_line_bounds();
+    test_json_lines();
     return CHECK_SUMMARY();
 }
