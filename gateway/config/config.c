@@ -1077,6 +1077,52 @@ static int apply_object(struct loader *ld, json_t *obj, const struct key_def *ta
 
 /* ---- loading ---- */
 
+/* jansson refuses an integer past json_int_t (and a real past a double) while it parses, naming
+ * no key. The overflowing token ends at the error's position: overwrite it, within its own bytes,
+ * with the largest number of its kind jansson holds, so that the loader refuses it by its key (and
+ * that key's bounds or type) at its line and column, as it does any other number out of range. */
+static bool number_char(char c)
+{
+    return c && strchr("0123456789.eE+-", c);
+}
+
+static bool clamp_overflow(char *text, size_t pos)
+{
+    size_t end = pos, start;
+    if (end > 0 && !number_char(text[end - 1]))
+        end--; /* the error may point just past the token */
+    for (start = end; start > 0 && number_char(text[start - 1]); start--)
+        ;
+    if (start == end)
+        return false;
+    bool neg = text[start] == '-', real = strcspn(text + start, ".eE") < end - start;
+    const char *big =
+        real ? (neg ? "-1e308" : "1e308") : (neg ? "-9223372036854775808" : "9223372036854775807");
+    size_t n = strlen(big);
+    if (end - start < n)
+        return false;
+    memcpy(text + start, big, n);
+    memset(text + start + n, ' ', end - start - n);
+    return true;
+}
+
+/* json_loads, taking NUL in strings (get_string refuses them by key) and clamping overflowing
+ * numbers in a copy (*copy, to be freed; the text positions are those of the original). */
+static json_t *parse_text(const char *json, char **copy, json_error_t *jerr)
+{
+    *copy = NULL;
+    for (;;) {
+        json_t *root =
+            json_loads(*copy ? *copy : json, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, jerr);
+        if (root || json_error_code(jerr) != json_error_numeric_overflow || jerr->position <= 0)
+            return root;
+        if (!*copy && !(*copy = strdup(json)))
+            return NULL;
+        if ((size_t)jerr->position > strlen(*copy) || !clamp_overflow(*copy, jerr->position))
+            return NULL;
+    }
+}
+
 int gw_config_load_string(struct gw_config *cfg, const char *json, const char *name, char *err,
                           size_t errlen)
 {
@@ -1095,8 +1141,10 @@ int gw_config_load_string(struct gw_config *cfg, const char *json, const char *n
     gw_config_defaults(tmp);
 
     json_error_t jerr;
-    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    char *copy;
+    json_t *root = parse_text(json, &copy, &jerr);
     if (!root) {
+        free(copy);
         if (jerr.line >= 1)
             set_err(err, errlen, "%s:%d:%d: %s", name, jerr.line, jerr.column > 0 ? jerr.column : 1,
                     jerr.text);
@@ -1105,13 +1153,15 @@ int gw_config_load_string(struct gw_config *cfg, const char *json, const char *n
         free(tmp);
         return GW_EINVAL;
     }
-    struct loader ld = {.cfg = tmp, .text = json, .name = name, .err = err, .errlen = errlen};
+    struct loader ld = {
+        .cfg = tmp, .text = copy ? copy : json, .name = name, .err = err, .errlen = errlen};
     int rc;
     if (!json_is_object(root))
         rc = fail_at(&ld, false, "the top level must be an object");
     else
         rc = apply_object(&ld, root, config_keys, N_CONFIG_KEYS, "", tmp);
     json_decref(root);
+    free(copy);
     if (rc == 0)
         *cfg = *tmp;
     free(tmp);
