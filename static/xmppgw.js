@@ -1,6 +1,9 @@
-/* xmppgw demo page: logs in with Strophe.js over WebSocket or BOSH, shows every stanza that goes
- * each way, sends messages and presence. Plain DOM, no framework. Endpoints come from the page's
- * own address, or from /.well-known/host-meta.json (XEP-0156) when the server has one.
+/* xmppgw console (static/console.html): logs in with Strophe.js over WebSocket, falling back to
+ * BOSH when the WebSocket cannot connect (or over one of them by choice), with an account or as a
+ * visitor (SASL ANONYMOUS to the gateway's visitor domain); shows every stanza that goes each way,
+ * sends messages and presence, subscribes to a publish-subscribe node and lists its items. Plain
+ * DOM, no framework. Endpoints come from the page's own address, or from
+ * /.well-known/host-meta.json (XEP-0156) when the server has one.
  *
  * What the page knows is kept in one object, window.xmppgwDemo.state, so that it can be read from
  * the developer console (and by the browser tests). Text from the network is only ever put into
@@ -11,6 +14,11 @@
   const LOG_MAX = 500; /* stanza log entries kept, oldest dropped first */
   const NS_WEBSOCKET = 'urn:xmpp:alt-connections:websocket';
   const NS_BOSH = 'urn:xmpp:alt-connections:xbosh';
+  const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
+  const NS_PUBSUB_EVENT = 'http://jabber.org/protocol/pubsub#event';
+  const NS_ATOM = 'http://www.w3.org/2005/Atom';
+  const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+  const ITEMS_MAX = 200; /* pubsub items kept in the list */
 
   const $ = (id) => document.getElementById(id);
 
@@ -23,10 +31,15 @@
     statusLog: [], /* every status change: { status, condition } */
     transport: null, /* "websocket" | "bosh" of the current attempt */
     service: null, /* its URL */
+    mode: null, /* "auto" | "websocket" | "bosh": what was chosen */
+    fallback: null, /* { from, status, condition } when auto mode went from WebSocket to BOSH */
+    login: null, /* "account" | "visitor" */
     jid: null, /* full JID once bound */
     messages: [], /* received: { from, to, type, id, body } */
     sent: [], /* sent by the form: { to, id, body } */
     presences: {}, /* full JID -> { type, show, status } */
+    errors: [], /* stanza errors received: { name, id, from, type, condition } */
+    pubsub: { status: 'none', service: null, node: null, items: [] }, /* items: { node, id, title, text } */
     log: [], /* { dir: "in" | "out", xml } */
   };
 
@@ -187,11 +200,29 @@
     $('disconnect').disabled = !connected && !busy;
     $('send-message').disabled = !connected;
     $('send-presence').disabled = !connected;
+    $('ps-subscribe').disabled = !connected;
+    $('ps-unsubscribe').disabled = !connected;
     for (const input of document.querySelectorAll('#connect-form input')) input.disabled = connected || busy;
   }
 
-  function onStatus(status, condition) {
+  /* In auto mode a WebSocket that never connected gives way to BOSH, once. */
+  function wantsFallback(name, condition) {
+    if (state.mode !== 'auto' || state.transport !== 'websocket' || name !== 'CONNFAIL') return false;
+    if (state.fallback || state.statusLog.some((s) => s.status === 'CONNECTED')) return false;
+    state.fallback = { from: 'websocket', status: name, condition: condition ?? null };
+    return true;
+  }
+
+  function onStatus(c, status, condition) {
+    if (c !== conn) return; /* a late word from an attempt given up */
     const name = STATUS_NAMES[status] ?? String(status);
+    if (wantsFallback(name, condition)) {
+      state.statusLog.push({ status: name, condition: condition ?? null });
+      addLog('out', `<!-- WebSocket failed (${condition ?? name}): trying BOSH -->`);
+      conn = null;
+      startAttempt('bosh');
+      return;
+    }
     state.status = name;
     state.condition = condition ?? null;
     state.statusLog.push({ status: name, condition: condition ?? null });
@@ -206,6 +237,8 @@
     } else if (name === 'DISCONNECTED') {
       conn = null;
       state.jid = null;
+      state.pubsub.status = 'none';
+      $('ps-status').textContent = 'none';
       $('bound-jid').textContent = 'none';
       setConnectedUi(false, false);
     }
@@ -219,7 +252,32 @@
     return child ? child.textContent : null;
   }
 
+  /* The defined condition of a stanza error: { type, condition }, or null. */
+  function stanzaError(el) {
+    const err = Array.from(el.childNodes).find((n) => n.nodeType === 1 && n.nodeName === 'error');
+    if (!err) return null;
+    const cond = Array.from(err.childNodes).find((n) => n.nodeType === 1 && n.namespaceURI === NS_STANZAS
+      && n.nodeName !== 'text');
+    return { type: err.getAttribute('type'), condition: cond ? cond.nodeName : 'undefined-condition' };
+  }
+
+  function recordError(el) {
+    const e = stanzaError(el) ?? { type: null, condition: 'undefined-condition' };
+    const rec = { name: el.nodeName, id: el.getAttribute('id'), from: el.getAttribute('from'), ...e };
+    state.errors.push(rec);
+    return rec;
+  }
+
   function onMessage(el) {
+    if (el.getAttribute('type') === 'error') {
+      const e = recordError(el);
+      addMessageItem('in', e.from, `error: ${e.condition} (${e.type})`, 'error');
+      return true;
+    }
+    if (el.getElementsByTagNameNS(NS_PUBSUB_EVENT, 'event').length) {
+      onPubsubEvent(el);
+      return true;
+    }
     const body = childText(el, 'body');
     if (body === null) return true; /* chat states, receipts and the like */
     const msg = {
@@ -246,9 +304,9 @@
     return true;
   }
 
-  function addMessageItem(dir, who, text) {
+  function addMessageItem(dir, who, text, cls) {
     const li = document.createElement('li');
-    li.className = dir;
+    li.className = cls ? `${dir} ${cls}` : dir;
     const head = document.createElement('span');
     head.className = 'who';
     head.textContent = dir === 'in' ? `from ${who}` : `to ${who}`;
@@ -275,27 +333,100 @@
 
   /* ---- actions ---- */
 
+  /* The JID to connect with: a visitor connects to the visitor domain alone, which makes Strophe
+   * choose SASL ANONYMOUS. */
+  function loginJid() {
+    return state.login === 'visitor' ? $('visitor-domain').value.trim() : $('jid').value.trim();
+  }
+
+  function startAttempt(transport) {
+    const service = (transport === 'bosh' ? $('bosh-url') : $('ws-url')).value.trim();
+    Object.assign(state, { transport, service, error: null });
+    const c = new Strophe.Connection(service);
+    conn = c;
+    c.xmlInput = (el) => logElement('in', el);
+    c.xmlOutput = (el) => logElement('out', el);
+    c.addHandler(onMessage, null, 'message');
+    c.addHandler(onPresence, null, 'presence');
+    setConnectedUi(false, true);
+    const password = state.login === 'visitor' ? null : $('password').value;
+    c.connect(loginJid(), password, (status, condition) => onStatus(c, status, condition));
+  }
+
   function connect(ev) {
     ev.preventDefault();
     if (conn) return;
-    const transport = document.querySelector('input[name="transport"]:checked').value;
+    const mode = document.querySelector('input[name="transport"]:checked').value;
+    const login = document.querySelector('input[name="login"]:checked').value;
+    Object.assign(state, {
+      mode, login, fallback: null, jid: null, error: null, statusLog: [], presences: {}, errors: [],
+    });
+    const transport = mode === 'bosh' ? 'bosh' : 'websocket';
     const service = (transport === 'bosh' ? $('bosh-url') : $('ws-url')).value.trim();
-    const jid = $('jid').value.trim();
-    if (!service || !jid) {
-      showStatus('ERROR', 'a URL and a JID are needed');
+    if (!service || !loginJid() || (mode === 'auto' && !$('bosh-url').value.trim())) {
+      showStatus('ERROR', login === 'visitor' ? 'the URLs and a visitor domain are needed' : 'the URLs and a JID are needed');
       return;
     }
-    Object.assign(state, {
-      transport, service, jid: null, error: null, statusLog: [], presences: {},
-    });
     renderContacts();
-    conn = new Strophe.Connection(service);
-    conn.xmlInput = (el) => logElement('in', el);
-    conn.xmlOutput = (el) => logElement('out', el);
-    conn.addHandler(onMessage, null, 'message');
-    conn.addHandler(onPresence, null, 'presence');
-    setConnectedUi(false, true);
-    conn.connect(jid, $('password').value, onStatus);
+    startAttempt(transport);
+  }
+
+  function showLoginFields() {
+    const visitor = document.querySelector('input[name="login"]:checked').value === 'visitor';
+    $('account-fields').hidden = visitor;
+    $('visitor-fields').hidden = !visitor;
+  }
+
+  /* ---- publish-subscribe ---- */
+
+  function setPubsubStatus(status, text) {
+    state.pubsub.status = status;
+    $('ps-status').textContent = text ?? status;
+  }
+
+  /* Subscribe (or unsubscribe) this full JID: what a visitor may do, and fine for an account. */
+  function pubsubRequest(op) {
+    const service = $('ps-service').value.trim();
+    const node = $('ps-node').value.trim();
+    if (!conn || !state.jid || !service || !node) return;
+    Object.assign(state.pubsub, { service, node });
+    setPubsubStatus(`${op}-pending`, `${op === 'subscribe' ? 'subscribing to' : 'leaving'} ${node}`);
+    const iq = $iq({ type: 'set', to: service })
+      .c('pubsub', { xmlns: NS_PUBSUB }).c(op, { node, jid: state.jid });
+    conn.sendIQ(iq, () => {
+      setPubsubStatus(op === 'subscribe' ? 'subscribed' : 'none',
+        op === 'subscribe' ? `subscribed to ${service}/${node}` : 'none');
+    }, (el) => {
+      const e = el ? recordError(el) : { condition: 'remote-server-timeout' };
+      setPubsubStatus('error', `${op} failed: ${e.condition}`);
+    }, 15000);
+  }
+
+  /* An item as a line of text: an Atom entry's title, else the payload's text. */
+  function itemTitle(item) {
+    const payload = Array.from(item.childNodes).find((n) => n.nodeType === 1);
+    if (!payload) return '';
+    if (payload.namespaceURI === NS_ATOM) {
+      const title = Array.from(payload.childNodes).find((n) => n.nodeType === 1 && n.nodeName === 'title');
+      if (title) return title.textContent;
+    }
+    return payload.textContent.replace(/\s+/g, ' ').trim().slice(0, 200);
+  }
+
+  function onPubsubEvent(el) {
+    for (const items of el.getElementsByTagNameNS(NS_PUBSUB_EVENT, 'items')) {
+      const node = items.getAttribute('node');
+      for (const item of Array.from(items.childNodes).filter((n) => n.nodeType === 1)) {
+        const rec = { node, id: item.getAttribute('id'), kind: item.nodeName, title: item.nodeName === 'item' ? itemTitle(item) : '' };
+        state.pubsub.items.push(rec);
+        if (state.pubsub.items.length > ITEMS_MAX) state.pubsub.items.shift();
+        const li = document.createElement('li');
+        li.dataset.id = rec.id ?? '';
+        li.textContent = rec.kind === 'retract' ? `${node}: ${rec.id} retracted` : `${node}: ${rec.title} (${rec.id})`;
+        $('ps-items').prepend(li);
+        while ($('ps-items').childElementCount > ITEMS_MAX) $('ps-items').lastElementChild.remove();
+      }
+    }
   }
 
   function disconnect() {
@@ -330,6 +461,10 @@
     $('disconnect').addEventListener('click', disconnect);
     $('message-form').addEventListener('submit', sendMessage);
     $('presence-form').addEventListener('submit', sendPresence);
+    $('pubsub-form').addEventListener('submit', (ev) => { ev.preventDefault(); pubsubRequest('subscribe'); });
+    $('ps-unsubscribe').addEventListener('click', () => pubsubRequest('unsubscribe'));
+    for (const r of document.querySelectorAll('input[name="login"]')) r.addEventListener('change', showLoginFields);
+    showLoginFields();
     $('clear-log').addEventListener('click', () => {
       state.log.length = 0;
       $('log').replaceChildren();

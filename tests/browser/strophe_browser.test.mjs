@@ -1,5 +1,5 @@
 // Strophe.js in a real browser (Debian's Chromium, headless) through the gateway, over BOSH and over
-// WebSocket. The page is the demo page (static/index.html), served by a separate small HTTP server
+// WebSocket. The page is the console (static/console.html), served by a separate small HTTP server
 // on another port: a different origin than the gateway, which the gateway's `origins` allows. A
 // second page server, whose origin is not in the list, checks that the gateway refuses it.
 import { describe, it, before, after } from 'node:test';
@@ -53,7 +53,7 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
     return opened;
   }
 
-  it('serves the demo page, Strophe.js and host-meta', { timeout: 20000 }, async () => {
+  it('serves the demo page, the console, Strophe.js, live.js and host-meta', { timeout: 20000 }, async () => {
     const { gw } = stack;
     const get = async (p) => {
       const res = await fetch(`${gw.url}${p}`);
@@ -62,8 +62,12 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
     const index = await get('/');
     assert.equal(index.status, 200);
     assert.match(index.type, /^text\/html/);
-    assert.match(index.text, /lib\/strophe\/strophe\.umd\.min\.js/);
-    for (const p of ['/xmppgw.js', '/lib/strophe/strophe.umd.min.js']) {
+    assert.match(index.text, /<script src="live\.js" async>/);
+    assert.match(index.text, /href="console\.html"/);
+    const consolePage = await get('/console.html');
+    assert.equal(consolePage.status, 200);
+    assert.match(consolePage.text, /lib\/strophe\/strophe\.umd\.min\.js/);
+    for (const p of ['/xmppgw.js', '/live.js', '/demo.js', '/lib/strophe/strophe.umd.min.js']) {
       const r = await get(p);
       assert.equal(r.status, 200, p);
       assert.match(r.type, /javascript/, p);
@@ -82,7 +86,7 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
     it(`logs in over ${TRANSPORT_NAME[transport]} from another origin and gets a message to itself back`,
       { timeout: 60000 }, async () => {
         const { gw, prosody } = stack;
-        const { page, consoleLines, pageErrors } = await open(site.url('/'));
+        const { page, consoleLines, pageErrors } = await open(site.url('/console.html'));
         const boshRequests = [];
         const sockets = [];
         page.on('request', (req) => { if (req.url() === gw.boshUrl) boshRequests.push(req); });
@@ -142,10 +146,10 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
       });
   }
 
-  it('the demo page served by the gateway finds its endpoints in host-meta and connects', { timeout: 60000 },
+  it('the console served by the gateway finds its endpoints in host-meta and connects', { timeout: 60000 },
     async () => {
       const { gw, prosody } = stack;
-      const { page, pageErrors } = await open(`${gw.url}/`);
+      const { page, pageErrors } = await open(`${gw.url}/console.html`);
       await demoWaitReady(page);
       const before = await demoState(page);
       assert.equal(before.endpoints.source, '/.well-known/host-meta.json');
@@ -166,7 +170,7 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
   it('refuses a WebSocket from a page whose origin is not allowed (403 handshake)', { timeout: 60000 },
     async () => {
       const { gw, prosody } = stack;
-      const { page, consoleLines } = await open(stranger.url('/'));
+      const { page, consoleLines } = await open(stranger.url('/console.html'));
       const sockets = [];
       page.on('websocket', (ws) => sockets.push(ws.url()));
       await demoWaitReady(page);
@@ -192,7 +196,7 @@ describe('Strophe.js in Chromium through the gateway', { timeout: 300000 }, () =
 
   it('does not let a page whose origin is not allowed use BOSH', { timeout: 60000 }, async () => {
     const { gw, prosody } = stack;
-    const { page, consoleLines } = await open(stranger.url('/'));
+    const { page, consoleLines } = await open(stranger.url('/console.html'));
     await demoWaitReady(page);
     await demoConnect(page, {
       transport: 'bosh', wsUrl: gw.wsUrl, boshUrl: gw.boshUrl, jid: 'carol@localhost', password: prosody.users.carol,

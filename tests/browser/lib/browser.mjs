@@ -1,4 +1,4 @@
-// Debian's Chromium driven by playwright-core, and a driver for the demo page (static/index.html),
+// Debian's Chromium driven by playwright-core, and a driver for the console (static/console.html),
 // which keeps what it knows in window.xmppgwDemo.state.
 //
 //   const browser = await launchChromium();
@@ -53,15 +53,23 @@ export async function demoWaitReady(page, ms = 10000) {
 }
 
 /**
- * Fills in the connection form and presses Connect. `wsUrl` / `boshUrl` replace the prefilled
- * endpoints when given. Does not wait for the outcome: see demoWaitStatus().
+ * Fills in the connection form and presses Connect. `transport`: "auto" (WebSocket, else BOSH),
+ * "websocket" or "bosh". `wsUrl` / `boshUrl` replace the prefilled endpoints when given. With
+ * `visitorDomain` it logs in as a visitor (SASL ANONYMOUS), else as `jid` with `password`. Does not
+ * wait for the outcome: see demoWaitStatus().
  */
-export async function demoConnect(page, { transport, wsUrl, boshUrl, jid, password }) {
+export async function demoConnect(page, { transport, wsUrl, boshUrl, jid, password, visitorDomain }) {
   await page.check(`input[name="transport"][value="${transport}"]`);
   if (wsUrl) await page.fill('#ws-url', wsUrl);
   if (boshUrl) await page.fill('#bosh-url', boshUrl);
-  await page.fill('#jid', jid);
-  await page.fill('#password', password);
+  if (visitorDomain) {
+    await page.check('input[name="login"][value="visitor"]');
+    await page.fill('#visitor-domain', visitorDomain);
+  } else {
+    await page.check('input[name="login"][value="account"]');
+    await page.fill('#jid', jid);
+    await page.fill('#password', password);
+  }
   await page.click('#connect');
 }
 
