@@ -8,6 +8,8 @@
 #include <strings.h>
 
 #include "config/config.h"
+#include "core/err.h"
+#include "core/host.h"
 
 struct gw_ctx *gw_web_ctx(struct lws *wsi)
 {
@@ -35,34 +37,41 @@ int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t
     return n;
 }
 
-/* "scheme://host[:port]" -> host (brackets kept for IPv6) and host[:port]. */
-static bool split_origin(const char *origin, char *host, size_t hostlen, char *hostport,
-                         size_t hplen)
+int gw_web_origin_parse(const char *s, struct gw_web_origin *out)
 {
-    const char *p = strstr(origin, "://");
-    if (!p)
-        return false;
-    p += 3;
-    size_t n = strcspn(p, "/?#");
-    if (n == 0 || n >= hplen)
-        return false;
-    memcpy(hostport, p, n);
-    hostport[n] = '\0';
-    size_t hl;
-    if (hostport[0] == '[') {
-        const char *e = strchr(hostport, ']');
-        if (!e)
-            return false;
-        hl = (size_t)(e - hostport) + 1;
+    if (!s || !out)
+        return GW_EINVAL;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            return GW_EINVAL; /* controls, spaces, DEL, anything not ASCII */
+    bool https = strncasecmp(s, "https://", 8) == 0;
+    if (!https && strncasecmp(s, "http://", 7) != 0)
+        return GW_EINVAL;
+    const char *host = s + (https ? 8 : 7), *end;
+    if (*host == '[') {
+        end = strchr(host, ']');
+        if (!end)
+            return GW_EINVAL;
+        end++;
     } else {
-        const char *c = strchr(hostport, ':');
-        hl = c ? (size_t)(c - hostport) : n;
+        end = host + strcspn(host, ":");
     }
-    if (hl >= hostlen)
-        return false;
-    memcpy(host, hostport, hl);
-    host[hl] = '\0';
-    return true;
+    size_t hl = (size_t)(end - host);
+    if (hl == 0 || hl > GW_HOST_MAX || !gw_host_domain_valid(host, hl))
+        return GW_EINVAL; /* also a path, a query, userinfo: no host holds '/', '?' or '@' */
+    uint16_t port = https ? 443 : 80;
+    if (*end == ':') {
+        if (gw_host_parse_port(end + 1, strlen(end + 1), &port) != 0)
+            return GW_EINVAL;
+    } else if (*end) {
+        return GW_EINVAL;
+    }
+    out->https = https;
+    memcpy(out->host, host, hl);
+    out->host[hl] = '\0';
+    out->port = port;
+    out->authority = host;
+    return 0;
 }
 
 static bool is_loopback_host(const char *host)
@@ -71,31 +80,51 @@ static bool is_loopback_host(const char *host)
            strcmp(host, "[::1]") == 0;
 }
 
-bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen)
+/* Same scheme, host (ASCII case aside) and port, the scheme's default filled in (RFC 6454 5). */
+static bool origin_equal(const struct gw_web_origin *a, const struct gw_web_origin *b)
 {
-    const struct gw_config *cfg = gw_web_ctx(wsi)->cfg;
-    if (gw_web_header(wsi, WSI_TOKEN_ORIGIN, origin, originlen) < 0) {
-        /* Absent (non-browser client) is allowed; present but over-long is not. */
-        return lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0;
-    }
-    char host[300], hostport[300], reqhost[300];
-    bool parsed = split_origin(origin, host, sizeof(host), hostport, sizeof(hostport));
+    return a->https == b->https && a->port == b->port && strcasecmp(a->host, b->host) == 0;
+}
+
+bool gw_web_origin_check(const struct gw_config *cfg, const char *origin, const char *reqhost)
+{
+    if (!origin || !*origin)
+        return true;
+    struct gw_web_origin o, entry;
+    bool opaque = strcmp(origin, "null") == 0; /* RFC 6454 7.3: sandboxed pages, file: URLs */
+    if (!opaque && gw_web_origin_parse(origin, &o) != 0)
+        return false;
     for (unsigned i = 0; i < cfg->n_origins; i++) {
-        const char *o = cfg->origins[i];
-        if (strcmp(o, "*") == 0)
+        const char *rule = cfg->origins[i];
+        if (strcmp(rule, "*") == 0)
             return true;
-        if (strcmp(o, "same-host") == 0) {
-            if (parsed && gw_web_header(wsi, WSI_TOKEN_HOST, reqhost, sizeof(reqhost)) > 0 &&
-                strcasecmp(reqhost, hostport) == 0)
+        if (opaque)
+            continue;
+        if (strcmp(rule, "same-host") == 0) {
+            if (reqhost && strcasecmp(reqhost, o.authority) == 0)
                 return true;
-        } else if (strcmp(o, "localhost") == 0) {
-            if (parsed && is_loopback_host(host))
+        } else if (strcmp(rule, "localhost") == 0) {
+            if (is_loopback_host(o.host))
                 return true;
-        } else if (strcasecmp(o, origin) == 0) {
+        } else if (gw_web_origin_parse(rule, &entry) == 0 && origin_equal(&o, &entry)) {
             return true;
         }
     }
     return false;
+}
+
+bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen)
+{
+    int n = gw_web_header(wsi, WSI_TOKEN_ORIGIN, origin, originlen);
+    if (n < 0) {
+        /* Absent (non-browser client) is allowed; present but over-long is not. */
+        return lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0;
+    }
+    if (strlen(origin) != (size_t)n)
+        return false; /* a NUL inside: the C string would be only the part before it */
+    char reqhost[300];
+    bool has_host = gw_web_header(wsi, WSI_TOKEN_HOST, reqhost, sizeof(reqhost)) > 0;
+    return gw_web_origin_check(gw_web_ctx(wsi)->cfg, origin, has_host ? reqhost : NULL);
 }
 
 void gw_web_peer(struct lws *wsi, char *out, size_t outlen)

@@ -7,8 +7,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <libwebsockets.h>
 #include "core/ctx.h"
+#include "core/err.h"
+#include "core/host.h"
 
 struct gw_web;
 struct gw_ws;
@@ -40,8 +43,25 @@ void *gw_web_transport(struct lws *wsi);
 /* Copy header `tok` into out (NUL-terminated); returns its length, or -1 if absent/too long. */
 int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen);
 
-/* Origin policy (config "origins"). Absent Origin (non-browser clients) is allowed. On return,
- * origin holds the request's Origin ("" if none). */
+/* An Origin header value read strictly as RFC 6454 serializes an origin: "http://" or "https://"
+ * (scheme in any case), a host by core/host.c's domain rules (a name, an IPv4 address, an IPv6
+ * address in brackets), an optional ":port" of digits only (1..65535), nothing else: no path,
+ * userinfo, spaces, controls or bytes outside ASCII. */
+struct gw_web_origin {
+    bool https;                 /* the scheme is https (else http) */
+    char host[GW_HOST_MAX + 1]; /* as sent, brackets kept for IPv6 */
+    uint16_t port;              /* as sent, else the scheme's default (80, 443) */
+    const char *authority;      /* "host[:port]" within the parsed string (for "same-host") */
+};
+/* 0, or GW_EINVAL for a malformed origin (out untouched). */
+int gw_web_origin_parse(const char *s, struct gw_web_origin *out) GW_MUST_CHECK;
+
+/* The origin policy (cfg->origins) without a connection: origin is the Origin header (NULL or ""
+ * when absent: allowed, a non-browser client), reqhost the Host header (NULL when absent). A
+ * malformed origin is refused whatever the rules; "null" (an opaque origin) passes only "*". */
+bool gw_web_origin_check(const struct gw_config *cfg, const char *origin, const char *reqhost);
+
+/* The origin policy for a request. On return, origin holds the request's Origin ("" if none). */
 bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen);
 
 /* The peer's address as text ("127.0.0.1", "::1"). */

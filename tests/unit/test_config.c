@@ -343,6 +343,12 @@ static void test_value_errors(void)
         "{\"origins\": [\"https://a.example/\"]}",
         "t.json:1:14: key 'origins[0]': must be \"*\", \"same-host\", \"localhost\" or an "
         "origin such as \"https://chat.example:8443\"");
+    /* Only http and https origins: a request's Origin of another scheme is refused (web/http.c). */
+    CHECK_LOAD_ERR(
+        "{\"origins\": [\"http://a.example\", \"chrome-extension://abc\"]}",
+        "t.json:1:34: key 'origins[1]': must be \"*\", \"same-host\", \"localhost\" or an "
+        "origin such as \"https://chat.example:8443\"");
+    CHECK_LOAD_OK("{\"origins\": [\"HTTP://a.example\", \"https://[::1]:8443\"]}");
     CHECK_LOAD_ERR("{\"domains\": [\"a.example\", \"A.example\"]}",
                    "t.json:1:27: key 'domains[1]': duplicate entry \"A.example\"");
     CHECK_LOAD_ERR("{\"domains\": [\"a..example\"]}",
@@ -489,9 +495,9 @@ static void test_positions(void)
     CHECK_LOAD_ERR(
         "{\n"
         "  \"upstreams\": {\"x.example\": {\"host\": \"h\", \"port\": 1}},\n"
-        "  \"origins\": [\"same-host\", \"localhost\", \"ftp://a\", \"b\"]\n"
+        "  \"origins\": [\"same-host\", \"localhost\", \"http://a\", \"b\"]\n"
         "}\n",
-        "t.json:3:52: key 'origins[3]': must be \"*\", \"same-host\", \"localhost\" or an "
+        "t.json:3:53: key 'origins[3]': must be \"*\", \"same-host\", \"localhost\" or an "
         "origin such as \"https://chat.example:8443\"");
     /* CRLF line ends and tabs. */
     CHECK_LOAD_ERR("{\r\n\t\"limits\": {\r\n\t\t\"max_depth\": 3\r\n\t}\r\n}\r\n",
