@@ -4,6 +4,7 @@
  * names), core/host (host, domain and address rules) and libc. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -86,6 +87,8 @@ static const char *check_bare_jid(const char *s);
 static const char *check_log_format(const char *s);
 static const char *check_resource_prefix(const char *s);
 static const char *check_live_node(const char *s);
+static const char *check_cidr(const char *s);
+static const char *check_public_url(const char *s);
 
 /* The table reads best one key per line. */
 /* clang-format off */
@@ -114,6 +117,7 @@ static const char *check_live_node(const char *s);
                                          .check = (chk), .lower = (low)}
 
 static const char *const default_origins[] = {"same-host", "localhost", NULL};
+static const char *const default_trusted_proxies[] = {"127.0.0.0/8", "::1/128", NULL};
 
 /* Every key of the file. The order is the order of config/README.md and of "known keys" hints.
  * The reload class says what the code can honour: RESTART for what is read once at start
@@ -139,6 +143,9 @@ static const struct key_def config_keys[] = {
     STRING("upstream_ca", RESTART, upstream_ca, "", NULL),
     UINT("connect_timeout", NEW, connect_timeout, 10, 1, 300),
     LIST("origins", LIVE, origins, n_origins, default_origins, check_origin, true),
+    LIST("trusted_proxies", LIVE, trusted_proxies, n_trusted_proxies, default_trusted_proxies,
+         check_cidr, true),
+    STRING("public_url", RESTART, public_url, "", check_public_url),
     SECTION("websocket"),
     STRING("websocket.path", RESTART, ws_path, "/xmpp-websocket", check_path),
     UINT("websocket.ping_interval", RESTART, ws_ping_interval, 30, 0, 3600),
@@ -295,6 +302,113 @@ const char *gw_config_tls_name(enum gw_upstream_tls t)
     return (unsigned)t < sizeof(tls_names) / sizeof(tls_names[0]) ? tls_names[t] : "?";
 }
 
+static int parse_prefix_len(const char *s, unsigned max, unsigned *out)
+{
+    unsigned v = 0;
+    if (!*s || strlen(s) > 3)
+        return GW_EINVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return GW_EINVAL;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    if (v > max)
+        return GW_EINVAL;
+    *out = v;
+    return 0;
+}
+
+int gw_config_parse_cidr(const char *s, struct gw_cidr *out)
+{
+    if (!s || !out)
+        return GW_EINVAL;
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(addr))
+        return GW_EINVAL;
+    memcpy(addr, s, n);
+    addr[n] = '\0';
+    struct gw_cidr c;
+    memset(&c, 0, sizeof(c));
+    enum gw_host_ip kind = gw_host_ip_literal(addr, n);
+    if (kind == GW_HOST_IP_NONE)
+        return GW_EINVAL;
+    c.v6 = kind == GW_HOST_IP_V6;
+    if (inet_pton(c.v6 ? AF_INET6 : AF_INET, addr, c.bytes) != 1)
+        return GW_EINVAL;
+    unsigned bits = c.v6 ? 128 : 32;
+    c.prefix = bits;
+    if (slash && parse_prefix_len(slash + 1, bits, &c.prefix) != 0)
+        return GW_EINVAL;
+    for (unsigned b = c.prefix; b < bits; b++)
+        if (c.bytes[b / 8] & (0x80u >> (b % 8)))
+            return GW_EINVAL; /* "10.1.2.3/8": a host address where a network is meant */
+    *out = c;
+    return 0;
+}
+
+/* "/a/b-c/" -> "/a/b-c"; "" or "/" -> "". */
+static int parse_url_path(const char *p, char *out, size_t outlen)
+{
+    size_t n = strlen(p);
+    if (n && p[n - 1] == '/')
+        n--;
+    if (n >= outlen)
+        return GW_EINVAL;
+    for (size_t i = 0; i < n;) {
+        if (p[i] != '/')
+            return GW_EINVAL;
+        size_t seg = ++i;
+        while (i < n && (ascii_alnum(p[i]) || strchr("-._~", p[i])))
+            i++;
+        size_t len = i - seg;
+        bool dots = (len == 1 || len == 2) && strncmp(p + seg, "..", len) == 0;
+        if (len == 0 || dots)
+            return GW_EINVAL; /* "//", "/./", "/../" */
+        if (i < n && p[i] != '/')
+            return GW_EINVAL;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int gw_config_parse_public_url(const char *s, struct gw_public_url *out)
+{
+    if (!s || !out)
+        return GW_EINVAL;
+    struct gw_public_url u;
+    memset(&u, 0, sizeof(u));
+    u.https = strncasecmp(s, "https://", 8) == 0;
+    if (!u.https && strncasecmp(s, "http://", 7) != 0)
+        return GW_EINVAL;
+    const char *host = s + (u.https ? 8 : 7);
+    size_t an = strcspn(host, "/"); /* the authority: host[:port] */
+    const char *end = host + an, *colon = NULL;
+    if (*host == '[') {
+        const char *close = memchr(host, ']', an);
+        if (!close)
+            return GW_EINVAL;
+        colon = close + 1 < end ? close + 1 : NULL;
+        if (colon && *colon != ':')
+            return GW_EINVAL;
+    } else {
+        colon = memchr(host, ':', an);
+    }
+    size_t hl = colon ? (size_t)(colon - host) : an;
+    uint16_t port;
+    if (hl == 0 || hl > GW_HOST_MAX || !gw_host_domain_valid(host, hl) ||
+        (colon && gw_host_parse_port(colon + 1, (size_t)(end - colon - 1), &port) != 0))
+        return GW_EINVAL;
+    if (an >= sizeof(u.authority) || parse_url_path(end, u.prefix, sizeof(u.prefix)) != 0)
+        return GW_EINVAL;
+    memcpy(u.authority, host, an);
+    u.authority[an] = '\0';
+    *out = u;
+    return 0;
+}
+
 /* ---- checks on single values ---- */
 
 static const char *check_path(const char *s)
@@ -419,6 +533,24 @@ static const char *check_admin_host(const char *s)
 {
     if (strchr(s, ':') || !gw_host_name_valid(s, strlen(s)))
         return "must be a host name such as \"gw.example.com\" (no port, no IPv6 address)";
+    return NULL;
+}
+
+static const char *check_cidr(const char *s)
+{
+    struct gw_cidr c;
+    if (gw_config_parse_cidr(s, &c) != 0)
+        return "must be an IP address or a range such as \"10.0.0.0/8\" or \"fd00::/8\" (no "
+               "bits set past the prefix)";
+    return NULL;
+}
+
+static const char *check_public_url(const char *s)
+{
+    struct gw_public_url u;
+    if (*s && gw_config_parse_public_url(s, &u) != 0)
+        return "must be \"\" or an http or https URL such as \"https://example.org/chat/\" "
+               "(a path of letters, digits and -._~ segments; no query, no fragment)";
     return NULL;
 }
 

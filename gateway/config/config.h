@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/err.h"
+#include "core/host.h"
 #include "core/log.h"
 
 #define GW_CFG_MAX_LIST 64 /* entries in any list (origins, domains, routes, upstream map) */
@@ -71,6 +72,14 @@ struct gw_config {
                                            "same-host", "localhost"; default
                                            ["same-host","localhost"] */
     unsigned n_origins;
+
+    /* behind a reverse proxy */
+    char trusted_proxies[GW_CFG_MAX_LIST][64]; /* "trusted_proxies": addresses and CIDR ranges
+                                                  whose forwarding headers are believed
+                                                  (gw_config_parse_cidr); default loopback */
+    unsigned n_trusted_proxies;
+    char public_url[1024]; /* "public_url": "https://example.org/chat/", "" = none
+                              (gw_config_parse_public_url) */
 
     /* WebSocket */
     char ws_path[128];         /* "websocket.path": "/xmpp-websocket" */
@@ -157,6 +166,27 @@ int gw_config_load_string(struct gw_config *cfg, const char *json, const char *n
 int gw_config_parse_addr(const char *s, struct gw_addr *addr) GW_MUST_CHECK;
 int gw_config_parse_tls(const char *s, enum gw_upstream_tls *out) GW_MUST_CHECK;
 const char *gw_config_tls_name(enum gw_upstream_tls t);
+
+/* An address range: "192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1" (no brackets). A bare
+ * address is a whole /32 or /128; the bits past the prefix must be zero. */
+struct gw_cidr {
+    bool v6;           /* an IPv6 range (16 bytes), else IPv4 (the first 4) */
+    uint8_t bytes[16]; /* the network, in network order */
+    unsigned prefix;   /* bits that must match: 0..32 or 0..128 */
+};
+int gw_config_parse_cidr(const char *s, struct gw_cidr *out) GW_MUST_CHECK;
+
+/* public_url split up: "https://example.org:8443/chat/" -> https, "example.org:8443", "/chat". */
+#define GW_PUBLIC_PREFIX_MAX 127 /* bytes of the path prefix */
+struct gw_public_url {
+    bool https;                            /* the scheme is https (else http) */
+    char authority[GW_HOST_MAX + 7];       /* host[:port] as written (IPv6 in brackets) */
+    char prefix[GW_PUBLIC_PREFIX_MAX + 1]; /* the path without its trailing '/'; "" for "/" */
+};
+/* "http(s)://host[:port]" then nothing, "/", or a path of "/"-separated segments of letters,
+ * digits and "-._~" (no ".", "..", empty segments, query or fragment), with or without a
+ * trailing '/'. GW_EINVAL for anything else (out untouched). */
+int gw_config_parse_public_url(const char *s, struct gw_public_url *out) GW_MUST_CHECK;
 
 /* Checks every value against the table, and across keys (e.g. no upstream for a listed domain,
  * tls.cert without tls.key, admin.listen off loopback without admin.token); call after

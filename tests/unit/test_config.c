@@ -442,7 +442,8 @@ static void test_key_errors(void)
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
                    "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "websocket, bosh, limits, http, visitors, live, log)");
+                   "trusted_proxies, public_url, websocket, bosh, limits, http, visitors, live, "
+                   "log)");
     CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
                    "t.json:1:2: key 'upstream': \"host\" is required");
     CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
@@ -591,7 +592,8 @@ static void test_parse_errors_by_key(void)
     CHECK_LOAD_ERR("{\"nope\": 99999999999999999999999}",
                    "t.json:1:2: key 'nope': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "websocket, bosh, limits, http, visitors, live, log)");
+                   "trusted_proxies, public_url, websocket, bosh, limits, http, visitors, live, "
+                   "log)");
     /* Several: the first one the loader meets is named; one that parses fine before it first. */
     CHECK_LOAD_ERR("{\"limits\": {\"max_depth\": 99999999999999999999, \"max_attrs\": "
                    "99999999999999999999}}",
@@ -684,6 +686,85 @@ static void test_parse_tls(void)
     CHECK_STR(gw_config_tls_name(GW_UPSTREAM_TLS_STARTTLS), "starttls");
     CHECK_STR(gw_config_tls_name(GW_UPSTREAM_TLS_DIRECT), "direct");
     CHECK_STR(gw_config_tls_name((enum gw_upstream_tls)7), "?");
+}
+
+/* ---- behind a proxy: trusted_proxies, public_url ---- */
+
+static void test_proxy_keys(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, "{}") == 0);
+    CHECK(c->n_trusted_proxies == 2);
+    CHECK_STR(c->trusted_proxies[0], "127.0.0.0/8");
+    CHECK_STR(c->trusted_proxies[1], "::1/128");
+    CHECK_STR(c->public_url, "");
+    CHECK(load(c, "{\"trusted_proxies\": [\"10.0.0.7\", \"FD00::/8\", \"0.0.0.0/0\"], "
+                  "\"public_url\": \"https://Example.org/chat/\"}") == 0);
+    CHECK(c->n_trusted_proxies == 3);
+    CHECK_STR(c->trusted_proxies[1], "fd00::/8"); /* stored in lowercase */
+    CHECK_STR(c->public_url, "https://Example.org/chat/");
+    CHECK(load(c, "{\"trusted_proxies\": []}") == 0);
+    CHECK(c->n_trusted_proxies == 0);
+    free(c);
+    CHECK_LOAD_ERR("{\"trusted_proxies\": [\"10.1.2.3/8\"]}",
+                   "t.json:1:22: key 'trusted_proxies[0]': must be an IP address or a range such "
+                   "as \"10.0.0.0/8\" or \"fd00::/8\" (no bits set past the prefix)");
+    CHECK_LOAD_ERR("{\"public_url\": \"ftp://example.org/\"}",
+                   "t.json:1:16: key 'public_url': must be \"\" or an http or https URL such as "
+                   "\"https://example.org/chat/\" (a path of letters, digits and -._~ segments; "
+                   "no query, no fragment)");
+
+    struct gw_cidr r;
+    CHECK(gw_config_parse_cidr("192.0.2.0/24", &r) == 0 && !r.v6 && r.prefix == 24);
+    CHECK(r.bytes[0] == 192 && r.bytes[2] == 2 && r.bytes[3] == 0);
+    CHECK(gw_config_parse_cidr("192.0.2.9", &r) == 0 && r.prefix == 32);
+    CHECK(gw_config_parse_cidr("::1", &r) == 0 && r.v6 && r.prefix == 128 && r.bytes[15] == 1);
+    CHECK(gw_config_parse_cidr("2001:db8::/32", &r) == 0 && r.v6 && r.prefix == 32);
+    CHECK(gw_config_parse_cidr("::/0", &r) == 0 && r.prefix == 0);
+    /* clang-format off */
+    static const char *const bad_cidr[] = {
+        "", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.1/8", "2001:db8::1/32",
+        "10.0.0.0/ 8", "10.0.0.0/-1", "10.0.0.0/+8", "10.0.0.0/0008", "[::1]", "[::1]/128",
+        "localhost", "10.0.0", "fe80::1%eth0", "10.0.0.0/8/8", "1.2.3.4 ",
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof(bad_cidr) / sizeof(bad_cidr[0]); i++) {
+        struct gw_cidr keep = {.prefix = 99};
+        int rc = gw_config_parse_cidr(bad_cidr[i], &keep);
+        if (rc != GW_EINVAL)
+            fprintf(stderr, "parse_cidr accepted \"%s\"\n", bad_cidr[i]);
+        CHECK(rc == GW_EINVAL && keep.prefix == 99);
+    }
+
+    struct gw_public_url u;
+    CHECK(gw_config_parse_public_url("https://example.org/chat/", &u) == 0);
+    CHECK(u.https && strcmp(u.authority, "example.org") == 0 && strcmp(u.prefix, "/chat") == 0);
+    CHECK(gw_config_parse_public_url("http://[::1]:8080", &u) == 0);
+    CHECK(!u.https && strcmp(u.authority, "[::1]:8080") == 0 && strcmp(u.prefix, "") == 0);
+    CHECK(gw_config_parse_public_url("HTTPS://a.example:443/", &u) == 0 && u.prefix[0] == '\0');
+    CHECK(gw_config_parse_public_url("https://a.example/x/y-z_1.~", &u) == 0);
+    CHECK_STR(u.prefix, "/x/y-z_1.~");
+    /* clang-format off */
+    static const char *const bad_url[] = {
+        "", "example.org", "ws://example.org/", "https://", "https:///chat", "https://a b/",
+        "https://example.org:0/", "https://example.org:/", "https://[::1/", "https://[::1]x/",
+        "https://example.org/chat?x", "https://example.org/chat#x", "https://example.org//",
+        "https://example.org/a//b", "https://example.org/./", "https://example.org/../",
+        "https://example.org/a%20b", "https://user@example.org/", "https://example.org/a b",
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof(bad_url) / sizeof(bad_url[0]); i++) {
+        struct gw_public_url keep = {.authority = "kept"};
+        int rc = gw_config_parse_public_url(bad_url[i], &keep);
+        if (rc != GW_EINVAL)
+            fprintf(stderr, "parse_public_url accepted \"%s\"\n", bad_url[i]);
+        CHECK(rc == GW_EINVAL && strcmp(keep.authority, "kept") == 0);
+    }
+    char longpath[200] = "https://e.example/";
+    memset(longpath + 18, 'p', 128);
+    CHECK(gw_config_parse_public_url(longpath, &u) == GW_EINVAL); /* a 129-byte prefix */
+    longpath[18 + 126] = '\0';
+    CHECK(gw_config_parse_public_url(longpath, &u) == 0 && strlen(u.prefix) == 127);
 }
 
 /* ---- upstream look-up ---- */
@@ -1482,7 +1563,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 62);
+    CHECK(n == 64);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
@@ -1603,6 +1684,7 @@ int main(void)
     test_parse_errors_by_key();
     test_parse_addr();
     test_parse_tls();
+    test_proxy_keys();
     test_upstream_for();
     test_validate();
     test_admin_listen();
