@@ -1,5 +1,5 @@
-// What both benchmark scripts share: command-line options, statistics, tables, /proc readings.
-import { readFile, readdir } from 'node:fs/promises';
+// What the benchmark scripts share: command-line options, statistics, tables, /proc readings.
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import tls from 'node:tls';
 
 /**
@@ -41,13 +41,14 @@ export function percentile(sorted, q) {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-/** { n, p50, p99, mean, min, max } of samples (milliseconds). */
+/** { n, p50, p95, p99, mean, min, max } of samples (milliseconds). */
 export function summarize(samples) {
   const s = Float64Array.from(samples).sort();
   const sum = s.reduce((a, b) => a + b, 0);
   return {
     n: s.length,
     p50: percentile(s, 0.5),
+    p95: percentile(s, 0.95),
     p99: percentile(s, 0.99),
     mean: s.length ? sum / s.length : NaN,
     min: s.length ? s[0] : NaN,
@@ -96,6 +97,46 @@ export async function trustCaForTls(caFile) {
     if (i >= 0 && !args[i].ca && !args[i].secureContext) args[i] = { ...args[i], ca };
     return connect.apply(this, args);
   };
+}
+
+/** CPU time a process has used so far in seconds (/proc/PID/stat): { user, system, total }. */
+export async function cpuTimes(pid) {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces: utime is the 14th
+  // field of the line, stime the 15th, both in clock ticks (USER_HZ, 100 on Linux).
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const user = Number(f[11]) / 100;
+  const system = Number(f[12]) / 100;
+  return { user, system, total: user + system };
+}
+
+/** The soft limit on open descriptors of a process ("Max open files" in /proc/PID/limits). */
+export async function openFileLimit(pid = 'self') {
+  const text = await readFile(`/proc/${pid}/limits`, 'utf8');
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(text);
+  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
+}
+
+/**
+ * Established TCP connections of process `pid` to 127.0.0.1:`port`: its socket descriptors matched
+ * against /proc/PID/net/tcp by inode.
+ */
+export async function tcpConnectionsTo(pid, port) {
+  const inodes = new Set();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch { /* closed meanwhile */ }
+  }
+  const want = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const line of (await readFile(`/proc/${pid}/net/tcp`, 'utf8')).split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // f[2] remote address:port, f[3] state (01 = ESTABLISHED), f[9] inode
+    if (f[2] === want && f[3] === '01' && inodes.has(f[9])) n++;
+  }
+  return n;
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
