@@ -36,6 +36,7 @@ struct gw_session {
     void *t;                       /* the owner's own state */
     struct login *login;           /* GW_SESSION_AUTH_GATEWAY only */
     struct visitor *visitor;       /* visitor mode only (the stream 'to' was visitors.domain) */
+    bool visitor_login;            /* GW_SESSION_AUTH_VISITOR: the visitor logs in by itself */
     bool restart_due;              /* SASL success seen; the stream restarts (RESTARTING only) */
     char peer[64];                 /* client address, for logs and /api/sessions */
     char domain[256];              /* XMPP domain asked for */

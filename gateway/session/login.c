@@ -1,19 +1,39 @@
 /* The gateway's own login (GW_SESSION_AUTH_GATEWAY): SASL PLAIN with the credentials the owner
  * gave, the stream restart, the bind of the given resource; nothing of it reaches the owner, who
- * hears of the stream once it is bound. The password is cleared as soon as SASL is done and never
- * logged. Calls: session.c (internal.h), xmpp/upstream, xml, core, OpenSSL (base64, cleanse). */
+ * hears of the stream once it is bound. The password is cleared as soon as it went upstream and is
+ * never logged. A visitor that logs in by itself (a prebound visitor) uses it too, as the shared
+ * account. Calls: session.c (internal.h), xmpp/upstream, xml, config, core, OpenSSL (base64,
+ * cleanse). */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "session/internal.h"
 #include "xmpp/upstream.h"
 
 #define BIND_ID "gw-bind-1"
+
+/* What a refused login ends with: for a visitor the shared account is the gateway's own (a
+ * configuration fault, not the client's), for anyone else the credentials were wrong. */
+static enum gw_condition refused_cond(const struct gw_session *s, const char *why)
+{
+    if (!s->visitor)
+        return GW_COND_not_authorized;
+    GW_ERROR(&s->ctx->log, s->sid, NULL, "visitor login as %s: %s", s->ctx->cfg->visitors_jid, why);
+    return GW_COND_internal_server_error;
+}
+
+/* SASL has the password: nothing keeps it any more. */
+static void forget_password(struct login *l)
+{
+    if (l->password)
+        OPENSSL_cleanse(l->password, strlen(l->password));
+}
 
 void login_free(struct login *l)
 {
@@ -113,11 +133,13 @@ void login_features(struct gw_session *s, const struct gw_stream_info *hdr, cons
     int rc;
     if (s->state == GW_SESSION_FEATURES) {
         if (!login_offers(tree, "PLAIN")) {
-            session_fail(s, GW_COND_not_authorized, "upstream offers no SASL PLAIN");
+            session_fail(s, refused_cond(s, "no SASL PLAIN offered"),
+                         "upstream offers no SASL PLAIN");
             return;
         }
         session_transition(s, GW_SESSION_AUTHENTICATING);
         rc = login_send_plain(s->up, l->user, l->password);
+        forget_password(l);
     } else {
         session_transition(s, GW_SESSION_BINDING);
         snprintf(l->stream_id, sizeof(l->stream_id), "%s", hdr->id);
@@ -137,10 +159,11 @@ void login_stanza(struct gw_session *s, const struct gw_xml_stanza *st)
 {
     if (s->state == GW_SESSION_AUTHENTICATING && strcmp(st->ns, GW_NS_SASL) == 0) {
         if (strcmp(st->name, "success") != 0) {
-            session_fail(s, GW_COND_not_authorized, "upstream refused the gateway's login");
+            session_fail(s, refused_cond(s, "upstream refused the login"),
+                         "upstream refused the gateway's login");
             return;
         }
-        OPENSSL_cleanse(s->login->password, strlen(s->login->password));
+        forget_password(s->login);
         session_transition(s, GW_SESSION_RESTARTING);
         gw_upstream_restart_after(s->up);
         int rc = gw_upstream_restart(s->up);

@@ -144,6 +144,8 @@ int peers_admit(struct gw_ctx *ctx, const struct gw_session_opts *o, struct peer
         return GW_EINVAL;
     if (o->auth == GW_SESSION_AUTH_GATEWAY && (!o->user || !*o->user || !o->password))
         return GW_EINVAL;
+    if (o->auth == GW_SESSION_AUTH_VISITOR && !ctx->cfg->visitors_domain[0])
+        return GW_EINVAL;
     if (ctx->sessions->by_sid.n >= ctx->cfg->max_sessions)
         return refuse(ctx, o->peer, GW_LIMIT_SESSIONS);
     if (!o->peer || !*o->peer)

@@ -200,6 +200,7 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
     s->ctx = ctx;
     s->state = GW_SESSION_NEW;
     s->tr = o->transport;
+    s->visitor_login = o->auth == GW_SESSION_AUTH_VISITOR;
     s->ops = o->sink;
     s->t = o->t;
     snprintf(s->peer, sizeof(s->peer), "%s", o->peer ? o->peer : "");
@@ -215,7 +216,10 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
     ctx->metrics.sessions_open[s->tr]++;
     ctx->metrics.sessions_total[s->tr]++;
     GW_INFO(&ctx->log, s->sid, NULL, "session created: transport=%s peer=%s auth=%s",
-            gw_transport_name(s->tr), s->peer, s->login ? "gateway" : "client");
+            gw_transport_name(s->tr), s->peer,
+            s->visitor_login ? "visitor"
+            : s->login       ? "gateway"
+                             : "client");
     return s;
 }
 
@@ -377,12 +381,12 @@ static void up_features(void *ud, const struct gw_stream_info *hdr, const char *
         session_fail(s, GW_COND_undefined_condition, "upstream sent stream features out of turn");
         return;
     }
-    if (s->visitor) {
-        visitor_features(s, hdr, tree);
+    if (s->login) { /* before visitor: a visitor that logs in by itself is a login */
+        login_features(s, hdr, features, len, tree);
         return;
     }
-    if (s->login) {
-        login_features(s, hdr, features, len, tree);
+    if (s->visitor) {
+        visitor_features(s, hdr, tree);
         return;
     }
     session_transition(s, s->state == GW_SESSION_FEATURES ? GW_SESSION_AUTHENTICATING
@@ -500,7 +504,10 @@ int gw_session_start(struct gw_session *s, const char *to, const char *lang)
         return GW_EPROTO;
     if (!to || !gw_jid_domain_valid(to))
         return GW_EINVAL;
-    if (visitor_selected(s->ctx->cfg, to))
+    bool visitor = visitor_selected(s->ctx->cfg, to);
+    if ((s->visitor_login && !visitor) || (visitor && s->login))
+        return GW_EINVAL; /* a login of the gateway's is never the visitors' domain */
+    if (visitor)
         return visitor_start(s, to, lang);
     const struct gw_upstream_cfg *uc = gw_config_upstream_for(s->ctx->cfg, to);
     if (!uc)

@@ -70,6 +70,9 @@ struct gw_sink_ops {
 enum gw_session_auth {
     GW_SESSION_AUTH_CLIENT,  /* the client's SASL and bind pass through */
     GW_SESSION_AUTH_GATEWAY, /* the session logs in (SASL PLAIN) and binds a resource itself */
+    GW_SESSION_AUTH_VISITOR, /* as GATEWAY, as a visitor (visitors.*): the shared account, its
+                                generated resource and the visitor policy; start it with `to`
+                                = visitors.domain (a prebound visitor) */
 };
 
 struct gw_session_opts {
@@ -91,8 +94,8 @@ void gw_sessions_free(struct gw_sessions *tbl);
 size_t gw_sessions_count(const struct gw_sessions *tbl);
 
 /* A new session with a fresh random sid, in state NEW. NULL with *err: GW_ECLOSED (draining),
- * GW_ELIMIT (limits.max_sessions), GW_EINVAL (gateway auth without user or password), GW_ENOMEM,
- * GW_EIO (no randomness). */
+ * GW_ELIMIT (limits.max_sessions, a per-address limit), GW_EINVAL (gateway auth without user or
+ * password, visitor auth without visitors.domain), GW_ENOMEM, GW_EIO (no randomness). */
 struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *opts, int *err);
 
 /* Open the upstream stream for XMPP domain `to` (lang may be NULL: "en"). 0: the sink's

@@ -369,6 +369,25 @@ void visitor_password_forget(struct gw_sessions *tbl)
 
 /* ---- starting: the upstream of the shared account ---- */
 
+/* A visitor that logs in by itself (GW_SESSION_AUTH_VISITOR, a prebound visitor): login.c's
+ * SASL PLAIN as the shared account and the bind of the generated resource, with no client
+ * SASL in between. */
+static int self_login(struct gw_session *s, const struct visitor *v)
+{
+    const struct gw_config *cfg = s->ctx->cfg;
+    char pw[1024], err[512];
+    int rc = visitor_password(s->ctx->sessions, cfg, pw, sizeof(pw), err, sizeof(err));
+    if (rc) {
+        GW_ERROR(&s->ctx->log, s->sid, NULL, "visitor login: %s", err);
+        return rc;
+    }
+    struct gw_session_opts o = {
+        .auth = GW_SESSION_AUTH_VISITOR, .user = v->user, .password = pw, .resource = v->resource};
+    s->login = login_new(&o, cfg->max_stanza);
+    explicit_bzero(pw, sizeof(pw));
+    return s->login ? 0 : GW_ENOMEM;
+}
+
 int visitor_start(struct gw_session *s, const char *to, const char *lang)
 {
     const struct gw_config *cfg = s->ctx->cfg;
@@ -400,13 +419,16 @@ int visitor_start(struct gw_session *s, const char *to, const char *lang)
     snprintf(v->resource, sizeof(v->resource), "%s%s", cfg->visitors_resource_prefix, hex);
     gw_buf_init(&v->answers, cfg->send_queue);
     s->visitor = v;
+    int rc = s->visitor_login ? self_login(s, v) : 0;
+    if (rc)
+        return rc;
     snprintf(s->domain, sizeof(s->domain), "%s", at + 1);
     s->up = gw_upstream_open(s->ctx, uc, s->domain, lang, session_upstream_ops(), s, s->sid);
     if (!s->up)
         return GW_ENOMEM;
     session_transition(s, GW_SESSION_CONNECTING);
-    GW_INFO(&s->ctx->log, s->sid, NULL, "visitor session for %s: upstream account %s", to,
-            cfg->visitors_jid);
+    GW_INFO(&s->ctx->log, s->sid, NULL, "visitor session for %s: upstream account %s%s", to,
+            cfg->visitors_jid, s->visitor_login ? " (logged in by the gateway)" : "");
     return 0;
 }
 
@@ -482,7 +504,7 @@ static void sub_result(struct gw_session *s, const struct gw_xml_stanza *st)
 /* true: the element was the session's own business (it does not go to the client as it is). */
 bool visitor_upstream(struct gw_session *s, const struct gw_xml_stanza *st)
 {
-    if (s->state == GW_SESSION_AUTHENTICATING && strcmp(st->ns, GW_NS_SASL) == 0) {
+    if (!s->login && s->state == GW_SESSION_AUTHENTICATING && strcmp(st->ns, GW_NS_SASL) == 0) {
         sasl_answer(s, st);
         return true;
     }

@@ -592,6 +592,12 @@ size_t gw_bosh_pss_size(void)
     return sizeof(struct pss);
 }
 
+int gw_bosh_prebind(struct gw_bosh *b, const struct gw_prebind_req *req, gw_prebind_fn fn, void *ud,
+                    struct gw_prebind **out)
+{
+    return gw_bosh_sessions_prebind(b->sessions, req, fn, ud, out);
+}
+
 /* ---- the module ---- */
 
 struct gw_bosh *gw_bosh_new(struct gw_ctx *ctx)

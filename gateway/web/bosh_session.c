@@ -10,7 +10,14 @@
  * a session that upstream ended stays a while as a TOMB that answers its condition, then is
  * forgotten (DEAD: out of the table, memory freed from its timer's close callback, never inside
  * another callback).
- * Calls: session, bosh_proto, config, core, libuv; the adapter only through gw_bosh_conn_ops. */
+ *
+ * A prebound session (gw_bosh_sessions_prebind()) has no creation request: its core session logs
+ * in by itself, and once it is bound the asker is told its sid and next rid from the session's
+ * timer; it is then OPEN with no request, under the inactivity deadline, until the client
+ * attaches. Until the asker was told, nobody knows the sid: an end before that keeps no
+ * tombstone, and the asker hears of it when the session's memory goes.
+ * Calls: session, bosh_proto, xmpp/jid, config, core, libuv; the adapter only through
+ * gw_bosh_conn_ops. */
 #include "web/bosh_session.h"
 
 #include <stdio.h>
@@ -21,12 +28,16 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/strmap.h"
 #include "session/session.h"
 #include "web/bosh_proto.h"
+#include "xmpp/jid.h"
 
 #define TOMB_MIN_S 5        /* a tombstone lives `inactivity` seconds, at least this */
 #define CREATION_SLACK_S 10 /* beyond twice connect_timeout before a creation request gives up */
+/* A prebound session's first rid is below this (the 2^53 rid space never runs out). */
+#define PREBIND_RID_MAX 4000000000ull
 
 enum req_state {
     REQ_NEW,   /* handed over; not yet on a list */
@@ -113,6 +124,16 @@ struct bsess {
     uint64_t tomb_until;           /* BS_TOMB: forget the session then */
     uv_timer_t timer;              /* fires at the earliest deadline above */
     struct gw_strmap_node in_table; /* in t->table, by sid */
+    struct gw_prebind *prebind;     /* a prebind whose asker was not told yet; NULL: none */
+    bool prebind_due;               /* bound: tell the asker from the timer */
+    enum gw_condition prebind_cond; /* why it ended before that, told when the memory goes */
+};
+
+/* One prebind in progress (gw_bosh_sessions_prebind()), until its asker was told. */
+struct gw_prebind {
+    struct bsess *bs; /* the session being made; NULL once told */
+    gw_prebind_fn fn; /* the asker */
+    void *ud;         /* passed to fn */
 };
 
 struct gw_bosh_sessions {
@@ -484,9 +505,38 @@ static void bsess_free(struct bsess *bs)
     free(bs);
 }
 
+/* Tell the asker of a prebind how it went (status 0: bound), once. */
+static void prebind_tell(struct bsess *bs, int status, enum gw_condition cond)
+{
+    struct gw_prebind *p = bs->prebind;
+    if (!p)
+        return;
+    bs->prebind = NULL;
+    p->bs = NULL;
+    struct gw_prebind_result res = {.status = status,
+                                    .cond = status ? cond : GW_COND_NONE,
+                                    .jid = status ? "" : bs_jid(bs),
+                                    .sid = status ? "" : bs->sid,
+                                    .rid = status ? 0 : (unsigned long long)bs->last_rid + 1};
+    if (status)
+        GW_INFO(log_of(bs), bs->sid, NULL, "prebind failed: %s", gw_condition_name(cond));
+    else
+        GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "prebound: the client's next rid is %llu",
+                res.rid);
+    p->fn(p->ud, &res);
+    free(p);
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
-    bsess_free(h->data);
+    struct bsess *bs = h->data;
+    if (bs->prebind) /* ended before it was bound: the asker hears of it now, on the loop */
+        prebind_tell(bs,
+                     bs->prebind_cond == GW_COND_policy_violation  ? GW_ELIMIT
+                     : bs->prebind_cond == GW_COND_system_shutdown ? GW_ECLOSED
+                                                                   : GW_EIO,
+                     bs->prebind_cond);
+    bsess_free(bs);
 }
 
 /* Let go of the core session (keeping its JID for log lines); returns it. */
@@ -568,7 +618,7 @@ static void bs_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition co
     }
     let_go_of_replays(bs);
     const struct gw_buf *err_xml = NULL;
-    if (kind == END_UPSTREAM && bs->state == BS_CONNECTING) {
+    if (kind == END_UPSTREAM && (bs->state == BS_CONNECTING || bs->prebind)) {
         /* The client never learnt the sid: answer the creation request (with upstream's error
          * element, when it sent one), keep no tombstone. */
         kind = END_FAIL;
@@ -577,6 +627,8 @@ static void bs_end(struct bsess *bs, enum bs_end_kind kind, enum gw_condition co
         if (cond == GW_COND_NONE)
             cond = GW_COND_remote_connection_failed;
     }
+    if (bs->prebind && bs->prebind_cond == GW_COND_NONE)
+        bs->prebind_cond = cond == GW_COND_NONE ? GW_COND_internal_server_error : cond;
     GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "BOSH session %s: %s", end_words[kind],
             cond == GW_COND_NONE ? "closed" : gw_condition_name(cond));
     core_end(bs, kind, cond);
@@ -616,7 +668,7 @@ static uint64_t earliest(const struct req_list *l, uint64_t next)
  * inactivity when no request is open. */
 static uint64_t next_deadline(const struct bsess *bs, uint64_t now)
 {
-    if (bs->pending != GW_COND_NONE)
+    if (bs->pending != GW_COND_NONE || bs->prebind_due)
         return now;
     if (bs->state == BS_TOMB)
         return bs->tomb_until;
@@ -706,6 +758,10 @@ static void on_timer(uv_timer_t *h)
         bs_end(bs, END_FAIL, cond, bs->held.head);
         return;
     }
+    if (bs->prebind_due) {
+        bs->prebind_due = false;
+        prebind_tell(bs, 0, GW_COND_NONE);
+    }
     if (bs->state == BS_TOMB) {
         if (now >= bs->tomb_until)
             forget(bs);
@@ -750,7 +806,14 @@ static void sink_stream_ready(void *t, const struct gw_stream_info *info, const 
     if (!is_live(bs))
         return;
     int rc;
-    if (bs->state == BS_CONNECTING) {
+    if (bs->state == BS_CONNECTING && bs->prebind) {
+        /* Bound by the session itself: nothing to answer; the inactivity clock runs from now. */
+        rc = 0;
+        bs->state = BS_OPEN;
+        gw_buf_cleanup(&bs->features);
+        bs->idle_since = now_ms(bs->t);
+        bs->prebind_due = true;
+    } else if (bs->state == BS_CONNECTING) {
         snprintf(bs->authid, sizeof(bs->authid), "%s", info && info->id ? info->id : "");
         snprintf(bs->from, sizeof(bs->from), "%s", info && info->from ? info->from : "");
         gw_buf_reset(&bs->features);
@@ -792,6 +855,8 @@ static void sink_closed(void *t, const struct gw_close_reason *why)
     (void)detach(bs);
     if (!is_live(bs))
         return;
+    if (bs->prebind && bs->prebind_cond == GW_COND_NONE && why->cond != GW_COND_NONE)
+        bs->prebind_cond = why->cond; /* as the core session says it (not-authorized, ...) */
     bool has_err = why->err_xml && why->err_len;
     if (has_err && gw_buf_append(&bs->err_xml, why->err_xml, why->err_len) != 0)
         gw_buf_cleanup(&bs->err_xml);
@@ -1069,14 +1134,17 @@ static int bsess_init(struct bsess *bs, struct gw_bosh_sessions *t, const struct
                                gw_bosh_resp_max(cfg->send_queue, cfg->max_stanza));
 }
 
-/* The core session of a new BOSH session, started. On failure *cond says why. */
-static int core_open(struct bsess *bs, const struct gw_bosh_req *r, enum gw_condition *cond)
+/* The core session of a new BOSH session (so: its options but the sink), started for domain to.
+ * On failure *cond says why. */
+static int core_open(struct bsess *bs, struct gw_session_opts *so, const char *to, const char *lang,
+                     enum gw_condition *cond)
 {
     struct gw_ctx *ctx = bs->t->ctx;
-    struct gw_session_opts so = {
-        .transport = GW_TRANSPORT_BOSH, .sink = &sink_ops, .t = bs, .peer = r->peer};
     int rc = 0;
-    bs->s = gw_session_new(ctx, &so, &rc);
+    so->transport = GW_TRANSPORT_BOSH;
+    so->sink = &sink_ops;
+    so->t = bs;
+    bs->s = gw_session_new(ctx, so, &rc);
     if (!bs->s) {
         *cond = rc == GW_ELIMIT    ? GW_COND_policy_violation
                 : rc == GW_ECLOSED ? GW_COND_system_shutdown
@@ -1084,12 +1152,33 @@ static int core_open(struct bsess *bs, const struct gw_bosh_req *r, enum gw_cond
         return rc ? rc : GW_ENOMEM;
     }
     snprintf(bs->sid, sizeof(bs->sid), "%s", gw_session_id(bs->s));
-    rc = gw_session_start(bs->s, r->body.to, r->body.lang[0] ? r->body.lang : NULL);
+    rc = gw_session_start(bs->s, to, lang);
     if (rc) {
         *cond = rc == GW_EINVAL ? GW_COND_host_unknown : GW_COND_internal_server_error;
         core_end(bs, END_FAIL, *cond);
     }
     return rc;
+}
+
+/* A new session's core session is started: into the table, its rids after rid, its clocks. */
+static void bsess_enter(struct bsess *bs, uint64_t rid, const char *newkey)
+{
+    struct gw_bosh_sessions *t = bs->t;
+    uint64_t now = now_ms(t);
+    uv_timer_init(t->ctx->loop, &bs->timer);
+    bs->timer.data = bs;
+    gw_strmap_add(&t->table, &bs->in_table, bs->sid);
+    bs->state = BS_CONNECTING;
+    bs->last_rid = rid;
+    bs->use_key = newkey[0] != '\0';
+    snprintf(bs->key, sizeof(bs->key), "%s", newkey);
+    gw_bosh_order_init(&bs->order);
+    (void)gw_bosh_ridlog_add(&bs->log, rid, "");
+    bs->idle_since = now;
+    bs->idle_ms = (uint64_t)bs->p.inactivity * 1000;
+    bs->creation_deadline =
+        now + ((uint64_t)t->ctx->cfg->connect_timeout * 2 + CREATION_SLACK_S) * 1000;
+    gw_bosh_activity_request(&bs->act, now, false);
 }
 
 /* A new BOSH session for creation request r, its core session started, in the table. NULL with
@@ -1100,30 +1189,17 @@ static struct bsess *bsess_new(struct gw_bosh_sessions *t, const struct gw_bosh_
     const struct gw_bosh_body *body = &r->body;
     struct bsess *bs = calloc(1, sizeof(*bs));
     int rc = bs ? bsess_init(bs, t, body) : GW_ENOMEM;
+    struct gw_session_opts so = {.peer = r->peer, .auth = GW_SESSION_AUTH_CLIENT};
     *cond = GW_COND_internal_server_error;
     if (!rc)
-        rc = core_open(bs, r, cond);
+        rc = core_open(bs, &so, body->to, body->lang[0] ? body->lang : NULL, cond);
     if (rc) {
         GW_INFO(&t->ctx->log, NULL, NULL, "BOSH session for '%s' from %s refused: %s", body->to,
                 r->peer, gw_condition_name(*cond));
         bsess_free(bs);
         return NULL;
     }
-    uint64_t now = now_ms(t);
-    uv_timer_init(t->ctx->loop, &bs->timer);
-    bs->timer.data = bs;
-    gw_strmap_add(&t->table, &bs->in_table, bs->sid);
-    bs->state = BS_CONNECTING;
-    bs->last_rid = body->rid;
-    bs->use_key = body->newkey[0] != '\0';
-    snprintf(bs->key, sizeof(bs->key), "%s", body->newkey);
-    gw_bosh_order_init(&bs->order);
-    (void)gw_bosh_ridlog_add(&bs->log, body->rid, "");
-    bs->idle_since = now;
-    bs->idle_ms = (uint64_t)bs->p.inactivity * 1000;
-    bs->creation_deadline =
-        now + ((uint64_t)t->ctx->cfg->connect_timeout * 2 + CREATION_SLACK_S) * 1000;
-    gw_bosh_activity_request(&bs->act, now, false);
+    bsess_enter(bs, body->rid, body->newkey);
     return bs;
 }
 
@@ -1151,6 +1227,100 @@ static void create_session(struct gw_bosh_sessions *t, struct gw_bosh_req *r)
     hold(bs, r);
     r->deadline_ms = bs->creation_deadline; /* answered when the features come, or then */
     reschedule(bs);
+}
+
+/* ---- prebind: a session that logs in by itself, for a client to attach to ---- */
+
+/* The core session's options and domain for a prebind request (user and resource point into
+ * j). GW_EINVAL when the request cannot be served. */
+static int prebind_opts(const struct gw_config *cfg, const struct gw_prebind_req *req,
+                        struct gw_jid *j, struct gw_session_opts *so, const char **to)
+{
+    so->peer = req->peer;
+    if (req->visitor) {
+        if (!cfg->visitors_domain[0])
+            return GW_EINVAL;
+        so->auth = GW_SESSION_AUTH_VISITOR;
+        *to = cfg->visitors_domain;
+        return 0;
+    }
+    if (!req->jid || !req->password || gw_jid_parse(req->jid, j) != 0 || !j->local[0] ||
+        !gw_config_upstream_for(cfg, j->domain))
+        return GW_EINVAL;
+    so->auth = GW_SESSION_AUTH_GATEWAY;
+    so->user = j->local;
+    so->password = req->password;
+    so->resource = j->resource[0] ? j->resource : NULL;
+    *to = j->domain;
+    return 0;
+}
+
+/* The first rid of a prebound session: random, as a client picks its own. */
+static int prebind_rid(uint64_t *rid)
+{
+    int rc = gw_rand_u64(rid);
+    *rid = *rid % PREBIND_RID_MAX + 1;
+    return rc;
+}
+
+int gw_bosh_sessions_prebind(struct gw_bosh_sessions *t, const struct gw_prebind_req *req,
+                             gw_prebind_fn fn, void *ud, struct gw_prebind **out)
+{
+    static const struct gw_bosh_body no_attributes; /* a client that named no attribute */
+    struct gw_jid j;
+    struct gw_session_opts so = {0};
+    const char *to = NULL;
+    enum gw_condition cond = GW_COND_NONE;
+    uint64_t rid = 0;
+    if (t->ctx->draining)
+        return GW_ECLOSED;
+    int rc = req && fn && out ? prebind_opts(t->ctx->cfg, req, &j, &so, &to) : GW_EINVAL;
+    if (!rc)
+        rc = prebind_rid(&rid);
+    struct gw_prebind *p = rc ? NULL : calloc(1, sizeof(*p));
+    struct bsess *bs = p ? calloc(1, sizeof(*bs)) : NULL;
+    if (!rc && !bs)
+        rc = GW_ENOMEM;
+    if (!rc)
+        rc = bsess_init(bs, t, &no_attributes);
+    if (!rc)
+        rc = core_open(bs, &so, to, NULL, &cond);
+    explicit_bzero(&j, sizeof(j));
+    if (rc) {
+        GW_INFO(&t->ctx->log, NULL, NULL, "BOSH prebind for %s from %s refused: %s",
+                req && req->visitor ? "a visitor" : "an account",
+                req && req->peer ? req->peer : "-", gw_strerror(rc));
+        bsess_free(bs);
+        free(p);
+        return rc;
+    }
+    bsess_enter(bs, rid, "");
+    /* The rid before the client's first: answered already, as a creation request would be. */
+    (void)gw_bosh_ridlog_answered(&bs->log, rid, "", 0, now_ms(t));
+    p->bs = bs;
+    p->fn = fn;
+    p->ud = ud;
+    bs->prebind = p;
+    *out = p;
+    GW_INFO(&t->ctx->log, bs->sid, NULL, "BOSH prebind for %s from %s: wait=%u hold=%u requests=%u",
+            to, req->peer ? req->peer : "-", bs->p.wait, bs->p.hold, bs->p.requests);
+    reschedule(bs);
+    return 0;
+}
+
+void gw_prebind_cancel(struct gw_prebind *p)
+{
+    if (!p)
+        return;
+    struct bsess *bs = p->bs;
+    if (bs) {
+        bs->prebind = NULL;
+        if (is_live(bs)) {
+            GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "prebind abandoned by its asker");
+            bs_end(bs, END_LOST, GW_COND_NONE, NULL);
+        }
+    }
+    free(p);
 }
 
 /* ---- request bodies ---- */
@@ -1335,6 +1505,10 @@ void gw_bosh_sessions_free(struct gw_bosh_sessions *t)
         struct gw_bosh_req *r;
         while ((r = pop_any(bs)) != NULL)
             req_free(r);
+        if (bs->prebind) { /* its asker is gone by now (see bosh.h) */
+            bs->prebind->bs = NULL;
+            bs->prebind = NULL;
+        }
         let_go_of_replays(bs);
         bs_end(bs, END_FAIL, GW_COND_system_shutdown, NULL);
     }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include "core/ctx.h"
 #include "core/err.h"
+#include "web/bosh.h" /* the prebind types */
 
 struct gw_bosh_sessions;
 struct gw_bosh_req;
@@ -44,6 +45,10 @@ struct gw_bosh_sessions *gw_bosh_sessions_new(struct gw_ctx *ctx,
 void gw_bosh_sessions_free(struct gw_bosh_sessions *t);
 /* BOSH sessions in the sid table, tombstones included. */
 size_t gw_bosh_sessions_count(const struct gw_bosh_sessions *t);
+
+/* gw_bosh_prebind() (bosh.h) on these sessions. */
+int gw_bosh_sessions_prebind(struct gw_bosh_sessions *t, const struct gw_prebind_req *req,
+                             gw_prebind_fn fn, void *ud, struct gw_prebind **out) GW_MUST_CHECK;
 
 /* A request arriving on connection conn (fd: its socket, to tell connections apart; peer: the
  * client address for logs). NULL on ENOMEM. */
