@@ -4,26 +4,40 @@
 #   2. npm ci (the demo page serves client libraries from node_modules/);
 #   3. a release build in build/;
 #   4. when config/xmppgw.json points at 127.0.0.1:5222 and nothing listens there: the Debian
-#      Prosody set up for VirtualHost "localhost" (certificate, c2s on 127.0.0.1:5222) and started,
-#      plus a demo account demo@localhost whose password is kept in .run/demo-password;
-#   5. the gateway in the background (pid in .run/xmppgw.pid, log in .run/xmppgw.log).
+#      Prosody set up for VirtualHost "localhost" (certificate, c2s on 127.0.0.1:5222) with the
+#      pubsub component "pubsub.localhost", and started, plus the demo's accounts (passwords made
+#      once, kept in .run/, mode 600): demo@localhost (.run/demo-password), the live-updates hub
+#      hub@localhost (.run/hub.pass), the visitors' shared account site@localhost (.run/site.pass);
+#      the demo node pubsub.localhost/princely_musings; and .run/xmppgw.json, the shipped config
+#      plus the demo's "live" and "visitors" sections and an admin token (.run/admin.token);
+#   5. the gateway in the background (pid in .run/xmppgw.pid, log in .run/xmppgw.log), with
+#      .run/xmppgw.json when step 4 made it, else with the shipped config as it is.
 # Running it again rebuilds and restarts the gateway and keeps the rest as it is.
 #
 #   bash scripts/setup.sh          install, build, start
 #   bash scripts/setup.sh stop     stop the gateway (and the Prosody this script started)
 #   bash scripts/setup.sh status
+#
+# XMPPGW_CONFIG=FILE uses another config file; XMPPGW_BUILD_DIR=DIR builds there instead of build/;
+# XMPPGW_SKIP_DEPS=1 skips apt-get and npm ci (offline re-runs; node_modules must be there).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 RUN=$ROOT/.run
 CONFIG=${XMPPGW_CONFIG:-$ROOT/config/xmppgw.json}
+BUILD=${XMPPGW_BUILD_DIR:-$ROOT/build}
+DEMO_CONFIG=$RUN/xmppgw.json
 PIDFILE=$RUN/xmppgw.pid
 LOGFILE=$RUN/xmppgw.log
 PROSODY_MARK=$RUN/prosody-started-by-setup
 PROSODY_SNIPPET=/etc/prosody/conf.d/xmppgw-local.cfg.lua
 PROSODY_CERT=/etc/prosody/certs/localhost.crt
 PROSODY_KEY=/etc/prosody/certs/localhost.key
+PROSODY_MARKER='-- Written by xmppgw'"'"'s scripts/setup.sh: Prosody as the local upstream of the gateway.'
+DEMO_SERVICE=pubsub.localhost
+DEMO_NODE=princely_musings
+VISITOR_DOMAIN=visitors.localhost
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
@@ -111,9 +125,49 @@ cmd_status() {
     if pid_alive /run/prosody/prosody.pid; then echo "prosody: running (pid $(cat /run/prosody/prosody.pid))"; else echo "prosody: not running (system instance)"; fi
 }
 
+# What $PROSODY_SNIPPET holds. Included files start in Prosody's global section, so the
+# listeners set here are global; the pubsub component comes last. hub@localhost administers the
+# component only (not the server): it may create nodes and publish (/api/publish, /demo/publish).
+prosody_snippet() {
+    cat <<EOF
+$PROSODY_MARKER
+-- Delete this file to return to the Debian defaults.
+interfaces = { "127.0.0.1" }
+local_interfaces = { "127.0.0.1" }
+c2s_ports = { 5222 }
+
+-- The live-updates demo: the pubsub service of the node the demo page shows.
+Component "$DEMO_SERVICE" "pubsub"
+    admins = { "hub@localhost" }
+EOF
+}
+
+# Writes the snippet when it is missing, or when it is this script's and says something else (an
+# older version without the component); a Prosody already running reloads it. A file of the same
+# name that this script did not write is left alone.
+write_prosody_snippet() {
+    local want
+    want=$(prosody_snippet)
+    if [ -e "$PROSODY_SNIPPET" ]; then
+        [ "$(cat "$PROSODY_SNIPPET")" = "$want" ] && return 0
+        if [ "$(head -n 1 "$PROSODY_SNIPPET")" != "$PROSODY_MARKER" ]; then
+            echo "$PROSODY_SNIPPET was not written by this script: left as it is"
+            return 0
+        fi
+    fi
+    echo "writing $PROSODY_SNIPPET (listen on 127.0.0.1 only, c2s on 5222, component $DEMO_SERVICE)"
+    printf '%s\n' "$want" | "${SUDO[@]}" tee "$PROSODY_SNIPPET" >/dev/null
+    "${SUDO[@]}" chmod 644 "$PROSODY_SNIPPET"
+    if pid_alive /run/prosody/prosody.pid; then
+        echo "reloading Prosody's configuration"
+        "${SUDO[@]}" prosodyctl reload >/dev/null 2>&1 || true
+        sleep 1
+    fi
+}
+
 # Debian's /etc/prosody/prosody.cfg.lua already has VirtualHost "localhost" but no certificate for
 # it. Make one (the gateway verifies it through "upstream_ca"), keep c2s on 127.0.0.1:5222 only,
-# and start Prosody as a daemon (containers have no systemd).
+# add the pubsub component, and start Prosody as a daemon (containers have no systemd).
 setup_local_prosody() {
     say "setting up the local Prosody for VirtualHost \"localhost\""
     if [ ! -s "$PROSODY_CERT" ] || [ ! -s "$PROSODY_KEY" ]; then
@@ -125,17 +179,7 @@ setup_local_prosody() {
         "${SUDO[@]}" chmod 644 "$PROSODY_CERT"
         "${SUDO[@]}" chmod 640 "$PROSODY_KEY"
     fi
-    if [ ! -e "$PROSODY_SNIPPET" ]; then
-        echo "writing $PROSODY_SNIPPET (listen on 127.0.0.1 only, c2s on 5222)"
-        "${SUDO[@]}" tee "$PROSODY_SNIPPET" >/dev/null <<'EOF'
--- Written by xmppgw's scripts/setup.sh: Prosody as the local upstream of the gateway.
--- Delete this file to return to the Debian defaults.
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_ports = { 5222 }
-EOF
-        "${SUDO[@]}" chmod 644 "$PROSODY_SNIPPET"
-    fi
+    write_prosody_snippet
     "${SUDO[@]}" install -d -o prosody -g prosody -m 755 /run/prosody
     if ! pid_alive /run/prosody/prosody.pid; then
         echo "starting Prosody"
@@ -148,19 +192,86 @@ EOF
     }
 }
 
-# The demo account: its password is made once and kept in .run/demo-password.
-ensure_demo_user() {
-    if [ -s "$RUN/demo-password" ]; then
-        return
+# A secret made once and kept in FILE (mode 600); printed.
+secret_file() {
+    if [ ! -s "$1" ]; then
+        (umask 077 && openssl rand -base64 18 | tr -d '/+=\n' >"$1" && echo >>"$1")
     fi
-    say "registering demo@localhost"
-    local pw
-    pw=$(openssl rand -base64 18 | tr -d '/+=\n')
-    "${SUDO[@]}" prosodyctl register demo localhost "$pw" >/dev/null
-    (umask 077 && printf '%s\n' "$pw" >"$RUN/demo-password")
+    chmod 600 "$1"
+    head -n 1 "$1"
 }
 
-start_gateway() {
+# USER@localhost with the password kept in FILE (made once). Registering sets the password, so
+# running it again is harmless and repairs an account whose password was changed or lost.
+ensure_account() { # user file
+    local pw
+    pw=$(secret_file "$2")
+    "${SUDO[@]}" prosodyctl register "$1" localhost "$pw" >/dev/null \
+        || die "prosodyctl register $1 localhost failed"
+}
+
+# The demo node, made as the server (no owner: the hub account, an admin of the component,
+# publishes to it); one that exists already is kept with its items.
+ensure_demo_node() {
+    local out lua
+    lua="local svc = prosody.hosts[\"$DEMO_SERVICE\"].modules.pubsub.service"
+    lua="$lua; local ok, err = svc:create(\"$DEMO_NODE\", true)"
+    lua="$lua; if not ok and err ~= \"conflict\" then error(tostring(err)) end"
+    lua="$lua; return ok and \"created\" or \"exists\""
+    if ! out=$("${SUDO[@]}" prosodyctl shell ">$lua" 2>&1); then
+        die "could not create $DEMO_SERVICE/$DEMO_NODE with prosodyctl shell: $out"
+    fi
+    case "$out" in
+        *created*) echo "created the node $DEMO_SERVICE/$DEMO_NODE" ;;
+        *exists*) echo "the node $DEMO_SERVICE/$DEMO_NODE exists" ;;
+        *) die "prosodyctl shell said: $out" ;;
+    esac
+}
+
+# The demo's accounts and node on the Prosody this script configured.
+setup_demo_upstream() {
+    say "demo accounts and node on the local Prosody"
+    ensure_account demo "$RUN/demo-password"
+    ensure_account hub "$RUN/hub.pass"
+    ensure_account site "$RUN/site.pass"
+    secret_file "$RUN/admin.token" >/dev/null
+    ensure_demo_node
+}
+
+# .run/xmppgw.json: the config the gateway starts with, written again every time from $CONFIG
+# plus what the demo needs. Sections the file already has are kept as they are.
+write_demo_config() {
+    python3 - "$CONFIG" "$DEMO_CONFIG" "$RUN" "$DEMO_SERVICE" "$DEMO_NODE" "$VISITOR_DOMAIN" <<'EOF'
+import json, os, sys
+src, dst, run, service, node, visitors = sys.argv[1:]
+cfg = json.load(open(src))
+admin = cfg.setdefault("admin", {})
+if not admin.get("token"):
+    admin["token"] = open(os.path.join(run, "admin.token")).readline().strip()
+if not (cfg.get("live") or {}).get("jid"):
+    cfg["live"] = {
+        "jid": "hub@localhost",
+        "password_file": os.path.join(run, "hub.pass"),
+        "nodes": [service + "/" + node],
+    }
+if not (cfg.get("visitors") or {}).get("domain"):
+    cfg["visitors"] = {
+        "domain": visitors,
+        "jid": "site@localhost",
+        "password_file": os.path.join(run, "site.pass"),
+        "allow": {"pubsub": [service]},
+    }
+tmp = dst + ".tmp"
+with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+    json.dump(cfg, f, indent=2)
+    f.write("\n")
+os.replace(tmp, dst)
+EOF
+    "$BUILD/xmppgw" --check-config "$DEMO_CONFIG" >/dev/null \
+        || die "the generated $DEMO_CONFIG does not pass --check-config"
+}
+
+start_gateway() { # config file
     local listen admin i pid
     listen=$(config_value listen)
     admin=$(config_value admin_listen)
@@ -168,8 +279,8 @@ start_gateway() {
     if port_open "${listen%:*}" "${listen##*:}"; then
         die "something else already listens on $listen (see config/xmppgw.json \"listen\")"
     fi
-    say "starting the gateway: build/xmppgw --config ${CONFIG#"$ROOT"/}"
-    nohup "$ROOT/build/xmppgw" --config "$CONFIG" >>"$LOGFILE" 2>&1 </dev/null &
+    say "starting the gateway: ${BUILD#"$ROOT"/}/xmppgw --config ${1#"$ROOT"/}"
+    nohup "$BUILD/xmppgw" --config "$1" >>"$LOGFILE" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PIDFILE"
     for ((i = 0; i < 200; i++)); do
@@ -197,28 +308,42 @@ EOF
 cmd_start() {
     mkdir -p "$RUN"
     [ -f "$CONFIG" ] || die "no config file at $CONFIG"
-    install_packages
-    command -v node >/dev/null || die "Node.js 20 or newer and npm are required"
-    say "npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
-    say "release build in build/"
-    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$ROOT/build" -j"${JOBS:-2}" --target xmppgw
+    if [ -n "${XMPPGW_SKIP_DEPS:-}" ]; then
+        echo "XMPPGW_SKIP_DEPS: no apt-get, no npm ci"
+        [ -d "$ROOT/node_modules/strophe.js" ] || die "node_modules/ is missing: run without XMPPGW_SKIP_DEPS"
+    else
+        install_packages
+        command -v node >/dev/null || die "Node.js 20 or newer and npm are required"
+        say "npm ci"
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+    say "release build in ${BUILD#"$ROOT"/}/"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD" -j"${JOBS:-2}" --target xmppgw
 
-    local upstream local_prosody=0
+    local upstream local_prosody=0 demo=0 run_config=$CONFIG
     upstream=$(config_value upstream)
     if [ "$upstream" = "127.0.0.1:5222" ] || [ "$upstream" = "localhost:5222" ]; then
         if ! port_open 127.0.0.1 5222; then
             setup_local_prosody
         fi
-        # Prosody on 5222 is ours to add the demo account to when it is the system instance.
+        # Prosody on 5222 is ours to add the demo's accounts to when it is the system instance,
+        # and the live demo needs the component that only this script's snippet adds.
         if pid_alive /run/prosody/prosody.pid; then
             local_prosody=1
-            ensure_demo_user
+            if [ "$(head -n 1 "$PROSODY_SNIPPET" 2>/dev/null)" = "$PROSODY_MARKER" ]; then
+                write_prosody_snippet
+                setup_demo_upstream
+                write_demo_config
+                demo=1
+                run_config=$DEMO_CONFIG
+            else
+                ensure_account demo "$RUN/demo-password"
+            fi
         fi
     fi
 
-    start_gateway
+    start_gateway "$run_config"
 
     local listen admin host
     listen=$(config_value listen)
@@ -237,7 +362,24 @@ EOF
         cat <<EOF
 
   account          demo@localhost
-  password         $(cat "$RUN/demo-password")   (also in .run/demo-password)
+  password         $(head -n 1 "$RUN/demo-password")   (also in .run/demo-password)
+EOF
+    fi
+    if [ "$demo" -eq 1 ]; then
+        cat <<EOF
+
+  live feed        http://$host/events/$DEMO_SERVICE/$DEMO_NODE   (the demo page shows it)
+  console          http://$host/console.html   (visitor domain $VISITOR_DOMAIN)
+  publish          curl -H "Authorization: Bearer \$(cat .run/admin.token)" -H 'Content-Type: application/json' \\
+                     -d '{"service":"$DEMO_SERVICE","node":"$DEMO_NODE","title":"Hello"}' http://$admin/api/publish
+  config           .run/xmppgw.json (config/xmppgw.json plus the demo's live and visitors sections)
+EOF
+    elif [ "$local_prosody" -eq 0 ]; then
+        cat <<EOF
+
+  An XMPP server other than the one this script sets up answers on $upstream: the gateway runs
+  with ${run_config#"$ROOT"/} as it is, without the live-updates demo (add "live" and "visitors"
+  sections for that server; see README.md, "Live updates").
 EOF
     fi
     cat <<EOF
