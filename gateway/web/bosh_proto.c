@@ -103,6 +103,7 @@ struct gw_bosh_parser {
     struct gw_xml_parser *xml;  /* expat in document mode */
     struct gw_bosh_body *out;   /* the body being filled */
     enum gw_bosh_parse_err err; /* the first error a callback found */
+    bool root_read;             /* <body/> and its attributes were read without error */
 };
 
 static bool copy_value(char *dst, size_t dstlen, const char *v)
@@ -191,6 +192,8 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
     }
     if (p->err)
         gw_xml_pause(p->xml);
+    else
+        p->root_read = true;
 }
 
 static void on_stanza(void *ud, const struct gw_xml_stanza *st)
@@ -250,12 +253,15 @@ enum gw_bosh_parse_err gw_bosh_parse(struct gw_bosh_parser *p, const char *data,
     body_reset(out);
     p->out = out;
     p->err = GW_BOSH_PARSE_OK;
+    p->root_read = false;
     int rc = gw_xml_parse_document(p->xml, data, len);
     p->out = NULL;
     if (p->err)
         return p->err;
     if (rc == GW_ENOMEM)
         return GW_BOSH_PARSE_NOMEM;
+    if (rc == GW_ELIMIT && p->root_read)
+        return GW_BOSH_PARSE_LIMIT; /* the limits of <body/> itself stay a format error */
     if (rc)
         return GW_BOSH_PARSE_XML;
     return GW_BOSH_PARSE_OK;

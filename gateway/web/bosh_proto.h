@@ -57,10 +57,11 @@ void gw_bosh_body_cleanup(struct gw_bosh_body *b);
 /* What went wrong with a request body. */
 enum gw_bosh_parse_err {
     GW_BOSH_PARSE_OK = 0,
-    GW_BOSH_PARSE_XML,   /* not well-formed, restricted XML, a parser limit: HTTP 400 */
+    GW_BOSH_PARSE_XML,   /* not well-formed, restricted XML, a limit of <body/> itself: HTTP 400 */
     GW_BOSH_PARSE_ROOT,  /* well-formed but not <body xmlns='...httpbind'/> */
     GW_BOSH_PARSE_ATTR,  /* an attribute we read has a bad value or is too long */
     GW_BOSH_PARSE_CHILD, /* a child element in the stream namespace (as on WebSocket: refused) */
+    GW_BOSH_PARSE_LIMIT, /* <body/> read, a child past limits.max_stanza/max_depth/max_attrs */
     GW_BOSH_PARSE_NOMEM,
 };
 

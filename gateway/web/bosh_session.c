@@ -1346,6 +1346,7 @@ static const char *parse_err_text(enum gw_bosh_parse_err e)
            : e == GW_BOSH_PARSE_ROOT  ? "not a BOSH <body/>"
            : e == GW_BOSH_PARSE_ATTR  ? "bad attribute value"
            : e == GW_BOSH_PARSE_CHILD ? "a child element in the stream namespace"
+           : e == GW_BOSH_PARSE_LIMIT ? "a stanza past limits.max_stanza, max_depth or max_attrs"
                                       : "no rid";
 }
 
@@ -1356,12 +1357,15 @@ static void bad_body(struct gw_bosh_sessions *t, struct bsess *bs, struct gw_bos
 {
     GW_INFO(&t->ctx->log, bs ? bs->sid : NULL, bs ? bs_jid(bs) : NULL,
             "bad BOSH request from %s: %s", r->peer, parse_err_text(perr));
-    /* Broken XML is HTTP 400 whatever the client's version. */
-    bool http400 = perr == GW_BOSH_PARSE_XML || perr == GW_BOSH_PARSE_ROOT;
-    if (bs && is_live(bs)) {
-        unsigned status = http400 ? 400 : gw_bosh_error_status(GW_COND_bad_request, bs->p.legacy);
-        (void)answer_end(r, GW_COND_bad_request, status, NULL, NULL);
-        bs_end(bs, END_FAIL, GW_COND_bad_request, NULL);
+    /* Broken XML is HTTP 400 whatever the client's version. A stanza past a limit breaks a
+     * local rule, not the syntax: policy-violation for a live session (RFC 6120 4.9.3.18). */
+    bool live = bs && is_live(bs), limit = perr == GW_BOSH_PARSE_LIMIT;
+    enum gw_condition cond = limit && live ? GW_COND_policy_violation : GW_COND_bad_request;
+    bool http400 = perr == GW_BOSH_PARSE_XML || perr == GW_BOSH_PARSE_ROOT || (limit && !live);
+    if (live) {
+        unsigned status = http400 ? 400 : gw_bosh_error_status(cond, bs->p.legacy);
+        (void)answer_end(r, cond, status, NULL, NULL);
+        bs_end(bs, END_FAIL, cond, NULL);
     } else {
         (void)answer_end(r, GW_COND_bad_request, http400 ? 400 : 200, NULL, NULL);
     }

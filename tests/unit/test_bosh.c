@@ -228,6 +228,64 @@ static void test_parse_namespaces(struct gw_bosh_parser *p)
     gw_bosh_body_cleanup(&b);
 }
 
+/* A child past a limit is GW_BOSH_PARSE_LIMIT (policy-violation for the session it names); the
+ * limits of <body/> itself stay a format error. */
+static void test_parse_limits(struct gw_bosh_parser *p)
+{
+    struct gw_bosh_body b;
+    gw_bosh_body_init(&b, 65536);
+    static char doc[16384], big[8192];
+    const char *hdr = "<body rid='5' sid='s9' xmlns='http://jabber.org/protocol/httpbind'>";
+    /* A stanza of more than max_stanza bytes: in its text, an attribute value, an attribute name.
+     */
+    memset(big, 'z', 5000);
+    big[5000] = '\0';
+    snprintf(doc, sizeof(doc), "%s<message xmlns='jabber:client'><body>%s</body></message></body>",
+             hdr, big);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_LIMIT);
+    CHECK_STR(b.sid, "s9");
+    CHECK(b.has_rid && b.rid == 5);
+    snprintf(doc, sizeof(doc), "%s<message xmlns='jabber:client' x='%s'/></body>", hdr, big);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_LIMIT);
+    snprintf(doc, sizeof(doc), "%s<message xmlns='jabber:client' %s='x'/></body>", hdr, big);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_LIMIT);
+    /* Deeper than max_depth (16), in the second stanza. */
+    int n = snprintf(doc, sizeof(doc),
+                     "%s<presence xmlns='jabber:client'/><message xmlns='jabber:client'>", hdr);
+    for (int i = 0; i < 20; i++)
+        n += snprintf(doc + n, sizeof(doc) - (size_t)n, "<x>");
+    for (int i = 0; i < 20; i++)
+        n += snprintf(doc + n, sizeof(doc) - (size_t)n, "</x>");
+    snprintf(doc + n, sizeof(doc) - (size_t)n, "</message></body>");
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_LIMIT);
+    CHECK_STR(b.sid, "s9");
+    /* More than max_attrs (32) on a stanza. */
+    n = snprintf(doc, sizeof(doc), "%s<message xmlns='jabber:client'", hdr);
+    for (int i = 0; i < 33; i++)
+        n += snprintf(doc + n, sizeof(doc) - (size_t)n, " a%d='%d'", i, i);
+    snprintf(doc + n, sizeof(doc) - (size_t)n, "/></body>");
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_LIMIT);
+    /* Exactly at the limits: fine. */
+    n = snprintf(doc, sizeof(doc), "%s<message xmlns='jabber:client'", hdr);
+    for (int i = 0; i < 31; i++)
+        n += snprintf(doc + n, sizeof(doc) - (size_t)n, " a%d='%d'", i, i);
+    snprintf(doc + n, sizeof(doc) - (size_t)n, "/></body>");
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_OK);
+    /* <body/> itself past a limit: a format error, as is broken XML after a stanza past one. */
+    n = snprintf(doc, sizeof(doc), "<body rid='5' sid='s9'");
+    for (int i = 0; i < 33; i++)
+        n += snprintf(doc + n, sizeof(doc) - (size_t)n, " a%d='%d'", i, i);
+    snprintf(doc + n, sizeof(doc) - (size_t)n, " xmlns='http://jabber.org/protocol/httpbind'/>");
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_XML);
+    snprintf(doc, sizeof(doc),
+             "<body rid='5' sid='s9' x='%s' xmlns='http://jabber.org/protocol/httpbind'/>", big);
+    CHECK(parse(p, &b, doc) == GW_BOSH_PARSE_XML);
+    /* The parser is reusable after each. */
+    CHECK(parse(p, &b, "<body rid='6' sid='s9' xmlns='http://jabber.org/protocol/httpbind'/>") ==
+          GW_BOSH_PARSE_OK);
+    gw_bosh_body_cleanup(&b);
+}
+
 static void test_numbers(void)
 {
     uint64_t v;
@@ -674,6 +732,7 @@ int main(void)
         test_parse_creation(p);
         test_parse_payload(p);
         test_parse_errors(p);
+        test_parse_limits(p);
         test_parse_namespaces(p);
         gw_bosh_parser_free(p);
     }

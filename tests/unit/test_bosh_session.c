@@ -981,6 +981,32 @@ static void test_stream_namespace_child(void)
     drop(c);
 }
 
+/* A stanza past a limit ends its session with policy-violation (200; 403 for a legacy client);
+ * in a body that names no live session it stays 400 bad-request. */
+static void test_stanza_past_limit(void)
+{
+    unsigned depth = F.cfg.max_depth;
+    F.cfg.max_depth = 4;
+    const char *deep = "<message><a><b><c><d><e/></d></c></b></a></message>";
+    struct bosh s;
+    unsigned h, e;
+    if (create(&s, 23, 5, 1, NULL)) {
+        struct conn *c = next(&s, NULL, deep);
+        CHECK(c->ready && take(c) && is_terminate(c, "policy-violation") && c->status == 200);
+        CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+        drop(c);
+    }
+    if (create(&s, 23, 5, 1, "ver='1.5'")) {
+        struct conn *c = next(&s, NULL, deep);
+        CHECK(c->ready && take(c) && is_terminate(c, "policy-violation") && c->status == 403);
+        drop(c);
+    }
+    struct conn *c = post(23, "<body rid='1' sid='%s' " NS_BIND_BODY ">%s</body>", s.sid, deep);
+    CHECK(c->ready && take(c) && is_terminate(c, "bad-request") && c->status == 400);
+    drop(c);
+    F.cfg.max_depth = depth;
+}
+
 /* ---- setup ---- */
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -1086,6 +1112,7 @@ int main(void)
     test_replay_window();
     test_creation_stream_error();
     test_stream_namespace_child();
+    test_stanza_past_limit();
     test_shutdown();
     teardown();
     return CHECK_SUMMARY();
