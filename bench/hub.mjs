@@ -16,7 +16,7 @@
 // The gateway binary is $XMPPGW_BIN, else build/xmppgw. 10,000 viewers need `ulimit -n` above
 // 10,000 in this process (the gateway inherits it): bench/run.sh raises it.
 import { appendFile, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -41,12 +41,15 @@ const USAGE = `usage: node bench/hub.mjs [options]
   --settle-seconds S   wait before each memory reading (default 3)
   --connect-seconds S  all viewers must be open within S seconds (default 300)
   --deliver-seconds S  after the last publish, wait at most S seconds for every delivery (default 60)
+  --syscalls           count the gateway's epoll_ctl and sendto calls while publishing (perf stat
+                       on the syscalls tracepoints; needs perf and the right to use it)
   --json FILE          also append the JSON result line to FILE
 `;
 
 const opts = parseArgs(process.argv.slice(2), {
   viewers: 1000, items: 50, 'interval-ms': 200, replay: 5, workers: 0, parallel: 100, sources: 1,
-  heartbeat: 3600, 'settle-seconds': 3, 'connect-seconds': 300, 'deliver-seconds': 60, json: '',
+  heartbeat: 3600, 'settle-seconds': 3, 'connect-seconds': 300, 'deliver-seconds': 60, syscalls: false,
+  json: '',
 }, USAGE);
 const N = Math.floor(opts.viewers);
 const K = Math.floor(opts.items);
@@ -179,6 +182,37 @@ async function startPublisher(prosody) {
   return { pub, direct, publish };
 }
 
+const SYSCALLS = ['epoll_ctl', 'sendto', 'epoll_wait'];
+
+/**
+ * `perf stat` counting the gateway's system calls until stop() (SIGINT): resolves to
+ * { epoll_ctl, sendto, epoll_wait } counts.
+ */
+function countSyscalls(pid, dir) {
+  const file = path.join(dir, 'perf-stat.csv');
+  const events = SYSCALLS.map((c) => `syscalls:sys_enter_${c}`).join(',');
+  const child = spawn('perf', ['stat', '-x', ',', '-o', file, '-e', events, '-p', String(pid)],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => { child.once('exit', resolve); child.once('error', (e) => { err += e.message; resolve(); }); });
+  return {
+    async stop() {
+      child.kill('SIGINT');
+      await withTimeout(exited, STEP_TIMEOUT_MS, 'perf stat to exit');
+      const text = await readFile(file, 'utf8').catch(() => '');
+      const out = {};
+      for (const line of text.split('\n')) {
+        const f = line.split(',');
+        const m = /syscalls:sys_enter_(\w+)/.exec(f[2] ?? '');
+        if (m) out[m[1]] = Number(f[0]);
+      }
+      if (!SYSCALLS.every((c) => Number.isFinite(out[c]))) throw new Error(`--syscalls: perf stat gave no counts: ${err.trim()} ${text.trim()}`);
+      return out;
+    },
+  };
+}
+
 /** Opens the viewers in WORKERS threads, added to `workers`; resolves once every viewer has its replay. */
 async function openViewers(gw, workers) {
   for (let j = 0; j < WORKERS; j++) {
@@ -255,6 +289,10 @@ function report(r) {
   console.log(`items: ${r.delivered} of ${r.expected} delivered (${r.expected - r.delivered} lost), ${r.duplicates} twice, ${r.disorder} out of order, ${r.closed} streams closed early`);
   console.log(`gateway RSS: ${(r.rssBeforeKb / 1024).toFixed(1)} MiB before the viewers, ${(r.rssAllKb / 1024).toFixed(1)} MiB with them: ${(r.rssPerViewerBytes / 1024).toFixed(2)} KiB per viewer; ${r.fdsPerViewer.toFixed(2)} descriptors per viewer`);
   console.log(`gateway CPU while publishing: ${r.gwCpuPublish.toFixed(2)} s (user ${r.gwCpuPublishUser.toFixed(2)}, system ${r.gwCpuPublishSystem.toFixed(2)}) for ${K} items = ${r.gwCpuMsPerItemPer1k.toFixed(3)} ms per item per 1,000 viewers (${r.gwCpuUsPerDelivery.toFixed(2)} us per delivered event); opening the viewers: ${r.gwCpuConnect.toFixed(2)} s (${r.gwCpuUsPerConnect.toFixed(0)} us per viewer)`);
+  if (r.syscalls) {
+    const s = r.syscalls;
+    console.log(`gateway system calls while publishing: ${s.epoll_ctl} epoll_ctl, ${s.sendto} sendto, ${s.epoll_wait} epoll_wait: ${(s.epoll_ctl / r.delivered).toFixed(2)} epoll_ctl per delivered event, ${(s.epoll_ctl / s.sendto).toFixed(2)} per sendto, ${(r.delivered / s.sendto).toFixed(2)} events per sendto`);
+  }
   console.log(`Prosody CPU while publishing: ${r.prosodyCpuPublish.toFixed(2)} s; this client (all threads): ${r.clientCpuPublish.toFixed(2)} s, viewer threads' event-loop use ${r.clientElu.map((e) => `${(e * 100).toFixed(0)}%`).join(' ')}`);
 }
 
@@ -337,7 +375,10 @@ async function main() {
     const client0 = process.cpuUsage();
     const gwCpu0 = await cpuTimes(gw.pid);
     const prosodyCpu0 = (await cpuTimes(prosody.pid)).total;
+    const perf = opts.syscalls ? countSyscalls(gw.pid, dir) : null;
+    if (perf) await sleep(500); // perf attaches
     const pubResult = await publishAll(publisher, workers);
+    const syscalls = perf ? await perf.stop() : null;
     const gwCpu1 = await cpuTimes(gw.pid);
     const prosodyCpu1 = (await cpuTimes(prosody.pid)).total;
     const client1 = process.cpuUsage(client0);
@@ -366,7 +407,7 @@ async function main() {
       gwCpuMsPerItemPer1k: (gwCpuPublish * 1000) / K / (N / 1000),
       gwCpuUsPerDelivery: (gwCpuPublish * 1e6) / (N * K),
       prosodyCpuPublish: prosodyCpu1 - prosodyCpu0, clientCpuPublish: (client1.user + client1.system) / 1e6,
-      clientElu: got.stats.elu,
+      clientElu: got.stats.elu, syscalls,
       rssBeforeKb: before.rssKb, rssAllKb: all.rssKb, rssPerViewerBytes: ((all.rssKb - before.rssKb) * 1024) / N,
       fdsPerViewer: (all.fds - before.fds) / N, readings,
       loadBefore, loadAfter, machine: await machine(),
