@@ -279,8 +279,9 @@ static void decide(struct gw_admin *a, struct MHD_Connection *conn, const char *
 static void log_refusal(struct gw_admin *a, const char *method, const char *url,
                         enum gw_admin_refusal e)
 {
-    if (e == GW_ADMIN_ERR_HOST)
-        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: Host not allowed", method, url);
+    if (e == GW_ADMIN_ERR_HOST || e == GW_ADMIN_ERR_HOST_FIELD)
+        GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: Host %s", method, url,
+                 e == GW_ADMIN_ERR_HOST ? "not allowed" : "missing, doubled or malformed");
     else if (e == GW_ADMIN_ERR_NO_TOKEN || e == GW_ADMIN_ERR_BAD_TOKEN)
         GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s: %s token", method, url,
                  e == GW_ADMIN_ERR_NO_TOKEN ? "no" : "wrong");

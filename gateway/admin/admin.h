@@ -1,10 +1,11 @@
 /* The admin plane: a libmicrohttpd server on the gateway's one libuv loop (no thread of its own),
  * listening on admin.listen. Serves /healthz, /readyz, /metrics (Prometheus text 0.0.4), /status
  * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set). Every request
- * must name in Host an IP address, "localhost" or a name of admin.hosts (421 otherwise: DNS
- * rebinding). Errors are JSON {"error": text, "condition": token}. admin.c owns
- * the daemon, its loop glue and the routing; render.c writes the bodies. Calls: session (read-only
- * views), config, core. Everything runs on the loop thread, so counters are read without locks. */
+ * carry exactly one Host header (400 otherwise) naming an IP address, "localhost" or a name of
+ * admin.hosts (421 otherwise: DNS rebinding). Errors are JSON {"error": text, "condition":
+ * token}. admin.c owns the daemon, its loop glue and the routing; render.c writes the bodies.
+ * Calls: session (read-only views), config, core. Everything runs on the loop thread, so counters
+ * are read without locks. */
 #ifndef GW_ADMIN_ADMIN_H
 #define GW_ADMIN_ADMIN_H
 

@@ -27,12 +27,15 @@ _Static_assert(GW_ADMIN_SESSIONS_LIMIT_MAX == 10000u, "ERR_LIMIT's text says 100
 /* 421 Misdirected Request rather than 403 for a Host we do not serve (RFC 9110 section
  * 15.5.20): the request reached a server that will not answer for that host, which is exactly the
  * case of a DNS-rebinding page or a wrong name; 403 would say the client lacks a permission that
- * a token could give. */
+ * a token could give. A request without exactly one Host, or with one that is no valid field
+ * value, is malformed: 400 (RFC 9112 section 3.2). */
 /* clang-format off */
 static const struct gw_admin_error errors[GW_ADMIN_ERR_COUNT] = {
     [GW_ADMIN_ERR_HOST] = ERROR_ENTRY(421,
         "the Host header names no address or name of this admin port "
         "(IP address, localhost, or admin.hosts)", "host-not-allowed", NULL, NULL),
+    [GW_ADMIN_ERR_HOST_FIELD] = ERROR_ENTRY(400,
+        "exactly one Host header with a valid value is required", "bad-request", NULL, NULL),
     [GW_ADMIN_ERR_NO_TOKEN] = ERROR_ENTRY(401, "a bearer token is required", "not-authorized",
         "WWW-Authenticate", "Bearer realm=\"xmppgw\""),
     [GW_ADMIN_ERR_BAD_TOKEN] = ERROR_ENTRY(401, "the bearer token is not valid", "invalid-token",
@@ -117,10 +120,25 @@ static bool host_allowed(const struct gw_config *cfg, const char *h)
     return false;
 }
 
-/* Exactly one Host header (RFC 9112 section 3.2), and one host_allowed() takes. */
-static bool check_host(const struct gw_config *cfg, const struct gw_admin_request *req)
+/* A field value may hold visible ASCII and inner spaces (RFC 9110 section 5.5); a host and port
+ * (RFC 3986 section 3.2.2) hold no space either. So a control, a space, DEL or a byte outside
+ * ASCII makes the value invalid rather than a host that is not ours. */
+static bool host_field_valid(const char *h)
 {
-    return req->n_hosts == 1 && req->hosts && req->hosts[0] && host_allowed(cfg, req->hosts[0]);
+    for (const unsigned char *c = (const unsigned char *)h; *c; c++)
+        if (*c <= ' ' || *c >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Exactly one Host header with a valid value (RFC 9112 section 3.2), and one host_allowed()
+ * takes. GW_ADMIN_OK, GW_ADMIN_ERR_HOST_FIELD or GW_ADMIN_ERR_HOST. */
+static enum gw_admin_refusal check_host(const struct gw_config *cfg,
+                                        const struct gw_admin_request *req)
+{
+    if (req->n_hosts != 1 || !req->hosts || !req->hosts[0] || !host_field_valid(req->hosts[0]))
+        return GW_ADMIN_ERR_HOST_FIELD;
+    return host_allowed(cfg, req->hosts[0]) ? GW_ADMIN_OK : GW_ADMIN_ERR_HOST;
 }
 
 /* ---- bearer token ---- */
@@ -186,8 +204,9 @@ static enum gw_admin_refusal refuse_on_headers(const struct gw_config *cfg,
                                                const struct gw_admin_request *req,
                                                enum gw_admin_route route)
 {
-    if (!check_host(cfg, req))
-        return GW_ADMIN_ERR_HOST;
+    enum gw_admin_refusal h = check_host(cfg, req);
+    if (h != GW_ADMIN_OK)
+        return h;
     /* The token guards the whole /api/ tree, known paths or not, so that a new endpoint there
      * cannot be left open by mistake. */
     if (strncmp(req->path, "/api/", 5) == 0) {

@@ -25,15 +25,16 @@ enum gw_admin_route {
 
 /* Every refusal, as a value until it goes out. */
 enum gw_admin_refusal {
-    GW_ADMIN_OK = 0,        /* not refused */
-    GW_ADMIN_ERR_HOST,      /* Host header missing, doubled, or naming no address or name of ours */
-    GW_ADMIN_ERR_NO_TOKEN,  /* /api/ without a bearer token */
-    GW_ADMIN_ERR_BAD_TOKEN, /* /api/ with the wrong one */
-    GW_ADMIN_ERR_NOT_FOUND, /* no such path */
-    GW_ADMIN_ERR_METHOD,    /* not GET or HEAD */
-    GW_ADMIN_ERR_BODY,      /* a request body */
-    GW_ADMIN_ERR_LIMIT,     /* /api/sessions?limit= out of range */
-    GW_ADMIN_ERR_INTERNAL,  /* a body could not be rendered (the adapter's; never decided here) */
+    GW_ADMIN_OK = 0,         /* not refused */
+    GW_ADMIN_ERR_HOST,       /* Host naming no address or name of ours (421) */
+    GW_ADMIN_ERR_HOST_FIELD, /* Host header missing, doubled, or not a valid field value (400) */
+    GW_ADMIN_ERR_NO_TOKEN,   /* /api/ without a bearer token */
+    GW_ADMIN_ERR_BAD_TOKEN,  /* /api/ with the wrong one */
+    GW_ADMIN_ERR_NOT_FOUND,  /* no such path */
+    GW_ADMIN_ERR_METHOD,     /* not GET or HEAD */
+    GW_ADMIN_ERR_BODY,       /* a request body */
+    GW_ADMIN_ERR_LIMIT,      /* /api/sessions?limit= out of range */
+    GW_ADMIN_ERR_INTERNAL,   /* a body could not be rendered (the adapter's; never decided here) */
     GW_ADMIN_ERR_COUNT
 };
 
@@ -69,10 +70,11 @@ struct gw_admin_error {
 };
 
 /* Decide about req under cfg (admin.token, admin.hosts; read at each call, so a reload counts
- * from the next request). The refusals come in this order: Host first (a page that may not ask
- * must not learn even whether a token is set), the token for everything under /api/, then path,
- * method, body (all on the headers: at_once), and the limit last. The same arguments always give
- * the same decision. */
+ * from the next request). The refusals come in this order: Host first (not exactly one, or one
+ * with a control, space or non-ASCII byte: 400; one naming nothing of ours: 421; a page that may
+ * not ask must not learn even whether a token is set), the token for everything under /api/, then
+ * path, method, body (all on the headers: at_once), and the limit last. The same arguments always
+ * give the same decision. */
 void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request *req,
                      struct gw_admin_decision *out);
 

@@ -1,8 +1,9 @@
 /* libFuzzer target for gateway/admin/admin_proto.c. The input is lines, each a field named by its
  * first byte: M method, P path with query, H a Host header (repeatable: none, one or several), A
  * Authorization, B a body comes, L an admin.hosts entry (repeatable), T admin.token. The query is
- * read as the HTTP server would give it (the first "limit" argument, decoded). Invariants: a Host
- * that no rule could allow (not exactly one Host; a name that is no IPv4 address, bracketed IPv6,
+ * read as the HTTP server would give it (the first "limit" argument, decoded). Invariants: not
+ * exactly one Host, or one with a control, space or byte outside ASCII, is always refused with
+ * 400; any other Host that no rule could allow (a name that is no IPv4 address, bracketed IPv6,
  * localhost or admin.hosts entry; a bad port) is always refused with 421; under /api/ with a token
  * set, a missing or wrong bearer never gets routed; a routed request is GET or HEAD without a body
  * on its route's path, and a routed /api/sessions has 1 <= limit <= GW_ADMIN_SESSIONS_LIMIT_MAX
@@ -203,6 +204,15 @@ static bool host_could_pass(const char *h)
     return false;
 }
 
+/* A Host field value with no control, space, DEL or byte outside ASCII. */
+static bool host_field_could_pass(const char *h)
+{
+    for (const unsigned char *c = (const unsigned char *)h; *c; c++)
+        if (*c <= ' ' || *c >= 0x7f)
+            return false;
+    return true;
+}
+
 /* Does auth carry the configured token as a bearer: "Bearer", spaces, the token, blanks? */
 static bool bearer_could_pass(const char *auth)
 {
@@ -251,12 +261,15 @@ static void check_routed(const struct input *in, const struct gw_admin_decision 
 
 static void check(const struct input *in, const struct gw_admin_decision *d)
 {
-    bool host_ok = in->n_hosts == 1 && host_could_pass(in->hosts[0]);
+    bool field_ok = in->n_hosts == 1 && host_field_could_pass(in->hosts[0]);
+    bool host_ok = field_ok && host_could_pass(in->hosts[0]);
     bool api = strncmp(in->path, "/api/", 5) == 0;
     bool token_ok = !cfg.admin_token[0] || bearer_could_pass(in->authorization);
     if ((d->route == GW_ADMIN_ROUTE_NONE) != (d->refusal != GW_ADMIN_OK))
         abort();
-    if (!host_ok && d->refusal != GW_ADMIN_ERR_HOST)
+    if (!field_ok && d->refusal != GW_ADMIN_ERR_HOST_FIELD)
+        abort();
+    if (field_ok && !host_ok && d->refusal != GW_ADMIN_ERR_HOST)
         abort();
     if (host_ok && api && !token_ok && d->refusal != GW_ADMIN_ERR_HOST &&
         d->refusal != GW_ADMIN_ERR_NO_TOKEN && d->refusal != GW_ADMIN_ERR_BAD_TOKEN)

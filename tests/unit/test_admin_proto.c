@@ -1,7 +1,8 @@
 /* Tests for gateway/admin/admin_proto.c without sockets: the Host rule (addresses, localhost and
- * admin.hosts pass; other names, none or two do not), the bearer token over the whole /api/ tree,
- * routes, methods, bodies, the limit argument, the order of the refusals and which go out on the
- * headers, the same decision twice, and the refusal table (status, JSON body, extra header). */
+ * admin.hosts pass; other names get 421; none, two or a malformed value 400), the bearer token over
+ * the whole /api/ tree, routes, methods, bodies, the limit argument, the order of the refusals and
+ * which go out on the headers, the same decision twice, and the refusal table (status, JSON body,
+ * extra header). */
 #include "admin/admin_proto.h"
 #include "check.h"
 
@@ -48,6 +49,7 @@ static enum gw_admin_refusal refusal_for_host(const char *host, const char *path
 
 static void test_hosts(void)
 {
+    struct gw_admin_decision d;
     const char *ok[] = {"127.0.0.1", "127.0.0.1:5281",    "[::1]",          "[::1]:5281",
                         "localhost", "LocalHost:5281",    "192.0.2.9:5281", "[2001:db8::1]",
                         ADMIN_HOST,  "Admin.EXAMPLE:5281"};
@@ -74,8 +76,7 @@ static void test_hosts(void)
                          "",
                          "2130706433",
                          "0x7f.0.0.1",
-                         "evil.example, 127.0.0.1",
-                         "a b"};
+                         "evil.example,127.0.0.1"};
     const char *paths[] = {"/healthz",      "/metrics",  "/status", "/readyz",
                            "/api/sessions", "/api/nope", "/nope"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -85,21 +86,32 @@ static void test_hosts(void)
             CHECK(refusal_for_host(bad[i], paths[p]) == GW_ADMIN_ERR_HOST);
         }
     }
-    /* None, two (even the same one twice), or a NULL value. */
+    /* Not a valid field value: 400, whatever the path or the token. */
+    const char *malformed[] = {"a b",  "evil.example, 127.0.0.1", "local\x01host",   "127.0.0.1\t",
+                               " ::1", "localhost\x7f",           "l\303\266calhost"};
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
+            CHECK(refusal_for_host(malformed[i], paths[p]) == GW_ADMIN_ERR_HOST_FIELD);
+    /* None, two (even the same one twice), or a NULL value: 400 (RFC 9112 section 3.2). */
     const char *const two[] = {"127.0.0.1", "127.0.0.1"};
     const char *const null_host[] = {NULL};
     struct gw_admin_request r = base("/healthz", two);
     r.n_hosts = 0;
-    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST);
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST_FIELD);
     r.hosts = NULL;
-    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST);
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST_FIELD);
     r.hosts = two;
     r.n_hosts = 2;
-    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST);
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST_FIELD);
+    r.path = "/api/sessions";
+    r.authorization = "Bearer " TOKEN;
+    d = decide(&r);
+    CHECK(d.refusal == GW_ADMIN_ERR_HOST_FIELD && d.at_once);
+    r.path = "/healthz";
     r.n_hosts = 1;
     CHECK(decide(&r).refusal == GW_ADMIN_OK);
     r.hosts = null_host;
-    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST);
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST_FIELD);
 }
 
 static enum gw_admin_refusal refusal_for_auth(const char *path, const char *auth)
@@ -255,6 +267,7 @@ static void test_errors(void)
         const char *header;
     } want[] = {
         {GW_ADMIN_ERR_HOST, 421, "host-not-allowed", NULL},
+        {GW_ADMIN_ERR_HOST_FIELD, 400, "bad-request", NULL},
         {GW_ADMIN_ERR_NO_TOKEN, 401, "not-authorized", "WWW-Authenticate"},
         {GW_ADMIN_ERR_BAD_TOKEN, 401, "invalid-token", "WWW-Authenticate"},
         {GW_ADMIN_ERR_NOT_FOUND, 404, "not-found", NULL},
