@@ -293,6 +293,7 @@ function report(r) {
     const s = r.syscalls;
     console.log(`gateway system calls while publishing: ${s.epoll_ctl} epoll_ctl, ${s.sendto} sendto, ${s.epoll_wait} epoll_wait: ${(s.epoll_ctl / r.delivered).toFixed(2)} epoll_ctl per delivered event, ${(s.epoll_ctl / s.sendto).toFixed(2)} per sendto, ${(r.delivered / s.sendto).toFixed(2)} events per sendto`);
   }
+  console.log(`gateway CPU with the viewers open and nothing published: ${r.gwCpuIdlePerSecond.toFixed(3)} s per s over ${r.idleSeconds.toFixed(1)} s (live.heartbeat ${r.opts.heartbeat} s)`);
   console.log(`Prosody CPU while publishing: ${r.prosodyCpuPublish.toFixed(2)} s; this client (all threads): ${r.clientCpuPublish.toFixed(2)} s, viewer threads' event-loop use ${r.clientElu.map((e) => `${(e * 100).toFixed(0)}%`).join(' ')}`);
 }
 
@@ -369,7 +370,10 @@ async function main() {
     const connectSeconds = (Date.now() - t0) / 1000;
     const cpu1 = (await cpuTimes(gw.pid)).total;
     process.stderr.write(`  ${N} viewers open in ${connectSeconds.toFixed(1)} s\n`);
+    const idleT0 = Date.now();
     readings.push(await reading(`${N} viewers open`, gw, prosody));
+    const idleSeconds = (Date.now() - idleT0) / 1000;
+    const idleCpu = (await cpuTimes(gw.pid)).total - cpu1;
 
     for (const w of workers) w.send('mark');
     const client0 = process.cpuUsage();
@@ -402,7 +406,7 @@ async function main() {
       disorder: got.stats.disorder, closed: got.stats.closed, otherEvents: got.stats.others,
       delay: summarize(got.delays), lastViewer: summarize(got.lastPerItem), direct: summarize(directDelays),
       connectSeconds, publishSeconds: pubResult.seconds, deliveryTimedOut: pubResult.timedOut,
-      gwCpuConnect: cpu1 - cpu0, gwCpuUsPerConnect: ((cpu1 - cpu0) * 1e6) / N,
+      gwCpuIdlePerSecond: idleCpu / idleSeconds, idleSeconds, gwCpuConnect: cpu1 - cpu0, gwCpuUsPerConnect: ((cpu1 - cpu0) * 1e6) / N,
       gwCpuPublish, gwCpuPublishUser: gwCpu1.user - gwCpu0.user, gwCpuPublishSystem: gwCpu1.system - gwCpu0.system,
       gwCpuMsPerItemPer1k: (gwCpuPublish * 1000) / K / (N / 1000),
       gwCpuUsPerDelivery: (gwCpuPublish * 1e6) / (N * K),
