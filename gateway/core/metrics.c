@@ -33,6 +33,7 @@ const char *gw_limit_name(enum gw_limit l)
         [GW_LIMIT_ADDR_BODY_BYTES] = "address_body_bytes",
         [GW_LIMIT_AUTH_TIMEOUT] = "auth_timeout",
         [GW_LIMIT_HTTP_DEADLINE] = "http_deadline",
+        [GW_LIMIT_ADDR_VIEWERS] = "address_viewers",
     };
     return (unsigned)l < GW_LIMIT_COUNT ? names[l] : "?";
 }

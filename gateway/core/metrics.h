@@ -19,6 +19,7 @@ enum gw_limit {
     GW_LIMIT_ADDR_BODY_BYTES, /* limits.per_address_body_bytes */
     GW_LIMIT_AUTH_TIMEOUT,    /* limits.auth_timeout */
     GW_LIMIT_HTTP_DEADLINE,   /* http.header_timeout, body_timeout, min_body_rate, write_timeout */
+    GW_LIMIT_ADDR_VIEWERS,    /* limits.per_address_sessions, for /events viewers */
     GW_LIMIT_COUNT
 };
 

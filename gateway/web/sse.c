@@ -4,8 +4,11 @@
  * (the cursor into its ring is the replay the hub hands over) and a bounded queue of shared event
  * references: events are serialized once by the hub, never per viewer. A viewer whose queue
  * passes limits.send_queue bytes is disconnected (it reconnects with its last id). Writes happen
- * only in HTTP_WRITEABLE, one lws_write per callback.
- * Owns: struct viewer. Calls: session/hub, web helpers (http.c), config, core, lws. */
+ * only in HTTP_WRITEABLE, one lws_write per callback. One client address may hold at most
+ * limits.per_address_sessions streams at once (counted apart from its XMPP sessions); past it,
+ * 429 with a JSON error.
+ * Owns: struct viewer, struct addr_viewers. Calls: session/hub, web helpers (http.c), config,
+ * core, lws. */
 #include "web/sse.h"
 
 #include <stdio.h>
@@ -14,6 +17,7 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "core/strmap.h"
 #include "session/hub.h"
 #include "session/session.h"
 #include "web/web.h"
@@ -26,6 +30,13 @@
 #define URI_MAX 1024           /* the request path */
 #define HEARTBEAT ": hb\n\n"   /* an SSE comment */
 #define CT_JSON "application/json"
+
+/* The streams open from one client address. */
+struct addr_viewers {
+    struct gw_strmap_node by_addr; /* in gw_sse.by_addr */
+    char addr[64];                 /* the client address (gw_web_peer) */
+    unsigned n;                    /* its streams open; the entry goes with the last */
+};
 
 /* One event stream. */
 struct viewer {
@@ -45,6 +56,7 @@ struct viewer {
     bool ended;                 /* the final event went: close when lws has flushed it */
     bool slow;                  /* disconnected for its queue */
     char peer[64];              /* client address */
+    struct addr_viewers *from;  /* that address's count */
 };
 
 /* lws's per-connection user data. */
@@ -57,6 +69,7 @@ struct gw_sse {
     struct gw_hub *hub;                         /* the hub; NULL when live is not configured */
     struct viewer *viewers;                     /* every open stream */
     unsigned n_viewers;                         /* their number (live.max_viewers) */
+    struct gw_strmap by_addr;                   /* struct addr_viewers by client address */
     uv_timer_t hb;                              /* the heartbeat */
     bool hb_open;                               /* hb is initialised */
     unsigned char scratch[LWS_PRE + WRITE_MAX]; /* what one WRITEABLE writes */
@@ -155,6 +168,30 @@ static void on_event(void *ud, struct gw_hub_event *ev)
 
 static const struct gw_hub_watch_ops watch_ops = {.ready = on_ready, .event = on_event};
 
+/* ---- streams per client address ---- */
+
+static struct addr_viewers *addr_get(struct gw_sse *sse, const char *addr)
+{
+    struct gw_strmap_node *n = gw_strmap_find(&sse->by_addr, addr);
+    if (n)
+        return GW_CONTAINER_OF(n, struct addr_viewers, by_addr);
+    struct addr_viewers *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    snprintf(a->addr, sizeof(a->addr), "%s", addr);
+    gw_strmap_add(&sse->by_addr, &a->by_addr, a->addr);
+    return a;
+}
+
+/* An entry with no stream open is forgotten. */
+static void addr_release(struct gw_sse *sse, struct addr_viewers *a)
+{
+    if (a && a->n == 0) {
+        gw_strmap_del(&sse->by_addr, &a->by_addr);
+        free(a);
+    }
+}
+
 /* ---- requests ---- */
 
 static int error_json(struct lws *wsi, unsigned status, const char *cors, const char *condition,
@@ -217,26 +254,31 @@ static void read_cursor(struct lws *wsi, struct viewer *v)
     v->cache = !(q && strcmp(q, "0") == 0);
 }
 
-static int open_viewer(struct lws *wsi, struct pss *pss, const char *service, const char *node,
-                       const char *origin)
+static int open_viewer(struct lws *wsi, struct pss *pss, struct addr_viewers *from,
+                       const char *service, const char *node, const char *origin)
 {
     struct gw_sse *sse = gw_web_transport(wsi);
     struct viewer *v = calloc(1, sizeof(*v));
-    if (!v)
+    if (!v) {
+        addr_release(sse, from);
         return error_json(wsi, 503, NULL, "resource-constraint", "out of memory");
+    }
     v->sse = sse;
     v->wsi = wsi;
     v->pss = pss;
     v->watch.ops = &watch_ops;
     v->watch.ud = v;
-    gw_web_peer(wsi, v->peer, sizeof(v->peer));
+    snprintf(v->peer, sizeof(v->peer), "%s", from->addr);
     read_cursor(wsi, v);
     int rc = gw_hub_watch(sse->hub, service, node, &v->watch);
     if (rc < 0 || stream_headers(wsi, origin) != 0) {
         gw_hub_unwatch(&v->watch);
         free(v);
+        addr_release(sse, from);
         return rc < 0 ? error_json(wsi, 503, NULL, "resource-constraint", "out of memory") : -1;
     }
+    v->from = from;
+    from->n++;
     pss->v = v;
     v->next = sse->viewers;
     if (sse->viewers)
@@ -249,6 +291,30 @@ static int open_viewer(struct lws *wsi, struct pss *pss, const char *service, co
     if (rc == 1)
         replay(v);
     return 0;
+}
+
+/* limits.per_address_sessions holds each client address's streams: 429 past it. */
+static int admit_viewer(struct lws *wsi, struct pss *pss, const char *service, const char *node,
+                        const char *origin, const char *cors)
+{
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    struct gw_sse *sse = gw_web_transport(wsi);
+    char peer[64], hdrs[800];
+    gw_web_peer(wsi, peer, sizeof(peer));
+    struct addr_viewers *a = addr_get(sse, peer);
+    if (!a)
+        return error_json(wsi, 503, cors, "resource-constraint", "out of memory");
+    if (a->n >= ctx->cfg->per_address_sessions) {
+        ctx->metrics.refused[GW_LIMIT_ADDR_VIEWERS]++;
+        GW_INFO(&ctx->log, NULL, NULL,
+                "events: viewer from %s refused: limit address_viewers (%u streams open, "
+                "limits.per_address_sessions)",
+                peer, a->n);
+        snprintf(hdrs, sizeof(hdrs), "%sRetry-After: 1\r\n", cors);
+        return error_json(wsi, 429, hdrs, "policy-violation",
+                          "too many event streams from this address");
+    }
+    return open_viewer(wsi, pss, a, service, node, origin);
 }
 
 static int on_http(struct lws *wsi, struct pss *pss)
@@ -275,7 +341,7 @@ static int on_http(struct lws *wsi, struct pss *pss)
                 ctx->cfg->live_max_viewers);
         return error_json(wsi, 503, cors, "resource-constraint", "too many viewers");
     }
-    return open_viewer(wsi, pss, service, node, origin);
+    return admit_viewer(wsi, pss, service, node, origin, cors);
 }
 
 static int on_writeable(struct lws *wsi, struct viewer *v)
@@ -325,6 +391,8 @@ static void on_gone(struct gw_sse *sse, struct pss *pss)
     if (v->next)
         v->next->prev = v->prev;
     sse->n_viewers--;
+    v->from->n--;
+    addr_release(sse, v->from);
     GW_DEBUG(&sse->ctx->log, NULL, NULL, "events: viewer %s gone (%u open)", v->peer,
              sse->n_viewers);
     free(v);
@@ -375,6 +443,10 @@ struct gw_sse *gw_sse_new(struct gw_ctx *ctx, struct gw_hub *hub)
         return NULL;
     sse->ctx = ctx;
     sse->hub = hub;
+    if (gw_strmap_init(&sse->by_addr) != 0) {
+        free(sse);
+        return NULL;
+    }
     if (hub) {
         uint64_t every = (uint64_t)ctx->cfg->live_heartbeat * 1000;
         uv_timer_init(ctx->loop, &sse->hb);
@@ -398,6 +470,7 @@ void gw_sse_free(struct gw_sse *sse)
         struct pss pss = {.v = sse->viewers};
         on_gone(sse, &pss);
     }
+    gw_strmap_cleanup(&sse->by_addr);
     if (!sse->hb_open) {
         free(sse);
         return;

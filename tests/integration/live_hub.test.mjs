@@ -1,7 +1,8 @@
 // The live-updates hub against the real Prosody's pubsub component: GET /events/<service>/<node>
 // streams items a test client publishes, replays from Last-Event-ID or ?last_event_id=, honours
 // ?replay=0, refuses nodes outside live.nodes, sends retractions, deletions and heartbeats, keeps
-// 200 viewers in order, never logs the hub's password, and unsubscribes once the viewers are gone.
+// 200 viewers in order, never logs the hub's password, unsubscribes once the viewers are gone, and
+// holds each client address to limits.per_address_sessions streams (429 past it, counted).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -96,6 +97,7 @@ describe('live-updates hub (/events)', { timeout: 300000 }, () => {
   let pub;
   const ps = 'pubsub.localhost';
   const published = {}; // node -> item ids in publication order
+  let live; // the gateway's live section
 
   const url = (node, query = '') => `${stack.gw.url}/events/${ps}/${node}${query}`;
 
@@ -124,20 +126,17 @@ describe('live-updates hub (/events)', { timeout: 300000 }, () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'xmppgw-live-'));
     const passFile = path.join(dir, 'hub.pass');
     await writeFile(passFile, `${HUB_PASSWORD}\n`, { mode: 0o600 });
+    live = {
+      jid: 'hub@localhost',
+      password_file: passFile,
+      nodes: [`${ps}/${NODE}`, `${ps}/news-*`],
+      replay: 20,
+      heartbeat: 1,
+      linger: 1,
+    };
     stack = await startStack({
       prosody: { users: { hamlet: 'hamlet-pw', hub: HUB_PASSWORD } },
-      gateway: {
-        config: {
-          live: {
-            jid: 'hub@localhost',
-            password_file: passFile,
-            nodes: [`${ps}/${NODE}`, `${ps}/news-*`],
-            replay: 20,
-            heartbeat: 1,
-            linger: 1,
-          },
-        },
-      },
+      gateway: { config: { live } },
     });
     await stack.gw.waitForLog(/hub: online/, 15000);
     pub = await login('xmpp.js', { service: stack.gw.wsUrl, username: 'hamlet', password: 'hamlet-pw', resource: 'blogbot' });
@@ -335,6 +334,58 @@ describe('live-updates hub (/events)', { timeout: 300000 }, () => {
   it('never writes the hub password to the log', T, async () => {
     assert.ok(stack.gw.logText().length > 0);
     assert.ok(!stack.gw.logText().includes(HUB_PASSWORD));
+  });
+
+  it('holds one client address to limits.per_address_sessions streams: 429 past it, counted, others served', T, async () => {
+    const gw = await startGateway({ prosody: stack.prosody, config: { live, limits: { per_address_sessions: 3 } } });
+    const open = [];
+    const refusedCount = async () => {
+      const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      const m = text.match(/^xmppgw_refused_total\{limit="address_viewers"\} (\d+)$/m);
+      assert.ok(m, 'xmppgw_refused_total{limit="address_viewers"} in /metrics');
+      return Number(m[1]);
+    };
+    const events = `${gw.url}/events/${ps}/${NODE}`;
+    try {
+      await gw.waitForLog(/hub: online/, 15000);
+      assert.equal(await refusedCount(), 0);
+      for (let i = 0; i < 3; i++) open.push(await openStream(events, { localAddress: '127.0.0.2' }));
+      for (const s of open) assert.equal(s.status, 200);
+      // The fourth from the same address: 429 with a JSON error, Retry-After and the CORS headers.
+      const refused = await openStream(events, { localAddress: '127.0.0.2', headers: { Origin: 'http://localhost:8080' } });
+      assert.equal(refused.status, 429);
+      assert.match(refused.headers['content-type'], /^application\/json/);
+      assert.equal(refused.headers['retry-after'], '1');
+      assert.equal(refused.headers['access-control-allow-origin'], 'http://localhost:8080');
+      const body = JSON.parse(await refused.body());
+      assert.equal(body.condition, 'policy-violation');
+      assert.equal(typeof body.error, 'string');
+      assert.equal(await refusedCount(), 1);
+      await gw.waitForLog(/events: viewer from 127\.0\.0\.2 refused: limit address_viewers/, 2000);
+      // Another address is served meanwhile, and gets the events.
+      const other = await openStream(events, { localAddress: '127.0.0.3' });
+      open.push(other);
+      assert.equal(other.status, 200);
+      // One of the three goes: its address may open one again (and only one).
+      open.shift().close();
+      let again;
+      for (const t0 = Date.now(); Date.now() - t0 < 5000; await sleep(100)) {
+        again = await openStream(events, { localAddress: '127.0.0.2' });
+        if (again.status === 200) break;
+        await again.body();
+      }
+      open.push(again);
+      assert.equal(again.status, 200, 'a stream once one of the three closed');
+      const fourth = await openStream(events, { localAddress: '127.0.0.2' });
+      assert.equal(fourth.status, 429);
+      await fourth.body();
+      await publish(NODE, 'per-address');
+      await Promise.all(open.slice(-3).map((s) => s.waitFor(() => s.items().some((e) => e.id === 'per-address'), 5000, 'the item')));
+    } finally {
+      for (const s of open) s.close();
+      const code = await gw.stop();
+      assert.equal(code, 0, 'the second gateway exits 0');
+    }
   });
 
   it('answers 503 when live is not configured', T, async () => {
