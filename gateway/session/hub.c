@@ -1,8 +1,10 @@
 /* The live-updates hub's life: its own session (a sink that is no browser transport), logged in
  * as live.jid, reconnected with a backoff when its upstream is lost; the nodes that have watchers
- * (subscribe, fetch the last live.replay items, hear notifications, linger, unsubscribe). What
- * an element means is hub_event.c's; this file decides what happens with it.
- * Owns: struct gw_hub, struct hub_node. Calls: session, xml, config, core. */
+ * (subscribe, fetch the last live.replay items, hear notifications, linger, unsubscribe); the
+ * publishes in flight (the iq out, its answer, timeout or loss back to the asker). What an
+ * element means is hub_event.c's; this file decides what happens with it.
+ * Owns: struct gw_hub, struct hub_node, struct gw_hub_publish. Calls: session, xml, config,
+ * core. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,21 +44,35 @@ struct hub_node {
 };
 
 struct gw_hub {
-    struct gw_ctx *ctx;           /* the gateway */
-    struct gw_session *s;         /* the hub's session; NULL while down */
-    bool up;                      /* s is bound */
-    char user[1024];              /* localpart of live.jid */
-    char domain[256];             /* domain of live.jid */
-    char bare[1300];              /* bare JID as bound */
-    char password[1024];          /* for reconnects; cleansed when the hub goes */
-    unsigned replay;              /* live.replay */
-    unsigned linger_ms;           /* live.linger */
-    struct hub_node *nodes;       /* nodes with watchers, or lingering */
-    uv_timer_t tick;              /* linger expiry and reconnects */
-    uint64_t reconnect_at;        /* uv_now() of the next login attempt; 0: none due */
-    unsigned backoff_ms;          /* next delay after a loss */
-    unsigned long iq_seq;         /* iq ids */
-    struct gw_xml_parser *parser; /* upstream elements (one document each) */
+    struct gw_ctx *ctx;                    /* the gateway */
+    struct gw_session *s;                  /* the hub's session; NULL while down */
+    bool up;                               /* s is bound */
+    char user[1024];                       /* localpart of live.jid */
+    char domain[256];                      /* domain of live.jid */
+    char bare[1300];                       /* bare JID as bound */
+    char password[1024];                   /* for reconnects; cleansed when the hub goes */
+    unsigned replay;                       /* live.replay */
+    unsigned linger_ms;                    /* live.linger */
+    struct hub_node *nodes;                /* nodes with watchers, or lingering */
+    uv_timer_t tick;                       /* linger expiry and reconnects */
+    uint64_t reconnect_at;                 /* uv_now() of the next login attempt; 0: none due */
+    unsigned backoff_ms;                   /* next delay after a loss */
+    unsigned long iq_seq;                  /* iq ids */
+    struct gw_xml_parser *parser;          /* upstream elements (one document each) */
+    struct gw_hub_publish *pubs;           /* publishes waiting for their answer, newest first */
+    uint64_t pub_counts[GW_HUB_PUB_COUNT]; /* publishes answered, by outcome */
+};
+
+/* One publish iq in flight. */
+struct gw_hub_publish {
+    struct gw_hub *hub;                   /* its hub */
+    struct gw_hub_publish *prev, *next;   /* the hub's publishes */
+    char iq_id[IQ_ID_MAX];                /* the iq's id */
+    char service[256];                    /* whom it went to: only it may answer */
+    char item_id[GW_HUB_ITEM_ID_MAX + 1]; /* the id sent ("" none) */
+    uint64_t deadline;                    /* uv_now() past which it is answered TIMEOUT */
+    gw_hub_publish_fn fn;                 /* the asker */
+    void *ud;                             /* its data */
 };
 
 static void connect_hub(struct gw_hub *hub);
@@ -201,6 +217,106 @@ static void node_publish(struct hub_node *n, struct gw_hub_event *ev)
     gw_hub_event_unref(ev);
 }
 
+/* ---- publishes ---- */
+
+/* The condition of an iq error ("item-not-found"), or "undefined-condition". */
+static const char *iq_condition(const struct gw_xml_node *iq)
+{
+    const struct gw_xml_node *e = gw_xml_child(iq, GW_NS_CLIENT, "error");
+    for (const struct gw_xml_node *c = e ? e->children : NULL; c; c = c->next)
+        if (strcmp(c->ns, GW_NS_STANZAS) == 0 && strcmp(c->name, "text") != 0)
+            return c->name;
+    return "undefined-condition";
+}
+
+static void pub_unlink(struct gw_hub_publish *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->hub->pubs = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+/* Off the list before the asker hears: it may publish again from inside fn. res may point into p,
+ * which goes after fn. */
+static void pub_finish(struct gw_hub_publish *p, const struct gw_hub_pub_result *res)
+{
+    struct gw_hub *hub = p->hub;
+    const char *what = gw_hub_pub_outcome_name(res->outcome);
+    pub_unlink(p);
+    if (res->outcome == GW_HUB_PUB_OK)
+        GW_INFO(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: published %s to %s",
+                res->id, p->service);
+    else
+        GW_WARN(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: publish to %s: %s%s%s",
+                p->service, what, res->condition ? " " : "", res->condition ? res->condition : "");
+    p->fn(p->ud, res);
+    free(p);
+}
+
+/* The text of an iq error's <text/>, into out ("" when none). */
+static void iq_error_text(const struct gw_xml_node *iq, char *out, size_t outlen)
+{
+    const struct gw_xml_node *e = gw_xml_child(iq, GW_NS_CLIENT, "error");
+    const struct gw_xml_node *t = e ? gw_xml_child(e, GW_NS_STANZAS, "text") : NULL;
+    size_t n = t ? t->text_len : 0;
+    if (n >= outlen)
+        n = 0; /* cut, it could end inside a character: none rather */
+    if (n)
+        memcpy(out, t->text, n);
+    out[n] = '\0';
+}
+
+/* The answer to a publish iq (true), or not one (false). An answer from anyone but the service
+ * the iq went to is dropped: iq ids are not secrets. */
+static bool publish_answered(struct gw_hub *hub, const struct gw_xml_node *iq, const char *id,
+                             const char *type)
+{
+    struct gw_hub_publish *p = hub->pubs;
+    while (p && strcmp(p->iq_id, id) != 0)
+        p = p->next;
+    if (!p)
+        return false;
+    const char *from = gw_xml_attr(iq->attrs, iq->n_attrs, "from");
+    if (!from || strcasecmp(from, p->service) != 0)
+        return true;
+    struct gw_hub_pub_result res = {.outcome = GW_HUB_PUB_OK, .id = p->item_id};
+    char text[512];
+    if (strcmp(type, "result") == 0) {
+        const struct gw_xml_node *ps = gw_xml_child(iq, GW_NS_PUBSUB, "pubsub");
+        const struct gw_xml_node *pub = ps ? gw_xml_child(ps, GW_NS_PUBSUB, "publish") : NULL;
+        const struct gw_xml_node *item = pub ? gw_xml_child(pub, GW_NS_PUBSUB, "item") : NULL;
+        const char *got = item ? gw_xml_attr(item->attrs, item->n_attrs, "id") : NULL;
+        if (got && got[0] && strlen(got) <= GW_HUB_ITEM_ID_MAX)
+            res.id = got;
+    } else if (strcmp(type, "error") == 0) {
+        iq_error_text(iq, text, sizeof(text));
+        res = (struct gw_hub_pub_result){.outcome = GW_HUB_PUB_REFUSED,
+                                         .condition = iq_condition(iq),
+                                         .text = text[0] ? text : NULL};
+    } else {
+        return true;
+    }
+    pub_finish(p, &res);
+    return true;
+}
+
+static void publishes_expire(struct gw_hub *hub, uint64_t now)
+{
+    const struct gw_hub_pub_result res = {.outcome = GW_HUB_PUB_TIMEOUT};
+    for (struct gw_hub_publish *p = hub->pubs; p;) {
+        if (now < p->deadline) {
+            p = p->next;
+            continue;
+        }
+        pub_finish(p, &res);
+        p = hub->pubs; /* fn may have changed the list */
+    }
+}
+
 /* ---- what the upstream sends ---- */
 
 static void on_notification(void *ud, const char *service, const char *name,
@@ -247,16 +363,6 @@ static void fetched(struct hub_node *n, const struct gw_xml_stanza *st)
     node_ready(n);
 }
 
-/* The condition of an iq error ("item-not-found"), or "undefined-condition". */
-static const char *iq_condition(const struct gw_xml_node *iq)
-{
-    const struct gw_xml_node *e = gw_xml_child(iq, GW_NS_CLIENT, "error");
-    for (const struct gw_xml_node *c = e ? e->children : NULL; c; c = c->next)
-        if (strcmp(c->ns, GW_NS_STANZAS) == 0 && strcmp(c->name, "text") != 0)
-            return c->name;
-    return "undefined-condition";
-}
-
 static void on_iq(struct gw_hub *hub, const struct gw_xml_stanza *st)
 {
     const struct gw_xml_node *iq = st->tree;
@@ -265,6 +371,8 @@ static void on_iq(struct gw_hub *hub, const struct gw_xml_stanza *st)
     struct hub_node *n = hub->nodes;
     while (n && (!id || !n->iq_id[0] || strcmp(n->iq_id, id) != 0))
         n = n->next;
+    if (id && type && publish_answered(hub, iq, id, type))
+        return;
     if (!n || !type)
         return;
     bool ok = strcmp(type, "result") == 0;
@@ -345,6 +453,9 @@ static void sink_closed(void *t, const struct gw_close_reason *why)
     bool was_up = hub->up;
     hub->s = NULL;
     hub->up = false;
+    const struct gw_hub_pub_result lost = {.outcome = GW_HUB_PUB_LOST};
+    while (hub->pubs)
+        pub_finish(hub->pubs, &lost);
     while (hub->nodes)
         node_end(hub->nodes, gw_hub_event_error("remote-server-not-found",
                                                 "the live-updates hub lost its upstream"));
@@ -393,6 +504,7 @@ static void on_tick(uv_timer_t *t)
         if (!n->watchers && n->idle_since && now - n->idle_since >= hub->linger_ms)
             node_unsubscribe(n);
     }
+    publishes_expire(hub, now);
     if (!hub->s && hub->reconnect_at && now >= hub->reconnect_at && !hub->ctx->draining)
         connect_hub(hub);
 }
@@ -451,6 +563,11 @@ void gw_hub_free(struct gw_hub *hub)
     hub->s = NULL;
     while (hub->nodes)
         node_free(hub->nodes);
+    while (hub->pubs) {
+        struct gw_hub_publish *p = hub->pubs; /* its asker is gone already */
+        pub_unlink(p);
+        free(p);
+    }
     gw_xml_free(hub->parser);
     OPENSSL_cleanse(hub->password, sizeof(hub->password));
     uv_timer_stop(&hub->tick);
@@ -522,4 +639,80 @@ void gw_hub_unwatch(struct gw_hub_watch *w)
 bool gw_hub_up(const struct gw_hub *hub)
 {
     return hub && hub->up;
+}
+
+/* ---- publishing ---- */
+
+/* <iq type='set' id to><pubsub><publish node><item id?>payload</item></publish></pubsub></iq> */
+static int publish_iq(const struct gw_hub_item *it, const char *iq_id, struct gw_buf *b)
+{
+    int rc = gw_buf_printf(b, "<iq type='set' id='%s' to='", iq_id);
+    rc = rc ? rc : gw_buf_append_xml_escaped(b, it->service, strlen(it->service));
+    rc = rc ? rc : gw_buf_append_str(b, "'><pubsub xmlns='" GW_NS_PUBSUB "'><publish node='");
+    rc = rc ? rc : gw_buf_append_xml_escaped(b, it->node, strlen(it->node));
+    rc = rc ? rc : gw_buf_append_str(b, it->id[0] ? "'><item id='" : "'><item");
+    rc = rc ? rc : gw_buf_append_xml_escaped(b, it->id, strlen(it->id));
+    rc = rc ? rc : gw_buf_append_str(b, it->id[0] ? "'>" : ">");
+    rc = rc ? rc : gw_buf_append(b, gw_buf_ptr(&it->payload), gw_buf_size(&it->payload));
+    return rc ? rc : gw_buf_append_str(b, "</item></publish></pubsub></iq>");
+}
+
+int gw_hub_publish(struct gw_hub *hub, const struct gw_hub_item *it, gw_hub_publish_fn fn, void *ud,
+                   struct gw_hub_publish **out)
+{
+    if (!hub || !hub->up || !hub->s)
+        return GW_ECLOSED;
+    struct gw_hub_publish *p = calloc(1, sizeof(*p));
+    if (!p)
+        return GW_ENOMEM;
+    p->hub = hub;
+    p->fn = fn;
+    p->ud = ud;
+    snprintf(p->iq_id, sizeof(p->iq_id), "hub-%lu", ++hub->iq_seq);
+    snprintf(p->service, sizeof(p->service), "%s", it->service);
+    snprintf(p->item_id, sizeof(p->item_id), "%s", it->id);
+    /* Every escaped character takes at most six bytes ("&quot;"). */
+    size_t max = gw_buf_size(&it->payload) +
+                 6 * (strlen(it->service) + strlen(it->node) + strlen(it->id)) + 256;
+    struct gw_buf b;
+    gw_buf_init(&b, max);
+    int rc = publish_iq(it, p->iq_id, &b);
+    rc = rc ? rc : gw_session_send(hub->s, gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+    if (rc) {
+        GW_WARN(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: publish to %s/%s: %s",
+                it->service, it->node, gw_strerror(rc));
+        free(p);
+        return rc == GW_ELIMIT ? GW_ENOMEM : rc;
+    }
+    p->deadline = now_ms(hub) + GW_HUB_PUBLISH_TIMEOUT_MS;
+    p->next = hub->pubs;
+    if (hub->pubs)
+        hub->pubs->prev = p;
+    hub->pubs = p;
+    GW_DEBUG(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: publishing %s to %s/%s",
+             it->id[0] ? it->id : "(id from the service)", it->service, it->node);
+    *out = p;
+    return 0;
+}
+
+void gw_hub_publish_cancel(struct gw_hub_publish *p)
+{
+    if (!p)
+        return;
+    pub_unlink(p);
+    free(p);
+}
+
+void gw_hub_pub_answer(struct gw_hub *hub, const struct gw_hub_pub_result *res,
+                       struct gw_hub_answer *out)
+{
+    gw_hub_pub_answer_of(res, out);
+    if (hub && res->outcome >= 0 && res->outcome < GW_HUB_PUB_COUNT)
+        hub->pub_counts[res->outcome]++;
+}
+
+uint64_t gw_hub_pub_count(const struct gw_hub *hub, enum gw_hub_pub_outcome o)
+{
+    return hub && o >= 0 && o < GW_HUB_PUB_COUNT ? hub->pub_counts[o] : 0;
 }

@@ -4,16 +4,19 @@
  * and turned into one serialized Server-Sent Event (bytes, shared by reference), appended to a
  * bounded per-node ring of the last live.replay events; the ring is filled with a pubsub items
  * request when a node is first viewed. Whoever shows the events (web/sse.c) watches a node
- * through a struct gw_hub_watch and reads the ring from a viewer's last event id.
+ * through a struct gw_hub_watch and reads the ring from a viewer's last event id. The publish
+ * API publishes through the same session (gw_hub_publish).
  * Owns: the hub's session, its nodes and their rings. Calls: session, xml, config, core, jansson.
  *
- * hub_event.c holds what needs no socket (events from stanzas, the ring, the allowlist); hub.c the
- * session and the nodes' lives. */
+ * hub_event.c holds what needs no socket (events from stanzas, the ring, the allowlist, publish
+ * bodies and answers); hub.c the session, the nodes' lives and the publishes in flight. */
 #ifndef GW_SESSION_HUB_H
 #define GW_SESSION_HUB_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include "core/buf.h"
 #include "core/ctx.h"
 #include "core/err.h"
 #include "xml/xml.h"
@@ -135,5 +138,93 @@ void gw_hub_unwatch(struct gw_hub_watch *w);
 
 /* The hub's upstream is bound. */
 bool gw_hub_up(const struct gw_hub *hub);
+
+/* ---- publishing: the publish API (admin POST /api/publish, the demo's POST /demo/publish) ---- */
+
+#define GW_HUB_PUBLISH_BODY_MAX (64u * 1024u) /* a publish request's JSON body */
+#define GW_HUB_PUBLISH_TIMEOUT_MS 10000u      /* the service's answer is due within this */
+#define GW_HUB_ITEM_ID_MAX 255u               /* bytes of an item id */
+
+/* Which body a request carries. */
+enum gw_hub_body {
+    /* {"service", "node", "title", "summary"?, "link"?, "id"?}: an Atom entry is built;
+     * {"service", "node", "payload", "id"?}: one XML element of the caller's own. */
+    GW_HUB_BODY_API,
+    /* {"node": "<service>/<node>", "title", "summary"?, "link"?}: an Atom entry. */
+    GW_HUB_BODY_DEMO,
+};
+
+/* One item to publish, read from a request body. */
+struct gw_hub_item {
+    char service[256];               /* pubsub service (a JID domain) */
+    char node[512];                  /* node name */
+    char id[GW_HUB_ITEM_ID_MAX + 1]; /* item id; "" lets the service choose */
+    struct gw_buf payload;           /* the one element published, checked */
+};
+
+/* Read a publish body into it (cleaned up by gw_hub_item_cleanup, also after an error). Strings
+ * must be JSON strings; unknown fields are refused. title is required for an Atom entry, link
+ * must be an http or https URL, text may not hold characters XML cannot carry. The entry gets
+ * <published/> and <updated/> = now (RFC 3339), <link rel='alternate'/>, and as <id/> the item's
+ * XMPP URI (RFC 5122, "xmpp:service?;node=...;item=...", as XEP-0060 links items); an Atom entry
+ * without "id" gets 32 random hex characters as its item id. A payload must be one well-formed
+ * element within limits, with no XML declaration, DOCTYPE, processing instruction or comment (the
+ * stream parser's rules). 0; GW_EINVAL with a one-line reason in why (for the answer); GW_ENOMEM,
+ * GW_EIO (randomness). */
+int gw_hub_item_parse(struct gw_hub_item *it, enum gw_hub_body kind, const char *body, size_t len,
+                      const struct gw_xml_limits *limits, const char *now, char *why,
+                      size_t whylen) GW_MUST_CHECK;
+void gw_hub_item_cleanup(struct gw_hub_item *it);
+
+/* How a publish ended. */
+enum gw_hub_pub_outcome {
+    GW_HUB_PUB_OK,      /* published */
+    GW_HUB_PUB_REFUSED, /* the service answered an iq error (condition) */
+    GW_HUB_PUB_TIMEOUT, /* no answer within GW_HUB_PUBLISH_TIMEOUT_MS */
+    GW_HUB_PUB_LOST,    /* the hub's upstream went before the answer came */
+    GW_HUB_PUB_DOWN,    /* no hub, or its upstream is not bound: nothing was sent */
+    GW_HUB_PUB_INVALID, /* the request body (gw_hub_item_parse): nothing was sent */
+    GW_HUB_PUB_COUNT
+};
+
+struct gw_hub_pub_result {
+    enum gw_hub_pub_outcome outcome;
+    const char *id;        /* OK: the item id the service returned, else the one sent */
+    const char *condition; /* REFUSED: the stanza error condition ("forbidden") */
+    const char *text;      /* REFUSED: the error's <text/>; INVALID: why; else NULL */
+};
+
+/* The HTTP answer to a publish, the same on both ports: 200 {"id"}; otherwise {"error",
+ * "condition"}: REFUSED by condition (forbidden and not-authorized 403, item-not-found and
+ * remote-server-not-found 404, not-allowed 405 with Allow: POST, conflict 409, bad-request,
+ * not-acceptable and jid-malformed 400, any other 502), TIMEOUT 504, LOST 502, DOWN 503, INVALID
+ * 400. */
+struct gw_hub_answer {
+    unsigned status;   /* HTTP status */
+    const char *allow; /* an Allow header's value (405), or NULL */
+    char body[1024];   /* one JSON object and a newline */
+    size_t len;        /* its bytes */
+};
+void gw_hub_pub_answer_of(const struct gw_hub_pub_result *res, struct gw_hub_answer *out);
+/* The same, counted under res->outcome (hub may be NULL: not counted). */
+void gw_hub_pub_answer(struct gw_hub *hub, const struct gw_hub_pub_result *res,
+                       struct gw_hub_answer *out);
+/* Publishes answered with this outcome so far (0 for a NULL hub). */
+uint64_t gw_hub_pub_count(const struct gw_hub *hub, enum gw_hub_pub_outcome o);
+/* The outcome's name in metrics ("ok", "refused", ...). */
+const char *gw_hub_pub_outcome_name(enum gw_hub_pub_outcome o);
+
+/* Called once with the outcome (never DOWN or INVALID); res and its strings are lent. */
+typedef void (*gw_hub_publish_fn)(void *ud, const struct gw_hub_pub_result *res);
+struct gw_hub_publish; /* one publish waiting for the service's answer */
+
+/* Send the item as live.jid (a XEP-0060 publish iq to it->service). fn is called exactly once,
+ * later on the loop (never from inside this call), unless gw_hub_publish_cancel() came first.
+ * Returns 0 and sets *out; or, nothing sent and fn never called: GW_ECLOSED (no hub, or not
+ * bound: answer DOWN), GW_ENOMEM, GW_EIO. */
+int gw_hub_publish(struct gw_hub *hub, const struct gw_hub_item *it, gw_hub_publish_fn fn, void *ud,
+                   struct gw_hub_publish **out) GW_MUST_CHECK;
+/* The asker went away: fn is not called (the item may still be published). Never after fn. */
+void gw_hub_publish_cancel(struct gw_hub_publish *p);
 
 #endif

@@ -1,11 +1,15 @@
 /* The live-updates hub's socket-free parts (gateway/session/hub_event.c): an item becomes the exact
  * SSE event bytes for Atom and other payloads, retractions and deletions from notifications, the
- * ring and its replay rule, the live.nodes allowlist with '*'. */
+ * ring and its replay rule, the live.nodes allowlist with '*'; the publish API's bodies (the Atom
+ * entry built, payloads checked by the stream parser's rules, every refusal) and answers (HTTP
+ * status by outcome and condition). */
 #include "session/hub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "check.h"
 #include "config/config.h"
@@ -278,8 +282,232 @@ static void test_allowlist(void)
     free(cfg);
 }
 
+/* ---- publishing ---- */
+
+static const struct gw_xml_limits pub_limits = {8192, 16, 16};
+
+/* Parse body as kind; 0 or the error, the reason in why. */
+static int parse_pub(struct gw_hub_item *it, enum gw_hub_body kind, const char *body, char *why)
+{
+    return gw_hub_item_parse(it, kind, body, strlen(body), &pub_limits, NOW, why, 256);
+}
+
+static void test_publish_atom(void)
+{
+    struct gw_hub_item it;
+    char why[256];
+    CHECK(parse_pub(&it, GW_HUB_BODY_API,
+                    "{\"service\":\"pubsub.shakespeare.lit\",\"node\":\"princely musings\","
+                    "\"title\":\"Soliloquy <1> & 'q'\",\"summary\":\"To be\\nor not\","
+                    "\"link\":\"http://denmark.lit/2003/12/13/atom03?a=1&b=2\",\"id\":\"a/b c\"}",
+                    why) == 0);
+    CHECK_STR(it.service, "pubsub.shakespeare.lit");
+    CHECK_STR(it.node, "princely musings");
+    CHECK_STR(it.id, "a/b c");
+    CHECK_STR(gw_buf_ptr(&it.payload),
+              "<entry xmlns='http://www.w3.org/2005/Atom'><title>Soliloquy &lt;1&gt; &amp; "
+              "&apos;q&apos;</title><summary>To be\nor not</summary><link rel='alternate' "
+              "href='http://denmark.lit/2003/12/13/atom03?a=1&amp;b=2'/>"
+              "<id>xmpp:pubsub.shakespeare.lit?;node=princely%20musings;item=a%2Fb%20c</id>"
+              "<published>" NOW "</published><updated>" NOW "</updated></entry>");
+    gw_hub_item_cleanup(&it);
+
+    /* Only a title: no summary or link elements, and an id of 32 random hex characters. */
+    CHECK(parse_pub(&it, GW_HUB_BODY_API,
+                    "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"Hello\","
+                    "\"summary\":\"\",\"link\":\"\"}",
+                    why) == 0);
+    CHECK(strlen(it.id) == 32 && strspn(it.id, "0123456789abcdef") == 32);
+    CHECK(strstr(gw_buf_ptr(&it.payload), "<summary") == NULL);
+    CHECK(strstr(gw_buf_ptr(&it.payload), "<link") == NULL);
+    CHECK(strstr(gw_buf_ptr(&it.payload), it.id) != NULL);
+    char first[40];
+    snprintf(first, sizeof(first), "%s", it.id);
+    gw_hub_item_cleanup(&it);
+    CHECK(parse_pub(&it, GW_HUB_BODY_API,
+                    "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"Hello\"}",
+                    why) == 0);
+    CHECK(strcmp(it.id, first) != 0);
+    gw_hub_item_cleanup(&it);
+
+    /* The demo's body: "<service>/<node>", the node may hold slashes. */
+    CHECK(parse_pub(&it, GW_HUB_BODY_DEMO,
+                    "{\"node\":\"pubsub.localhost/news/today\",\"title\":\"T\",\"summary\":\"S\","
+                    "\"link\":\"https://example.org/\"}",
+                    why) == 0);
+    CHECK_STR(it.service, "pubsub.localhost");
+    CHECK_STR(it.node, "news/today");
+    gw_hub_item_cleanup(&it);
+}
+
+static void test_publish_payload(void)
+{
+    struct gw_hub_item it;
+    char why[256];
+    CHECK(parse_pub(&it, GW_HUB_BODY_API,
+                    "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"payload\":"
+                    "\" \\n<x xmlns='urn:x' a='1'><y>t&amp;</y></x>\\n\"}",
+                    why) == 0);
+    CHECK_STR(gw_buf_ptr(&it.payload), "<x xmlns='urn:x' a='1'><y>t&amp;</y></x>");
+    CHECK_STR(it.id, ""); /* the service chooses */
+    gw_hub_item_cleanup(&it);
+
+    const char *bad[] = {
+        "\"<x>\"",
+        "\"<x/><y/>\"",
+        "\"text\"",
+        "\"\"",
+        "\"<x>&ent;</x>\"",
+        "\"<!DOCTYPE x [<!ENTITY e 'a'>]><x>&e;</x>\"",
+        "\"<?xml version='1.0' encoding='ISO-8859-1'?><x/>\"",
+        "\"<?pi x?><x/>\"",
+        "\"<x><?pi x?></x>\"",
+        "\"<x><!-- c --></x>\"",
+        "\"<p:x/>\"",
+        "\"<x a='1' a='2'/>\"",
+        "\"</iq><iq type='set'>\"",
+        "\"<x>\\u0001</x>\"",
+        ("\"<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a></a></a></a></a></a></a></a>"
+         "</a></a></a></a></a></a></a></a></a></a></a>\""),
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"payload\":%s}", bad[i]);
+        int rc = parse_pub(&it, GW_HUB_BODY_API, body, why);
+        if (rc != GW_EINVAL)
+            fprintf(stderr, "payload %s: %d\n", bad[i], rc);
+        CHECK(rc == GW_EINVAL && why[0]);
+        gw_hub_item_cleanup(&it);
+    }
+    /* Past the byte limit. */
+    char big[9000 + 128];
+    int n =
+        snprintf(big, sizeof(big), "{\"service\":\"s.example\",\"node\":\"n\",\"payload\":\"<x>");
+    memset(big + n, 'a', 9000);
+    snprintf(big + n + 9000, sizeof(big) - (size_t)n - 9000, "</x>\"}");
+    CHECK(parse_pub(&it, GW_HUB_BODY_API, big, why) == GW_EINVAL);
+    gw_hub_item_cleanup(&it);
+}
+
+static void test_publish_refused(void)
+{
+    const char *bad[] = {
+        "",
+        "[]",
+        "\"x\"",
+        "{",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"title\":\"U\"}",
+        "{\"node\":\"n\",\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"\",\"title\":\"T\"}",
+        "{\"service\":\"\",\"node\":\"n\",\"title\":\"T\"}",
+        "{\"service\":\"bad host!\",\"node\":\"n\",\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\\u0001\",\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":1,\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":7}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"id\":\"\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"id\":\"a\\nb\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"id\":5}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\\u0007\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\\uffff\"}",
+        ("{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"link\":"
+         "\"javascript:x\"}"),
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"link\":\"http://\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"link\":\"http://a b\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"payload\":\"<x/>\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\",\"extra\":1}",
+    };
+    struct gw_hub_item it;
+    char why[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = parse_pub(&it, GW_HUB_BODY_API, bad[i], why);
+        if (rc != GW_EINVAL)
+            fprintf(stderr, "body %s: %d\n", bad[i], rc);
+        CHECK(rc == GW_EINVAL && why[0]);
+        gw_hub_item_cleanup(&it);
+    }
+    const char *bad_demo[] = {
+        "{\"node\":\"princely_musings\",\"title\":\"T\"}",
+        "{\"node\":\"pubsub.localhost/\",\"title\":\"T\"}",
+        "{\"node\":\"/n\",\"title\":\"T\"}",
+        "{\"service\":\"pubsub.localhost\",\"node\":\"pubsub.localhost/n\",\"title\":\"T\"}",
+        "{\"node\":\"pubsub.localhost/n\",\"payload\":\"<x/>\"}",
+        "{\"node\":\"pubsub.localhost/n\",\"title\":\"T\",\"id\":\"x\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad_demo) / sizeof(bad_demo[0]); i++) {
+        CHECK(parse_pub(&it, GW_HUB_BODY_DEMO, bad_demo[i], why) == GW_EINVAL && why[0]);
+        gw_hub_item_cleanup(&it);
+    }
+    /* A reason names what is wrong. */
+    CHECK(parse_pub(&it, GW_HUB_BODY_API, "{\"service\":\"s.example\",\"node\":\"n\",\"x\":1}",
+                    why) == GW_EINVAL);
+    CHECK_STR(why, "unknown field: x");
+    gw_hub_item_cleanup(&it);
+}
+
+/* Status, Allow and the body's fields of one answer. */
+static void check_answer(const struct gw_hub_pub_result *res, unsigned status, const char *cond)
+{
+    struct gw_hub_answer a;
+    gw_hub_pub_answer_of(res, &a);
+    CHECK(a.status == status);
+    CHECK((a.allow != NULL) == (status == 405));
+    CHECK(a.len > 0 && a.body[a.len - 1] == '\n' && strlen(a.body) == a.len);
+    json_t *j = json_loadb(a.body, a.len, 0, NULL);
+    CHECK(json_is_object(j));
+    if (status == 200) {
+        CHECK_STR(json_string_value(json_object_get(j, "id")), res->id);
+    } else {
+        CHECK_STR(json_string_value(json_object_get(j, "condition")), cond);
+        CHECK(json_string_value(json_object_get(j, "error")) != NULL);
+    }
+    json_decref(j);
+}
+
+static void test_publish_answers(void)
+{
+    check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_OK, .id = "x\"y"}, 200, NULL);
+    const struct {
+        const char *cond;
+        unsigned status;
+    } refused[] = {{"forbidden", 403},           {"not-authorized", 403},
+                   {"item-not-found", 404},      {"remote-server-not-found", 404},
+                   {"not-allowed", 405},         {"conflict", 409},
+                   {"bad-request", 400},         {"not-acceptable", 400},
+                   {"jid-malformed", 400},       {"internal-server-error", 502},
+                   {"undefined-condition", 502}, {"service-unavailable", 502}};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_REFUSED,
+                                                 .condition = refused[i].cond},
+                     refused[i].status, refused[i].cond);
+    check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_TIMEOUT}, 504,
+                 "remote-server-timeout");
+    check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_LOST}, 502,
+                 "remote-connection-failed");
+    check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_DOWN}, 503,
+                 "service-unavailable");
+    check_answer(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_INVALID, .text = "why"}, 400,
+                 "bad-request");
+    /* The service's text joins a refusal when it is short. */
+    struct gw_hub_answer a;
+    gw_hub_pub_answer_of(&(struct gw_hub_pub_result){.outcome = GW_HUB_PUB_REFUSED,
+                                                     .condition = "forbidden",
+                                                     .text = "not a publisher"},
+                         &a);
+    CHECK(strstr(a.body, "\"text\":\"not a publisher\"") != NULL);
+    CHECK_STR(gw_hub_pub_outcome_name(GW_HUB_PUB_TIMEOUT), "timeout");
+    CHECK(gw_hub_pub_count(NULL, GW_HUB_PUB_OK) == 0);
+}
+
 int main(void)
 {
+    test_publish_atom();
+    test_publish_payload();
+    test_publish_refused();
+    test_publish_answers();
     test_atom_item();
     test_other_items();
     test_retract_delete();
