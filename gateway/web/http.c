@@ -1,5 +1,6 @@
 /* Helpers the transports share on the public port: the context of a connection, headers, the
- * Origin policy, whole responses, CORS headers. Calls: lws, config, core. */
+ * Origin policy, the client's address and public scheme and host (past a trusted proxy), whole
+ * responses, CORS headers. Calls: lws, config, core, web/forwarded. */
 #include "web/web.h"
 
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include "config/config.h"
 #include "core/err.h"
 #include "core/host.h"
+#include "core/log.h"
+#include "web/forwarded.h"
 
 struct gw_ctx *gw_web_ctx(struct lws *wsi)
 {
@@ -122,20 +125,121 @@ bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen)
     }
     if (strlen(origin) != (size_t)n)
         return false; /* a NUL inside: the C string would be only the part before it */
-    char reqhost[300];
-    bool has_host = gw_web_header(wsi, WSI_TOKEN_HOST, reqhost, sizeof(reqhost)) > 0;
-    return gw_web_origin_check(gw_web_ctx(wsi)->cfg, origin, has_host ? reqhost : NULL);
+    /* "same-host": the host the client asked for, past any proxy. */
+    struct gw_web_public pub;
+    gw_web_public_base(wsi, &pub);
+    return gw_web_origin_check(gw_web_ctx(wsi)->cfg, origin, pub.host[0] ? pub.host : NULL);
 }
 
-void gw_web_peer(struct lws *wsi, char *out, size_t outlen)
+/* ---- behind a proxy ---- */
+
+#define FWD_BUF (GW_FWD_HEADER_MAX + 1)
+
+/* The TCP peer's address as text, IPv4-mapped IPv6 as IPv4. */
+static void tcp_peer(struct lws *wsi, char *out, size_t outlen)
 {
-    char buf[128];
+    char buf[64]; /* an IPv6 address as text is at most 45 bytes */
     buf[0] = '\0';
     lws_get_peer_simple(wsi, buf, sizeof(buf));
     const char *p = buf;
     if (strncmp(p, "::ffff:", 7) == 0 && strchr(p + 7, '.'))
         p += 7;
     snprintf(out, outlen, "%s", p);
+}
+
+/* One forwarding header into out[FWD_BUF]: X-Forwarded-For (lws joins repeated lines with ',')
+ * when name is NULL, else a header lws has no token for (lws hands over the first of repeated
+ * ones: the recipes make the proxy replace these). 1 present, 0 absent, -1 too long or holding a
+ * NUL. */
+static int fwd_header(struct lws *wsi, const char *name, char *out)
+{
+    int nl = name ? (int)strlen(name) : 0;
+    int len = name ? lws_hdr_custom_length(wsi, name, nl)
+                   : lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+    if (len < 0 || (!name && len == 0))
+        return 0;
+    if (len > GW_FWD_HEADER_MAX)
+        return -1;
+    int n = name ? lws_hdr_custom_copy(wsi, out, FWD_BUF, name, nl)
+                 : lws_hdr_copy(wsi, out, FWD_BUF, WSI_TOKEN_X_FORWARDED_FOR);
+    return n < 0 || strlen(out) != (size_t)n ? -1 : 1;
+}
+
+/* What a trusted proxy's forwarding headers say about this request. false when there is nothing
+ * to believe: no such headers, a peer not in trusted_proxies, or headers malformed (debug line). */
+static bool forwarded(struct lws *wsi, struct gw_fwd *out)
+{
+    static const char *const names[] = {"forwarded:", NULL /* X-Forwarded-For */,
+                                        "x-forwarded-proto:", "x-forwarded-host:"};
+    char buf[4][FWD_BUF];
+    const char *v[4] = {NULL, NULL, NULL, NULL};
+    bool any = false, unreadable = false;
+    for (int i = 0; i < 4; i++) {
+        buf[i][0] = '\0';
+        int r = fwd_header(wsi, names[i], buf[i]);
+        any |= r != 0;
+        unreadable |= r < 0;
+        v[i] = r > 0 ? buf[i] : NULL;
+    }
+    if (!any)
+        return false;
+    struct gw_ctx *ctx = gw_web_ctx(wsi);
+    char peer[64], why[160];
+    tcp_peer(wsi, peer, sizeof(peer));
+    struct gw_cidr ranges[GW_CFG_MAX_LIST];
+    unsigned n = gw_fwd_ranges(ctx->cfg, ranges);
+    if (!gw_fwd_trusted(ranges, n, peer)) {
+        GW_DEBUG(&ctx->log, NULL, NULL, "forwarding headers from %s ignored: not a trusted proxy",
+                 peer);
+        return false;
+    }
+    struct gw_fwd_headers h = {v[0], v[1], v[2], v[3], unreadable};
+    if (gw_fwd_parse(&h, ranges, n, out, why, sizeof(why)) != 0) {
+        GW_DEBUG(&ctx->log, NULL, NULL, "forwarding headers from %s ignored: %s", peer, why);
+        return false;
+    }
+    return true;
+}
+
+void gw_web_peer(struct lws *wsi, char *out, size_t outlen)
+{
+    struct gw_fwd f;
+    if (forwarded(wsi, &f) && f.addr[0])
+        snprintf(out, outlen, "%s", f.addr);
+    else
+        tcp_peer(wsi, out, outlen);
+}
+
+void gw_web_public_base(struct lws *wsi, struct gw_web_public *out)
+{
+    const struct gw_config *cfg = gw_web_ctx(wsi)->cfg;
+    struct gw_public_url u;
+    memset(out, 0, sizeof(*out));
+    if (cfg->public_url[0] && gw_config_parse_public_url(cfg->public_url, &u) == 0) {
+        out->https = u.https;
+        snprintf(out->host, sizeof(out->host), "%s", u.authority);
+        snprintf(out->prefix, sizeof(out->prefix), "%s", u.prefix);
+    } else {
+        out->https = lws_is_ssl(wsi);
+        if (gw_web_header(wsi, WSI_TOKEN_HOST, out->host, sizeof(out->host)) < 0)
+            out->host[0] = '\0';
+    }
+    struct gw_fwd f;
+    if (!forwarded(wsi, &f))
+        return;
+    if (f.scheme != GW_FWD_SCHEME_NONE)
+        out->https = f.scheme == GW_FWD_SCHEME_HTTPS;
+    if (f.host[0])
+        snprintf(out->host, sizeof(out->host), "%s", f.host);
+}
+
+const char *gw_web_unprefixed(const struct gw_config *cfg, const char *uri)
+{
+    struct gw_public_url u;
+    if (!cfg->public_url[0] || gw_config_parse_public_url(cfg->public_url, &u) != 0 || !u.prefix[0])
+        return uri;
+    size_t n = strlen(u.prefix);
+    return strncmp(uri, u.prefix, n) == 0 && uri[n] == '/' ? uri + n : uri;
 }
 
 int gw_web_respond(struct lws *wsi, unsigned status, const char *content_type,

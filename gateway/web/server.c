@@ -22,13 +22,15 @@
 #include "web/websocket.h"
 
 #define HTTP_PROTOCOL "xmppgw-http"
+#define N_MOUNTS 5 /* BOSH, /.well-known, /lib/strophe, / (static files), /events */
 
 struct gw_web {
     struct gw_ctx *ctx;
     struct lws_context *lws;
     void *foreign_loops[1];
     struct lws_protocols protocols[5];
-    struct lws_http_mount mounts[6];
+    struct lws_http_mount mounts[N_MOUNTS * 2]; /* each also under public_url's path prefix */
+    char prefixed[N_MOUNTS][256];               /* those mount points (lws: at most 255 bytes) */
     struct lws_protocol_vhost_options mime_mjs; /* .mjs is JavaScript */
     lws_retry_bo_t retry;                       /* WebSocket ping / hang-up policy */
     struct lws_extension exts[2];
@@ -85,7 +87,7 @@ static int confirm_upgrade(struct lws *wsi, const char *to)
     char *q = strchr(uri, '?');
     if (q)
         *q = '\0';
-    if (strcmp(uri, ctx->cfg->ws_path) != 0)
+    if (strcmp(gw_web_unprefixed(ctx->cfg, uri), ctx->cfg->ws_path) != 0)
         return refuse(wsi, 404, "no WebSocket endpoint here");
     if (gw_web_header(wsi, WSI_TOKEN_PROTOCOL, proto, sizeof(proto)) < 0 ||
         !selects_xmpp(((struct gw_web *)gw_web_transport(wsi))->protocols, proto))
@@ -95,19 +97,25 @@ static int confirm_upgrade(struct lws *wsi, const char *to)
     return 0;
 }
 
-/* XEP-0156: where the BOSH and WebSocket endpoints are, as seen by this request. */
+/* XEP-0156: where the BOSH and WebSocket endpoints are, as the client sees them: scheme, host and
+ * path prefix past any trusted proxy (gw_web_public_base). */
 static int host_meta(struct lws *wsi, bool json)
 {
     struct gw_ctx *ctx = gw_web_ctx(wsi);
-    char host[300];
-    if (gw_web_header(wsi, WSI_TOKEN_HOST, host, sizeof(host)) < 0)
-        snprintf(host, sizeof(host), "%s:%u", ctx->cfg->listen.host, ctx->cfg->listen.port);
-    /* The Host header is the client's: keep only what a host[:port] may hold. */
+    struct gw_web_public pub;
+    gw_web_public_base(wsi, &pub);
+    char host[sizeof(pub.host) + sizeof(pub.prefix)];
+    if (pub.host[0])
+        snprintf(host, sizeof(host), "%s%s", pub.host, pub.prefix);
+    else
+        snprintf(host, sizeof(host), "%s:%u%s", ctx->cfg->listen.host, ctx->cfg->listen.port,
+                 pub.prefix);
+    /* The Host header is the client's: keep only what a host[:port] and a path may hold. */
     for (char *p = host; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr(".-:[]", *p)))
+              strchr(".-:[]/_~", *p)))
             *p = '_';
-    bool tls = lws_is_ssl(wsi);
+    bool tls = pub.https;
     struct gw_buf b;
     gw_buf_init(&b, 4096);
     int rc;
@@ -153,9 +161,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         char *q = strchr(uri, '?');
         if (q)
             *q = '\0';
-        if (strcmp(uri, "/.well-known/host-meta") == 0)
+        const char *path = gw_web_unprefixed(ctx->cfg, uri);
+        if (strcmp(path, "/.well-known/host-meta") == 0)
             return host_meta(wsi, false);
-        if (strcmp(uri, "/.well-known/host-meta.json") == 0)
+        if (strcmp(path, "/.well-known/host-meta.json") == 0)
             return host_meta(wsi, true);
         return gw_web_respond(wsi, 404, "text/plain", NULL, "not found\n", 10);
     }
@@ -216,6 +225,25 @@ static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr
         GW_SSE_PROTOCOL, gw_sse_callback, gw_sse_pss_size(), 0, 0, tr->sse, 0};
 }
 
+/* public_url "https://example.org/chat/": every mount again under "/chat", so that a proxy may
+ * pass the path as it is or strip the prefix. Returns how many were added (0 without a prefix). */
+static int prefix_mounts(struct gw_web *web, const struct gw_config *cfg)
+{
+    struct gw_public_url u;
+    if (!cfg->public_url[0] || gw_config_parse_public_url(cfg->public_url, &u) != 0 || !u.prefix[0])
+        return 0;
+    for (int i = 0; i < N_MOUNTS; i++) {
+        struct lws_http_mount *m = &web->mounts[N_MOUNTS + i];
+        *m = web->mounts[i];
+        const char *mp = web->mounts[i].mountpoint;
+        /* "/" becomes "/chat": lws matches a mount point followed by '/' or the end. */
+        snprintf(web->prefixed[i], sizeof(web->prefixed[i]), "%s%s", u.prefix,
+                 strcmp(mp, "/") == 0 ? "" : mp);
+        m->mountpoint = web->prefixed[i];
+    }
+    return N_MOUNTS;
+}
+
 /* Mounts: lws picks the longest matching mountpoint. */
 static void set_mounts(struct gw_web *web, const struct gw_config *cfg)
 {
@@ -242,9 +270,10 @@ static void set_mounts(struct gw_web *web, const struct gw_config *cfg)
     m[4].mountpoint = GW_SSE_PATH;
     m[4].origin = GW_SSE_PROTOCOL;
     m[4].origin_protocol = LWSMPRO_CALLBACK;
-    for (int i = 0; i < 5; i++) {
+    int n = N_MOUNTS + prefix_mounts(web, cfg);
+    for (int i = 0; i < n; i++) {
         m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
-        m[i].mount_next = i < 4 ? &m[i + 1] : NULL;
+        m[i].mount_next = i < n - 1 ? &m[i + 1] : NULL;
     }
 }
 

@@ -333,7 +333,8 @@ static int on_http(struct lws *wsi, struct pss *pss)
     gw_web_cors_headers(origin, cors, sizeof(cors));
     if (!sse || !sse->hub)
         return error_json(wsi, 503, cors, "service-unavailable", "live updates are not configured");
-    if (!split_path(uri, service, sizeof(service), node, sizeof(node)) ||
+    if (!split_path(gw_web_unprefixed(ctx->cfg, uri), service, sizeof(service), node,
+                    sizeof(node)) ||
         !gw_hub_allowed(ctx->cfg, service, node))
         return error_json(wsi, 404, cors, "item-not-found", "no such node");
     if (sse->n_viewers >= ctx->cfg->live_max_viewers) {

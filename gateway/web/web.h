@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <libwebsockets.h>
+#include "config/config.h"
 #include "core/ctx.h"
 #include "core/err.h"
 #include "core/host.h"
@@ -64,8 +65,24 @@ bool gw_web_origin_check(const struct gw_config *cfg, const char *origin, const 
 /* The origin policy for a request. On return, origin holds the request's Origin ("" if none). */
 bool gw_web_origin_allowed(struct lws *wsi, char *origin, size_t originlen);
 
-/* The peer's address as text ("127.0.0.1", "::1"). */
+/* The client's address as text ("192.0.2.1", "::1"; IPv4-mapped IPv6 as IPv4): the TCP peer's,
+ * or, when the TCP peer is in trusted_proxies, the one its forwarding headers name (forwarded.h).
+ * Per-address limits, log lines and /api/sessions all take it from here. */
 void gw_web_peer(struct lws *wsi, char *out, size_t outlen);
+
+/* Where the client reached the gateway: scheme and host from a trusted proxy's forwarding
+ * headers, else from public_url, else from the connection (TLS or not) and its Host header; the
+ * path prefix from public_url. */
+struct gw_web_public {
+    bool https;                            /* the scheme the client used */
+    char host[GW_HOST_MAX + 7];            /* "host[:port]"; "" when nothing says */
+    char prefix[GW_PUBLIC_PREFIX_MAX + 1]; /* public_url's path without its trailing '/', or "" */
+};
+void gw_web_public_base(struct lws *wsi, struct gw_web_public *out);
+
+/* uri without public_url's path prefix when it starts with it ("/chat/events/x" -> "/events/x"),
+ * else uri itself. */
+const char *gw_web_unprefixed(const struct gw_config *cfg, const char *uri);
 
 /* Answer a whole HTTP response at once (status, content type, extra header lines, body) and mark
  * the transaction complete. extra_headers: NULL or "Name: value\r\n..." lines. Returns -1 when the
