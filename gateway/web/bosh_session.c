@@ -674,7 +674,8 @@ static uint64_t next_deadline(const struct bsess *bs, uint64_t now)
         return bs->tomb_until;
     uint64_t next = bs->state == BS_CONNECTING ? bs->creation_deadline : UINT64_MAX;
     next = earliest(&bs->early, earliest(&bs->held, next));
-    if (no_requests(bs) && bs->idle_since + bs->idle_ms < next)
+    /* (A prebound session has no request before it is OPEN, and is not idle then.) */
+    if (bs->state == BS_OPEN && no_requests(bs) && bs->idle_since + bs->idle_ms < next)
         next = bs->idle_since + bs->idle_ms;
     return next;
 }
@@ -1126,6 +1127,7 @@ static int bsess_init(struct bsess *bs, struct gw_bosh_sessions *t, const struct
     bs->t = t;
     bs->pending = GW_COND_NONE;
     bs->cond = GW_COND_NONE;
+    bs->prebind_cond = GW_COND_NONE;
     gw_bosh_negotiate(b, &lim, &bs->p);
     gw_buf_init(&bs->out, gw_bosh_out_max(cfg->send_queue, cfg->max_stanza));
     gw_buf_init(&bs->features, cfg->max_stanza + 1);
@@ -1285,7 +1287,6 @@ int gw_bosh_sessions_prebind(struct gw_bosh_sessions *t, const struct gw_prebind
         rc = bsess_init(bs, t, &no_attributes);
     if (!rc)
         rc = core_open(bs, &so, to, NULL, &cond);
-    explicit_bzero(&j, sizeof(j));
     if (rc) {
         GW_INFO(&t->ctx->log, NULL, NULL, "BOSH prebind for %s from %s refused: %s",
                 req && req->visitor ? "a visitor" : "an account",

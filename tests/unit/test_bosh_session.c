@@ -8,7 +8,10 @@
  * system-shutdown), and the deadlines that keep nothing alive for ever: a due answer never taken
  * (http.write_timeout), early requests whose gap is never filled, replays counted against
  * `requests`, upstream's stream error at creation, stream-namespace children and prefixes
- * declared on <body/>. Every step checks the sessions' invariants (gw_bosh_sessions_check()). */
+ * declared on <body/>; prebound sessions (an account, a visitor: bound by the gateway, attached
+ * by a request with the sid and rid given, what came meanwhile delivered on it; refused logins,
+ * requests refused at once, a prebind nobody attaches to, a cancelled one). Every step checks the
+ * sessions' invariants (gw_bosh_sessions_check()). */
 #include <stdarg.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -48,6 +51,7 @@ struct xserver {
     char got[65536];     /* every element received, one after the other (for strstr) */
     size_t got_len;      /* bytes in got */
     unsigned accepted;   /* connections accepted */
+    bool refuse_auth;    /* answer <auth/> with <failure/> */
 };
 
 static void xconn_closed(uv_handle_t *h)
@@ -108,6 +112,28 @@ static void send_flood(struct xconn *c, unsigned n)
     }
 }
 
+/* The result of a bind: the resource asked for, else one of the server's; a resource with
+ * "echo" in it also gets a message right after, one with "silent" in it no answer. */
+static void bind_result(struct xconn *c, const char *iq)
+{
+    char id[64] = "", res[128] = "srv-chosen", m[512];
+    const char *p = strstr(iq, "id='"), *r = strstr(iq, "<resource>");
+    if (p)
+        sscanf(p + 4, "%63[^']", id);
+    if (r)
+        sscanf(r + 10, "%127[^<]", res);
+    if (strstr(res, "silent"))
+        return;
+    snprintf(
+        m, sizeof(m),
+        "<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>%s@" DOMAIN
+        "/%s</jid></bind></iq>",
+        id, strncmp(res, "visitor-", 8) == 0 ? "site" : "alice", res);
+    xsend(c, m);
+    if (strstr(res, "echo"))
+        xsend(c, "<message from='e@" DOMAIN "'><body>before-attach</body></message>");
+}
+
 /* One complete element from the client: answer as the script says. */
 static void on_element(struct xconn *c, const char *el, size_t len)
 {
@@ -120,7 +146,11 @@ static void on_element(struct xconn *c, const char *el, size_t len)
     char copy[8192];
     snprintf(copy, sizeof(copy), "%.*s", (int)len, el);
     if (strncmp(copy, "<auth", 5) == 0) {
-        xsend(c, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        xsend(c, srv->refuse_auth ? "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                                    "<not-authorized/></failure>"
+                                  : "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    } else if (strstr(copy, "<bind")) {
+        bind_result(c, copy);
     } else if (strstr(copy, "die")) {
         xsend(c, "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
                  "</stream:error></stream:stream>");
@@ -1007,6 +1037,211 @@ static void test_stanza_past_limit(void)
     F.cfg.max_depth = depth;
 }
 
+/* ---- prebind ---- */
+
+/* What a prebind's asker was told. */
+struct told {
+    bool called;            /* fn came */
+    unsigned times;         /* how often */
+    int status;             /* as told */
+    enum gw_condition cond; /* as told */
+    char jid[256];          /* as told */
+    char sid[64];           /* as told */
+    unsigned long long rid; /* as told */
+};
+
+static void on_prebound(void *ud, const struct gw_prebind_result *res)
+{
+    struct told *t = ud;
+    t->called = true;
+    t->times++;
+    t->status = res->status;
+    t->cond = res->cond;
+    snprintf(t->jid, sizeof(t->jid), "%s", res->jid);
+    snprintf(t->sid, sizeof(t->sid), "%s", res->sid);
+    t->rid = res->rid;
+}
+
+/* Start a prebind and wait until its asker is told. */
+static bool prebind(struct told *t, const char *jid, const char *password, bool visitor)
+{
+    memset(t, 0, sizeof(*t));
+    struct gw_prebind_req req = {
+        .jid = jid, .password = password, .visitor = visitor, .peer = "127.0.0.1"};
+    struct gw_prebind *p = NULL;
+    int rc = gw_bosh_sessions_prebind(F.bs, &req, on_prebound, t, &p);
+    CHECK(rc == 0 && p);
+    CHECK(!t->called); /* never from inside the call */
+    check_invariants();
+    return rc == 0 && run_until(&t->called, 4000);
+}
+
+/* The client's side of a prebound session: its next request is the rid it was given. */
+static void attached(struct bosh *s, const struct told *t, int fd)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->sid, sizeof(s->sid), "%s", t->sid);
+    s->rid = t->rid - 1;
+    s->fd = fd;
+}
+
+/* An account: logged in and bound by the gateway; the client attaches with the sid and rid it was
+ * told, gets at once what upstream sent meanwhile, and its stanzas go upstream. */
+static void test_prebind_account(void)
+{
+    struct told t;
+    size_t before = F.srv.got_len;
+    CHECK(prebind(&t, "alice@" DOMAIN "/echo-1", "secret", false));
+    CHECK(t.status == 0 && t.times == 1 && t.cond == GW_COND_NONE);
+    CHECK(strcmp(t.jid, "alice@" DOMAIN "/echo-1") == 0 && strlen(t.sid) == GW_SID_LEN);
+    CHECK(t.rid > 1 && t.rid <= 4000000001ull);
+    CHECK(strstr(F.srv.got + before, "mechanism='PLAIN'"));
+    CHECK(strstr(F.srv.got + before, "<resource>echo-1</resource>"));
+    run_for(100); /* the message upstream sent after the bind waits for the client */
+    struct bosh s;
+    attached(&s, &t, 30);
+    struct conn *c = next(&s, NULL, NULL);
+    CHECK(c->ready && take(c) && c->status == 200 && has(c, "before-attach"));
+    drop(c);
+    c = next(&s, NULL, "<message to='e@" DOMAIN "'><body>echo</body></message>");
+    CHECK(answer(c, 3000) && has(c, "<body>echo</body>"));
+    drop(c);
+    /* The rid before the first was never the client's: nothing to replay. */
+    c = at_rid(&s, t.rid - 1, NULL, NULL);
+    CHECK(c->ready && take(c) && is_terminate(c, "item-not-found"));
+    drop(c);
+    /* Without a resource the server chooses one. */
+    CHECK(prebind(&t, "alice@" DOMAIN, "secret", false));
+    CHECK(t.status == 0 && strcmp(t.jid, "alice@" DOMAIN "/srv-chosen") == 0);
+    attached(&s, &t, 31);
+    c = next(&s, "type='terminate'", NULL);
+    CHECK(c->ready && take(c) && is_terminate(c, NULL));
+    drop(c);
+}
+
+/* A visitor: the shared account, a generated resource, the visitor policy. */
+static void test_prebind_visitor(void)
+{
+    snprintf(F.cfg.visitors_domain, sizeof(F.cfg.visitors_domain), "visitors." DOMAIN);
+    snprintf(F.cfg.visitors_jid, sizeof(F.cfg.visitors_jid), "site@" DOMAIN);
+    snprintf(F.cfg.visitors_password, sizeof(F.cfg.visitors_password), "site-pw");
+    struct told t;
+    size_t before = F.srv.got_len;
+    CHECK(prebind(&t, "alice@" DOMAIN, "ignored", true));
+    const char *want = "site@" DOMAIN "/visitor-";
+    CHECK(t.status == 0 && strncmp(t.jid, want, strlen(want)) == 0);
+    CHECK(strlen(t.jid) == strlen(want) + 16 &&
+          strspn(t.jid + strlen(want), "0123456789abcdef") == 16);
+    struct bosh s;
+    attached(&s, &t, 32);
+    struct conn *c =
+        next(&s, NULL, "<message to='bob@" DOMAIN "' id='m1'><body>hi</body></message>");
+    CHECK(answer(c, 3000) && has(c, "<forbidden ") && has(c, "id='m1'"));
+    drop(c);
+    CHECK(!strstr(F.srv.got + before, "bob@"));
+    c = next(&s, "type='terminate'", NULL);
+    CHECK(c->ready && take(c) && is_terminate(c, NULL));
+    drop(c);
+    F.cfg.visitors_domain[0] = '\0';
+}
+
+/* Refused at once (nothing started, never told), or told of a failed login. */
+static void test_prebind_refused(void)
+{
+    struct told t = {0};
+    struct gw_prebind *p = NULL;
+    struct gw_prebind_req req = {
+        .jid = "no-localpart." DOMAIN, .password = "x", .peer = "127.0.0.1"};
+    size_t n = gw_bosh_sessions_count(F.bs);
+    CHECK(gw_bosh_sessions_prebind(F.bs, &req, on_prebound, &t, &p) == GW_EINVAL);
+    req.jid = "alice@" DOMAIN;
+    req.password = NULL;
+    CHECK(gw_bosh_sessions_prebind(F.bs, &req, on_prebound, &t, &p) == GW_EINVAL);
+    struct gw_prebind_req vis = {.visitor = true, .peer = "127.0.0.1"}; /* no visitors.domain */
+    CHECK(gw_bosh_sessions_prebind(F.bs, &vis, on_prebound, &t, &p) == GW_EINVAL);
+    req.password = "secret";
+    unsigned max = F.cfg.max_sessions;
+    F.cfg.max_sessions = (unsigned)gw_sessions_count(F.ctx.sessions);
+    CHECK(gw_bosh_sessions_prebind(F.bs, &req, on_prebound, &t, &p) == GW_ELIMIT);
+    F.cfg.max_sessions = max;
+    F.ctx.draining = true;
+    CHECK(gw_bosh_sessions_prebind(F.bs, &req, on_prebound, &t, &p) == GW_ECLOSED);
+    F.ctx.draining = false;
+    CHECK(gw_bosh_sessions_count(F.bs) == n);
+    run_for(50);
+    CHECK(!t.called);
+
+    F.srv.refuse_auth = true;
+    CHECK(prebind(&t, "alice@" DOMAIN, "wrong", false));
+    CHECK(t.status != 0 && t.cond == GW_COND_not_authorized && t.times == 1 && !t.sid[0]);
+    F.srv.refuse_auth = false;
+    CHECK(prebind(&t, "alice@down.example", "secret", false));
+    CHECK(t.status != 0 && t.cond == GW_COND_remote_connection_failed);
+    run_for(50);
+    CHECK(gw_bosh_sessions_count(F.bs) == n);
+}
+
+/* A prebind that is never bound ends at limits.auth_timeout (policy-violation). */
+static void test_prebind_auth_timeout(void)
+{
+    struct told t;
+    unsigned auth_timeout = F.cfg.auth_timeout;
+    F.cfg.auth_timeout = 1;
+    CHECK(prebind(&t, "alice@" DOMAIN "/silent", "secret", false)); /* never bound */
+    CHECK(t.status == GW_ELIMIT && t.cond == GW_COND_policy_violation);
+    F.cfg.auth_timeout = auth_timeout;
+    run_for(50);
+    CHECK(gw_bosh_sessions_count(F.bs) == 0 && gw_sessions_count(F.ctx.sessions) == 0);
+}
+
+/* Is there a core session with this sid? */
+static void find_sid(void *ud, const struct gw_session_info *info)
+{
+    const char **sid = ud;
+    if (*sid && strcmp(info->sid, *sid) == 0)
+        *sid = NULL;
+}
+
+static bool core_alive(const char *sid)
+{
+    const char *want = sid;
+    gw_sessions_foreach(F.ctx.sessions, find_sid, &want);
+    return want == NULL;
+}
+
+/* A prebind nobody attaches to ends after inactivity, upstream and all. */
+static void test_prebind_unused(void)
+{
+    struct told t;
+    unsigned h, e;
+    CHECK(prebind(&t, "alice@" DOMAIN, "secret", false) && t.status == 0);
+    CHECK(gw_bosh_sessions_requests(F.bs, t.sid, &h, &e) && h == 0 && e == 0 && core_alive(t.sid));
+    run_for(700);
+    CHECK(gw_bosh_sessions_requests(F.bs, t.sid, &h, &e)); /* bosh.inactivity is 1 s here */
+    run_for(800);
+    CHECK(!gw_bosh_sessions_requests(F.bs, t.sid, &h, &e) && !core_alive(t.sid));
+    struct bosh s;
+    attached(&s, &t, 33);
+    struct conn *c = next(&s, NULL, NULL);
+    CHECK(c->ready && take(c) && is_terminate(c, "item-not-found"));
+    drop(c);
+}
+
+/* A cancelled prebind: never told, its session gone at once. */
+static void test_prebind_cancel(void)
+{
+    struct told t = {0};
+    struct gw_prebind *p = NULL;
+    struct gw_prebind_req req = {.jid = "alice@" DOMAIN, .password = "secret", .peer = "127.0.0.1"};
+    size_t n = gw_bosh_sessions_count(F.bs), m = gw_sessions_count(F.ctx.sessions);
+    CHECK(gw_bosh_sessions_prebind(F.bs, &req, on_prebound, &t, &p) == 0);
+    CHECK(gw_bosh_sessions_count(F.bs) == n + 1);
+    gw_prebind_cancel(p);
+    CHECK(gw_bosh_sessions_count(F.bs) == n && gw_sessions_count(F.ctx.sessions) == m);
+    run_for(300);
+    CHECK(!t.called);
+}
+
 /* ---- setup ---- */
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -1092,6 +1327,7 @@ int main(void)
         fprintf(stderr, "setup failed\n");
         return 1;
     }
+    test_prebind_auth_timeout(); /* first: the unbound sessions' deadlines are checked in order */
     test_creation();
     test_refused();
     test_hold_and_wait();
@@ -1113,6 +1349,11 @@ int main(void)
     test_creation_stream_error();
     test_stream_namespace_child();
     test_stanza_past_limit();
+    test_prebind_account();
+    test_prebind_visitor();
+    test_prebind_refused();
+    test_prebind_unused();
+    test_prebind_cancel();
     test_shutdown();
     teardown();
     return CHECK_SUMMARY();
