@@ -63,17 +63,40 @@ static bool selects_xmpp(const struct lws_protocols *protocols, const char *list
     return false;
 }
 
-static int refuse(struct lws *wsi, unsigned status, const char *why)
+static int refuse_with(struct lws *wsi, unsigned status, const char *why, const char *extra)
 {
     struct gw_ctx *ctx = gw_web_ctx(wsi);
-    char peer[64];
+    char peer[64], hdrs[128];
     gw_web_peer(wsi, peer, sizeof(peer));
     GW_INFO(&ctx->log, NULL, NULL, "websocket upgrade from %s refused (%u): %s", peer, status, why);
     char body[256];
     int n = snprintf(body, sizeof(body), "%s\n", why);
-    gw_web_respond(wsi, status, "text/plain; charset=utf-8", "Connection: close\r\n", body,
-                   (size_t)n);
+    snprintf(hdrs, sizeof(hdrs), "Connection: close\r\n%s", extra);
+    gw_web_respond(wsi, status, "text/plain; charset=utf-8", hdrs, body, (size_t)n);
     return 1;
+}
+
+static int refuse(struct lws *wsi, unsigned status, const char *why)
+{
+    return refuse_with(wsi, status, why, "");
+}
+
+/* RFC 6455 4.2.1 and 4.2.2, which lws 4.1.6 lets through to this callback: a Host, a
+ * Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version 13 (426 naming it otherwise). */
+static int check_handshake(struct lws *wsi)
+{
+    char host[300], key[64], version[16];
+    if (gw_web_header(wsi, WSI_TOKEN_HOST, host, sizeof(host)) <= 0)
+        return refuse(wsi, 400, "a WebSocket handshake needs one Host (RFC 6455 4.2.1)");
+    if (gw_web_header(wsi, WSI_TOKEN_KEY, key, sizeof(key)) != 24 || key[22] != '=' ||
+        key[23] != '=')
+        return refuse(wsi, 400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 4.2.1)");
+    if (gw_web_header(wsi, WSI_TOKEN_VERSION, version, sizeof(version)) <= 0)
+        return refuse(wsi, 400, "Sec-WebSocket-Version is required (RFC 6455 4.2.1)");
+    if (strcmp(version, "13") != 0)
+        return refuse_with(wsi, 426, "only Sec-WebSocket-Version 13 is spoken (RFC 6455 4.2.2)",
+                           "Sec-WebSocket-Version: 13\r\n");
+    return 0;
 }
 
 static int confirm_upgrade(struct lws *wsi, const char *to)
@@ -84,6 +107,8 @@ static int confirm_upgrade(struct lws *wsi, const char *to)
         return refuse(wsi, 400, "only WebSocket upgrades are accepted");
     if (gw_web_header(wsi, WSI_TOKEN_GET_URI, uri, sizeof(uri)) < 0)
         return refuse(wsi, 400, "WebSocket upgrade needs GET");
+    if (check_handshake(wsi))
+        return 1;
     char *q = strchr(uri, '?');
     if (q)
         *q = '\0';
