@@ -9,6 +9,7 @@
 #              its first line to its closing brace by universal-ctags
 #   readme     tests/README.md has a table row for every test file (tests/unit/*.c,
 #              tests/integration/*.test.mjs, tests/browser/*.test.mjs, tests/fault/*.test.mjs,
+#              tests/proxy/*.test.mjs,
 #              tests/fuzz/fuzz_*.c), and
 #              every row names a file that exists. A row starts with the path below tests/ in
 #              backticks:  | `unit/test_buf.c` | what it checks |
@@ -80,7 +81,7 @@ check_readme() {
     local f rel missing=() stale=()
     shopt -s nullglob
     for f in tests/unit/*.c tests/integration/*.test.mjs tests/browser/*.test.mjs \
-        tests/fault/*.test.mjs tests/fuzz/fuzz_*.c; do
+        tests/fault/*.test.mjs tests/proxy/*.test.mjs tests/fuzz/fuzz_*.c; do
         rel=${f#tests/}
         grep -qF "| \`$rel\` |" "$README" || missing+=("$rel")
     done
