@@ -551,7 +551,10 @@ static int on_timer(struct lws *wsi, struct pss *pss)
      * connection is killed as lws kills on its own timeouts: no flushing first (a close would
      * wait for the unread answer to go out, up to lws's shutdown timeout). */
     char peer[64];
-    gw_web_peer(wsi, peer, sizeof(peer));
+    if (h) /* its headers may be gone by now: the address read with them (behind a proxy too) */
+        snprintf(peer, sizeof(peer), "%s", h->peer);
+    else
+        gw_web_peer(wsi, peer, sizeof(peer));
     ctx->metrics.refused[GW_LIMIT_HTTP_DEADLINE]++;
     GW_INFO(&ctx->log, NULL, NULL,
             "BOSH answer to %s not %s within http.write_timeout (%u s): connection closed", peer,
