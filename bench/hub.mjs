@@ -78,7 +78,7 @@ async function checkLimits() {
   if (limit < need) {
     throw new Error(`ulimit -n is ${limit} here; ${N} viewers need at least ${need} descriptors in this `
       + 'process and in the gateway (it inherits the limit): raise it first, e.g. `ulimit -n 65536` '
-      + '(bench/run.sh does), or spread fewer viewers');
+      + '(bench/run.sh does), or use fewer viewers');
   }
   const [lo, hi] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/).map(Number);
   if (N / opts.sources > hi - lo - 1000) {
@@ -118,7 +118,6 @@ function startWorker(workerData) {
         waiting.get(type).push({ resolve, reject });
       });
     },
-    forget: (type) => seen.delete(type),
     terminate: () => w.terminate(),
   };
 }
