@@ -130,6 +130,8 @@ export async function startHaproxy({ gw, tls }) {
   const pem = path.join(dir, 'xmppgw.pem');
   await writeFile(pem, `${await readFile(tls.certFile, 'utf8')}${await readFile(tls.keyFile, 'utf8')}`);
   const text = substitute(await recipe('haproxy.cfg'), [
+    ['bind :::80 v6only', `bind ::1:${httpPort} v6only`],
+    ['bind :::443 v6only ', `bind ::1:${port} v6only `],
     ['bind :80', `bind 127.0.0.1:${httpPort}`],
     ['bind :443 ', `bind 127.0.0.1:${port} `],
     ['/etc/haproxy/certs/xmppgw.pem', pem],

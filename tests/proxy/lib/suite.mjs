@@ -224,6 +224,24 @@ export function proxySuite(name, { start, timeouts, checks }) {
       assert.doesNotMatch(gw.logText(), /198\.51\.100\.6[67]/);
     });
 
+    it('serves an IPv6 client through the proxy and logs its address', T, async () => {
+      const p = await new Promise((resolve, reject) => {
+        const ws = new WebSocket(`wss://[::1]:${proxy.port}/chat/xmpp-websocket`, ['xmpp'], {
+          ca: tlsOpts.ca, servername: 'localhost', family: 6, localAddress: '::1', handshakeTimeout: 5000,
+        });
+        const frames = [];
+        ws.on('message', (d) => frames.push(d.toString()));
+        ws.on('open', () => { ws.send(openFrame()); resolve({ ws, frames }); });
+        ws.on('error', reject);
+      });
+      try {
+        await waitUntil(() => p.frames.some((f) => /features/.test(f)), 5000, 'features over IPv6');
+        await gw.waitForLog(/session created: transport=websocket peer=::1 /, 5000);
+      } finally {
+        p.ws.terminate();
+      }
+    });
+
     it('ignores forwarding headers sent straight to the gateway by a peer that is no trusted proxy', T, async () => {
       const headers = { 'X-Forwarded-For': '203.0.113.7', 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-Proto': 'http' };
       const meta = await request(`${gw.url}/.well-known/host-meta.json`, { headers, localAddress: '127.0.0.9' });
