@@ -287,3 +287,68 @@ int gw_ws_build_close(struct gw_buf *b)
 {
     return gw_buf_append_str(b, "<close xmlns=\"" GW_NS_FRAMING "\"/>");
 }
+
+/* ---- connections per client address that have not sent <open/> ---- */
+
+int gw_ws_pending_init(struct gw_ws_pending *t)
+{
+    return gw_strmap_init(&t->map);
+}
+
+void gw_ws_pending_cleanup(struct gw_ws_pending *t)
+{
+    struct gw_strmap_node *n;
+    while ((n = gw_strmap_first(&t->map)) != NULL) {
+        gw_strmap_del(&t->map, n);
+        free(GW_CONTAINER_OF(n, struct gw_ws_pending_addr, node));
+    }
+    gw_strmap_cleanup(&t->map);
+}
+
+/* The entry of addr, looked up as it is kept: cut to GW_WS_ADDR_MAX - 1 bytes. */
+static struct gw_ws_pending_addr *pending_find(const struct gw_ws_pending *t, const char *addr,
+                                               char key[GW_WS_ADDR_MAX])
+{
+    snprintf(key, GW_WS_ADDR_MAX, "%s", addr);
+    struct gw_strmap_node *n = gw_strmap_find(&t->map, key);
+    return n ? GW_CONTAINER_OF(n, struct gw_ws_pending_addr, node) : NULL;
+}
+
+int gw_ws_pending_take(struct gw_ws_pending *t, const char *addr, unsigned limit,
+                       struct gw_ws_pending_addr **out)
+{
+    char key[GW_WS_ADDR_MAX];
+    *out = NULL;
+    struct gw_ws_pending_addr *a = pending_find(t, addr, key);
+    if ((a ? a->n : 0) >= limit)
+        return GW_ELIMIT;
+    if (!a) {
+        a = calloc(1, sizeof(*a));
+        if (!a)
+            return GW_ENOMEM;
+        memcpy(a->addr, key, sizeof(a->addr));
+        gw_strmap_add(&t->map, &a->node, a->addr);
+    }
+    a->n++;
+    *out = a;
+    return 0;
+}
+
+void gw_ws_pending_release(struct gw_ws_pending *t, struct gw_ws_pending_addr **a)
+{
+    struct gw_ws_pending_addr *p = *a;
+    if (!p)
+        return;
+    *a = NULL;
+    if (--p->n == 0) {
+        gw_strmap_del(&t->map, &p->node);
+        free(p);
+    }
+}
+
+unsigned gw_ws_pending_count(const struct gw_ws_pending *t, const char *addr)
+{
+    char key[GW_WS_ADDR_MAX];
+    const struct gw_ws_pending_addr *a = pending_find(t, addr, key);
+    return a ? a->n : 0;
+}

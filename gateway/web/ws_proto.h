@@ -2,9 +2,10 @@
  * (<open/>, <close/>, one stanza, or a broken rule as a stream condition), the order rules of one
  * connection's stream (nothing before <open/>, one <open/> at a time, a restart keeps the domain,
  * nothing after the end) and the frames the gateway writes (<open/> answer, <stream:error/>,
- * <close/>). websocket.c drives it from the lws callbacks; the unit tests and the fuzz target
- * drive it directly. Owns: the frame parser (one expat parser in document mode) and the structs
- * below. Calls: xml, core. */
+ * <close/>), and the count per client address of connections that have not sent <open/>
+ * (limits.per_address_pending). websocket.c drives it from the lws callbacks; the unit tests and
+ * the fuzz target drive it directly. Owns: the frame parser (one expat parser in document mode),
+ * the pending table's entries and the structs below. Calls: xml, core. */
 #ifndef GW_WEB_WS_PROTO_H
 #define GW_WEB_WS_PROTO_H
 
@@ -14,6 +15,7 @@
 #include "core/cond.h"
 #include "core/err.h"
 #include "core/host.h"
+#include "core/strmap.h"
 #include "xml/xml.h"
 
 #define GW_WS_LANG_MAX 63 /* bytes of xml:lang kept (the upstream header keeps as many) */
@@ -83,5 +85,36 @@ int gw_ws_build_open(struct gw_buf *b, const char *from, const char *id,
 int gw_ws_build_error(struct gw_buf *b, enum gw_condition cond, const char *text) GW_MUST_CHECK;
 /* <close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>. */
 int gw_ws_build_close(struct gw_buf *b) GW_MUST_CHECK;
+
+/* ---- connections per client address that have not sent <open/> ---- */
+
+#define GW_WS_ADDR_MAX 64 /* bytes of a client address kept, NUL included (gw_web_peer's) */
+
+/* One client address's connections that have not sent <open/>; it lives while n is not zero. */
+struct gw_ws_pending_addr {
+    struct gw_strmap_node node; /* in gw_ws_pending.map, keyed by addr */
+    char addr[GW_WS_ADDR_MAX];  /* the client address */
+    unsigned n;                 /* its connections counted */
+};
+
+/* The table of those counts (limits.per_address_pending), one for the transport. */
+struct gw_ws_pending {
+    struct gw_strmap map; /* client address -> struct gw_ws_pending_addr */
+};
+
+int gw_ws_pending_init(struct gw_ws_pending *t) GW_MUST_CHECK; /* GW_ENOMEM, GW_EIO */
+void gw_ws_pending_cleanup(struct gw_ws_pending *t);           /* frees every entry left */
+
+/* Count one more connection of addr, unless addr has limit counted already (GW_ELIMIT, nothing
+ * counted; *out NULL) or no entry could be made (GW_ENOMEM). On 0, *out is what to release. */
+int gw_ws_pending_take(struct gw_ws_pending *t, const char *addr, unsigned limit,
+                       struct gw_ws_pending_addr **out) GW_MUST_CHECK;
+
+/* The connection counted in *a sent <open/> or closed: it counts no more, and *a becomes NULL, so
+ * that a second call does nothing. The entry is freed with its last connection. */
+void gw_ws_pending_release(struct gw_ws_pending *t, struct gw_ws_pending_addr **a);
+
+/* How many connections of addr are counted (0 for an address not in the table). */
+unsigned gw_ws_pending_count(const struct gw_ws_pending *t, const char *addr);
 
 #endif

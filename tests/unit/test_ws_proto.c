@@ -3,8 +3,9 @@
  * condition (the parser's, unknown framing elements, stream-namespace elements, the order rules,
  * host-unknown, unsupported-version), the order of a connection's stream (nothing before
  * <open/>, one <open/> at a time, restarts for the same domain, nothing after the end) and the
- * frames the gateway writes. No sockets: websocket.c's lws side is covered by
- * tests/integration/websocket_*.test.mjs. */
+ * frames the gateway writes; the count per client address of connections without <open/> (up to
+ * the limit and no further, each address apart, released once, entries freed). No sockets:
+ * websocket.c's lws side is covered by tests/integration/websocket_*.test.mjs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,6 +386,47 @@ static void test_frames(void)
     gw_buf_cleanup(&b);
 }
 
+/* limits.per_address_pending's table: n connections of an address, the next refused; another
+ * address apart; room again after one is released; a second release changes nothing; an entry is
+ * gone with its last connection; a reload's lower limit refuses without releasing anything. */
+static void test_pending(void)
+{
+    struct gw_ws_pending t;
+    struct gw_ws_pending_addr *a[4] = {0}, *x = NULL, *other = NULL;
+    CHECK(gw_ws_pending_init(&t) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(gw_ws_pending_take(&t, "127.0.0.2", 3, &a[i]) == 0 && a[i]);
+    CHECK(a[0] == a[1] && a[1] == a[2]);
+    CHECK(gw_ws_pending_count(&t, "127.0.0.2") == 3);
+    x = a[0];
+    CHECK(gw_ws_pending_take(&t, "127.0.0.2", 3, &x) == GW_ELIMIT && x == NULL);
+    CHECK(gw_ws_pending_count(&t, "127.0.0.2") == 3);
+    CHECK(gw_ws_pending_take(&t, "127.0.0.3", 3, &other) == 0 && other && other != a[0]);
+    CHECK(gw_ws_pending_count(&t, "127.0.0.3") == 1);
+    gw_ws_pending_release(&t, &a[1]);
+    CHECK(a[1] == NULL);
+    gw_ws_pending_release(&t, &a[1]); /* a second time: nothing */
+    CHECK(gw_ws_pending_count(&t, "127.0.0.2") == 2);
+    CHECK(gw_ws_pending_take(&t, "127.0.0.2", 3, &a[3]) == 0 && a[3]);
+    CHECK(gw_ws_pending_take(&t, "127.0.0.2", 2, &x) == GW_ELIMIT); /* limit lowered by a reload */
+    CHECK(gw_ws_pending_count(&t, "127.0.0.2") == 3);
+    gw_ws_pending_release(&t, &a[0]);
+    gw_ws_pending_release(&t, &a[2]);
+    gw_ws_pending_release(&t, &a[3]);
+    CHECK(gw_ws_pending_count(&t, "127.0.0.2") == 0);
+    CHECK(t.map.n == 1); /* only 127.0.0.3's entry is left */
+    CHECK(gw_ws_pending_take(&t, "::1", 0, &x) == GW_ELIMIT && x == NULL && t.map.n == 1);
+    /* An address longer than any kept counts as its first GW_WS_ADDR_MAX - 1 bytes. */
+    char longer[GW_WS_ADDR_MAX + 10];
+    memset(longer, 'a', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    CHECK(gw_ws_pending_take(&t, longer, 1, &x) == 0 && x);
+    struct gw_ws_pending_addr *y = NULL;
+    CHECK(gw_ws_pending_take(&t, longer, 1, &y) == GW_ELIMIT && y == NULL);
+    CHECK(gw_ws_pending_count(&t, longer) == 1);
+    gw_ws_pending_cleanup(&t); /* frees what is left (ASan: no leak) */
+}
+
 int main(void)
 {
     parser = gw_ws_parser_new(&limits);
@@ -399,5 +441,6 @@ int main(void)
         gw_ws_parser_free(parser);
     }
     test_frames();
+    test_pending();
     return CHECK_SUMMARY();
 }
