@@ -210,6 +210,11 @@ export function proxySuite(name, { start, timeouts, checks }) {
       assert.match(text, /session created: transport=bosh peer=127\.0\.0\.5 /);
       assert.match(text, /session created: transport=websocket peer=127\.0\.0\.5 /);
       assert.doesNotMatch(text, /session created: transport=\w+ peer=127\.0\.0\.1 /);
+      // /api/sessions on the admin port: the idle clients' sessions under the client's address.
+      const listed = await request(`${gw.adminUrl}/api/sessions`, { localAddress: '127.0.0.1' });
+      const sessions = JSON.parse(listed.body).sessions.filter((x) => x.transport !== 'internal');
+      assert.ok(sessions.length >= 2, listed.body);
+      assert.deepEqual([...new Set(sessions.map((x) => x.peer))], [CLIENT], listed.body);
       // Forged forwarding headers through the proxy: the proxy replaces them.
       const forged = { 'X-Forwarded-For': '198.51.100.66', Forwarded: 'for=198.51.100.67;proto=http;host=evil.example', 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-Proto': 'http' };
       const created = () => gw.logs().filter((l) => /session created: transport=websocket peer=127\.0\.0\.5 /.test(l)).length;
