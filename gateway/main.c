@@ -334,7 +334,8 @@ static int start(struct app *app, char *err, size_t errlen)
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
         return GW_EIO;
-    app->admin = gw_admin_start(ctx, err, errlen);
+    struct gw_admin_services svc = {.hub = app->hub, .bosh = app->bosh};
+    app->admin = gw_admin_start(ctx, &svc, err, errlen);
     if (!app->admin)
         return GW_EIO;
     start_signals(app);

@@ -1,8 +1,11 @@
 /* The admin HTTP server: owns the libmicrohttpd daemon and the two uv handles that drive it from
  * the gateway's loop (a poll on MHD's epoll fd, a timer from MHD_get_timeout()). It hands what MHD
  * read of each request to admin_proto.c, which decides the route or the refusal, and answers as
- * told; bodies come from render.c. Calls: admin_proto.c, render.c, config, core; libmicrohttpd,
- * libuv.
+ * told; bodies come from render.c. A POST route's body is read into a bounded buffer, then the
+ * request waits suspended (MHD_suspend_connection) for the hub's answer and is resumed when it
+ * comes; a connection that MHD ends meanwhile cancels what it waited for.
+ * Owns: struct gw_admin, struct post_req. Calls: admin_proto.c, render.c, session/hub, config,
+ * core; libmicrohttpd, libuv.
  *
  * MHD runs with no thread of its own: every request handler below runs inside MHD_run(), called
  * from a loop callback, so it may read the gateway's state directly. */
@@ -21,24 +24,27 @@
 #include <microhttpd.h>
 #include "admin/admin_proto.h"
 #include "config/config.h"
+#include "session/hub.h"
 
 #define ADMIN_TIMEOUT_S 30u             /* idle admin connections are closed after this */
 #define ADMIN_MAX_CONNECTIONS 256u      /* concurrent admin connections */
 #define ADMIN_CONN_MEMORY (32u * 1024u) /* per-connection memory for request line and headers */
+#define DRAIN_FACTOR 4u /* a body past its bound is read and dropped up to this many times it */
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define PROMETHEUS_TEXT "text/plain; version=0.0.4; charset=utf-8"
 #define JSON_TYPE "application/json"
 
 struct gw_admin {
-    struct gw_ctx *ctx;     /* the gateway; cfg is read per request (reload replaces it) */
-    struct MHD_Daemon *mhd; /* the daemon, external polling, epoll */
-    uv_poll_t poll;         /* readable when MHD's epoll fd has events */
-    uv_timer_t timer;       /* fires when MHD_get_timeout() says MHD must run */
-    unsigned open_handles;  /* uv handles not closed yet; the struct goes with the last */
-    uint16_t port;          /* the port bound */
-    bool starting;          /* MHD messages go to start_err rather than the log */
-    char start_err[256];    /* MHD's last message while starting, for err */
+    struct gw_ctx *ctx;           /* the gateway; cfg is read per request (reload replaces it) */
+    struct gw_admin_services svc; /* what the POST routes call (either may be NULL) */
+    struct MHD_Daemon *mhd;       /* the daemon, external polling, epoll */
+    uv_poll_t poll;               /* readable when MHD's epoll fd has events */
+    uv_timer_t timer;             /* fires when MHD_get_timeout() says MHD must run */
+    unsigned open_handles;        /* uv handles not closed yet; the struct goes with the last */
+    uint16_t port;                /* the port bound */
+    bool starting;                /* MHD messages go to start_err rather than the log */
+    char start_err[256];          /* MHD's last message while starting, for err */
 };
 
 /* ---- loop glue ---- */
@@ -100,6 +106,12 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
         snprintf(a->start_err, sizeof(a->start_err), "%s", msg);
     else
         GW_INFO(&a->ctx->log, NULL, NULL, "admin: %s", msg);
+}
+
+/* A resumed connection is served by the next MHD_run(): make it come on the next loop turn. */
+static void run_soon(struct gw_admin *a)
+{
+    uv_timer_start(&a->timer, on_timer, 0, 0);
 }
 
 /* ---- responses ---- */
@@ -185,7 +197,7 @@ static enum MHD_Result serve_metrics(struct gw_admin *a, struct MHD_Connection *
 {
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
-    int rc = gw_admin_render_metrics(a->ctx, &b);
+    int rc = gw_admin_render_metrics(a->ctx, a->svc.hub, &b);
     if (rc) {
         gw_buf_cleanup(&b);
         return reply_render_error(a, conn, "metrics", rc);
@@ -272,6 +284,10 @@ static void decide(struct gw_admin *a, struct MHD_Connection *conn, const char *
         .authorization =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .has_body = has_body(conn),
+        .content_type =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_length =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
     };
     gw_admin_decide(a->ctx->cfg, &req, d);
 }
@@ -287,6 +303,151 @@ static void log_refusal(struct gw_admin *a, const char *method, const char *url,
                  e == GW_ADMIN_ERR_NO_TOKEN ? "no" : "wrong");
 }
 
+/* ---- POST routes: a body, then an answer that comes later ---- */
+
+/* One request to a POST route, from its headers until MHD is done with it (on_completed). */
+struct post_req {
+    struct gw_admin *a;          /* the server */
+    struct MHD_Connection *conn; /* its connection */
+    enum gw_admin_route route;   /* what it asks */
+    struct gw_buf body;          /* the body, up to the route's body_max */
+    size_t dropped;              /* bytes past body_max, read and dropped */
+    struct gw_hub_publish *pub;  /* a publish in flight: cancelled if the request ends first */
+    bool suspended;              /* waiting, MHD does not run it */
+    unsigned status;             /* the answer, once known (0: none yet) */
+    struct MHD_Response *resp;   /* its response, owned until queued */
+};
+
+static struct post_req *post_req_new(struct gw_admin *a, struct MHD_Connection *conn,
+                                     const struct gw_admin_decision *d)
+{
+    struct post_req *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return NULL;
+    pr->a = a;
+    pr->conn = conn;
+    pr->route = d->route;
+    gw_buf_init(&pr->body, d->body_max);
+    return pr;
+}
+
+/* The request is over (answered, or the connection gone): what it waits for is cancelled. */
+static void post_req_free(struct post_req *pr)
+{
+    gw_hub_publish_cancel(pr->pub);
+    if (pr->resp)
+        MHD_destroy_response(pr->resp);
+    gw_buf_cleanup(&pr->body);
+    free(pr);
+}
+
+/* Bytes past the bound are read and dropped, up to DRAIN_FACTOR times it, so that the client
+ * reads the 413 rather than a reset; past that the connection is closed as it is. */
+static enum MHD_Result post_body(struct post_req *pr, const char *data, size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (!pr->dropped && gw_buf_append(&pr->body, data, n) == 0)
+        return MHD_YES;
+    pr->dropped += n;
+    return pr->dropped / DRAIN_FACTOR <= pr->body.max ? MHD_YES : MHD_NO;
+}
+
+/* The answer is known: keep it, and if the request waits, wake it. */
+static void post_answer(struct post_req *pr, unsigned status, const char *body, size_t len,
+                        const char *allow)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp && allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) {
+        MHD_destroy_response(resp);
+        resp = NULL;
+    }
+    pr->resp = resp;
+    pr->status = status;
+    if (pr->suspended) {
+        pr->suspended = false;
+        MHD_resume_connection(pr->conn);
+        run_soon(pr->a);
+    }
+}
+
+static void on_published(void *ud, const struct gw_hub_pub_result *res)
+{
+    struct post_req *pr = ud;
+    struct gw_hub_answer ans;
+    pr->pub = NULL;
+    gw_hub_pub_answer(pr->a->svc.hub, res, &ans);
+    post_answer(pr, ans.status, ans.body, ans.len, ans.allow);
+}
+
+/* POST /api/publish: read the item, hand it to the hub; the answer comes in on_published unless
+ * it is known at once. */
+static void start_publish(struct post_req *pr)
+{
+    const struct gw_config *cfg = pr->a->ctx->cfg;
+    const struct gw_xml_limits lim = {cfg->max_stanza, cfg->max_depth, cfg->max_attrs};
+    struct gw_hub *hub = pr->a->svc.hub;
+    struct gw_hub_item it;
+    char why[256], now[32];
+    gw_hub_now(now, sizeof(now));
+    int rc = gw_hub_item_parse(&it, GW_HUB_BODY_API, gw_buf_ptr(&pr->body), gw_buf_size(&pr->body),
+                               &lim, now, why, sizeof(why));
+    struct gw_hub_pub_result res = {.outcome = GW_HUB_PUB_INVALID, .text = why};
+    if (rc == 0)
+        rc = gw_hub_publish(hub, &it, on_published, pr, &pr->pub);
+    if (rc == GW_ECLOSED)
+        res.outcome = GW_HUB_PUB_DOWN;
+    gw_hub_item_cleanup(&it);
+    if (rc == 0)
+        return;
+    if (rc != GW_EINVAL && rc != GW_ECLOSED) {
+        GW_ERROR(&pr->a->ctx->log, NULL, NULL, "admin: publish: %s", gw_strerror(rc));
+        post_answer(pr, 500, gw_admin_error(GW_ADMIN_ERR_INTERNAL)->body,
+                    strlen(gw_admin_error(GW_ADMIN_ERR_INTERNAL)->body), NULL);
+        return;
+    }
+    struct gw_hub_answer ans;
+    gw_hub_pub_answer(hub, &res, &ans);
+    post_answer(pr, ans.status, ans.body, ans.len, ans.allow);
+}
+
+/* The body is in: answer now, or wait suspended for what the route started. */
+static enum MHD_Result post_complete(struct gw_admin *a, struct MHD_Connection *conn,
+                                     struct post_req *pr)
+{
+    if (pr->dropped)
+        return reply_error(conn, GW_ADMIN_ERR_TOO_LARGE);
+    if (!pr->status && !pr->pub)
+        start_publish(pr);
+    if (!pr->status) {
+        pr->suspended = true;
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+    }
+    if (!pr->resp)
+        return reply_error(conn, GW_ADMIN_ERR_INTERNAL);
+    struct MHD_Response *resp = pr->resp;
+    pr->resp = NULL;
+    return queue_response(conn, pr->status, resp, JSON_TYPE, NULL, NULL);
+}
+
+/* MHD is done with a request (answered, or its connection gone). A POST request still waiting
+ * for the hub is cancelled here, so that no answer reaches a connection that is no more. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_state,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct gw_admin *a = cls;
+    if (!*req_state || *req_state == a)
+        return;
+    struct post_req *pr = *req_state;
+    *req_state = NULL;
+    if (pr->pub)
+        GW_INFO(&a->ctx->log, NULL, NULL, "admin: %s: client gone before the answer (%d)",
+                gw_admin_route_path(pr->route), (int)toe);
+    post_req_free(pr);
+}
+
 /* ---- dispatch ---- */
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -295,6 +456,12 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
                                       void **req_state)
 {
     struct gw_admin *a = cls;
+    if (*req_state && *req_state != a) {
+        struct post_req *pr = *req_state;
+        if (*upload_data_size != 0)
+            return post_body(pr, upload_data, upload_data_size);
+        return post_complete(a, conn, pr);
+    }
     struct gw_admin_decision d;
     decide(a, conn, url, method, &d);
     if (!*req_state) {
@@ -303,6 +470,14 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         if (d.refusal != GW_ADMIN_OK && d.at_once) {
             log_refusal(a, method, url, d.refusal);
             return reply_error(conn, d.refusal);
+        }
+        if (d.refusal == GW_ADMIN_OK && gw_admin_route_is_post(d.route)) {
+            GW_DEBUG(&a->ctx->log, NULL, NULL, "admin: %s %s", method, url);
+            struct post_req *pr = post_req_new(a, conn, &d);
+            if (!pr)
+                return reply_error(conn, GW_ADMIN_ERR_INTERNAL);
+            *req_state = pr;
+            return MHD_YES;
         }
         /* Answers wait for the end of the request: MHD keeps the connection alive only for a
          * response queued after that. The mark needs no cleanup. */
@@ -371,7 +546,33 @@ static int resolve_listen(const struct gw_addr *addr, struct sockaddr_storage *s
     return out;
 }
 
-struct gw_admin *gw_admin_start(struct gw_ctx *ctx, char *err, size_t errlen)
+/* The daemon, on ss (its port is the configured one). errno as start left it: 0, or why not. */
+static int start_daemon(struct gw_admin *a, const struct sockaddr_storage *ss, bool v6)
+{
+    /* No MHD thread: the daemon is polled from the gateway's loop. Dual stack on an IPv6
+     * address so that "::" also takes IPv4 clients. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_DUAL_STACK;
+    a->starting = true;
+    errno = 0;
+    /* clang-format off */
+    a->mhd = MHD_start_daemon(flags, a->ctx->cfg->admin_listen.port, NULL, NULL, handle_request, a,
+                              MHD_OPTION_EXTERNAL_LOGGER, log_mhd, a,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                              MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ADMIN_TIMEOUT_S,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ADMIN_MAX_CONNECTIONS,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
+                              MHD_OPTION_END);
+    /* clang-format on */
+    int saved = errno;
+    a->starting = false;
+    return saved;
+}
+
+struct gw_admin *gw_admin_start(struct gw_ctx *ctx, const struct gw_admin_services *svc, char *err,
+                                size_t errlen)
 {
     const struct gw_addr *la = &ctx->cfg->admin_listen;
     char where[300];
@@ -390,25 +591,10 @@ struct gw_admin *gw_admin_start(struct gw_ctx *ctx, char *err, size_t errlen)
         return NULL;
     }
     a->ctx = ctx;
+    if (svc)
+        a->svc = *svc;
 
-    /* No MHD thread: the daemon is polled from the gateway's loop. Dual stack on an IPv6
-     * address so that "::" also takes IPv4 clients. */
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (v6)
-        flags |= MHD_USE_DUAL_STACK;
-    a->starting = true;
-    errno = 0;
-    /* clang-format off */
-    a->mhd = MHD_start_daemon(flags, la->port, NULL, NULL, handle_request, a,
-                              MHD_OPTION_EXTERNAL_LOGGER, log_mhd, a,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ADMIN_TIMEOUT_S,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ADMIN_MAX_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
-                              MHD_OPTION_END);
-    /* clang-format on */
-    int saved = errno;
-    a->starting = false;
+    int saved = start_daemon(a, &ss, v6);
     if (!a->mhd) {
         /* MHD returns only NULL. In 0.9.75 errno then still holds what socket(), bind() or
          * listen() said; when it does not, MHD's own last message is the next best reason. */

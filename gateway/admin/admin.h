@@ -1,11 +1,12 @@
 /* The admin plane: a libmicrohttpd server on the gateway's one libuv loop (no thread of its own),
  * listening on admin.listen. Serves /healthz, /readyz, /metrics (Prometheus text 0.0.4), /status
- * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set). Every request
- * carry exactly one Host header (400 otherwise) naming an IP address, "localhost" or a name of
- * admin.hosts (421 otherwise: DNS rebinding). Errors are JSON {"error": text, "condition":
- * token}. admin.c owns the daemon, its loop glue and the routing; render.c writes the bodies.
- * Calls: session (read-only views), config, core. Everything runs on the loop thread, so counters
- * are read without locks. */
+ * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set), and POST
+ * /api/publish (a JSON body; the answer waits for the pubsub service, the connection suspended).
+ * Every request carry exactly one Host header (400 otherwise) naming an IP address, "localhost" or
+ * a name of admin.hosts (421 otherwise: DNS rebinding). Errors are JSON {"error": text,
+ * "condition": token}. admin.c owns the daemon, its loop glue and the routing; render.c writes the
+ * bodies. Calls: session (read-only views), config, core. Everything runs on the loop thread, so
+ * counters are read without locks. */
 #ifndef GW_ADMIN_ADMIN_H
 #define GW_ADMIN_ADMIN_H
 
@@ -16,13 +17,25 @@
 #include "core/err.h"
 
 struct gw_admin;
+struct gw_hub;
+struct gw_bosh;
+
+/* What the POST endpoints call; they outlive the admin port. Either may be NULL: /api/publish
+ * then answers 503. */
+struct gw_admin_services {
+    struct gw_hub *hub;   /* the live-updates hub: /api/publish */
+    struct gw_bosh *bosh; /* the BOSH transport: /api/prebind */
+};
 
 /* Listen on ctx->cfg->admin_listen and serve on ctx->loop. Call once, before the loop runs: a
- * host name (rather than a literal) is resolved here, blocking. Returns NULL on failure with one
- * line in err, e.g. "admin: cannot listen on 127.0.0.1:5281: Address already in use". */
-struct gw_admin *gw_admin_start(struct gw_ctx *ctx, char *err, size_t errlen);
+ * host name (rather than a literal) is resolved here, blocking. svc is copied (NULL: none).
+ * Returns NULL on failure with one line in err, e.g. "admin: cannot listen on 127.0.0.1:5281:
+ * Address already in use". */
+struct gw_admin *gw_admin_start(struct gw_ctx *ctx, const struct gw_admin_services *svc, char *err,
+                                size_t errlen);
 
-/* Stop listening, close every admin connection and close the uv handles. The memory goes when the
+/* Stop listening, close every admin connection (a request waiting for the hub is cancelled) and
+ * close the uv handles. The memory goes when the
  * last handle's close callback runs, so the caller runs the loop afterwards (as it does for every
  * other module at shutdown). Not to be called from inside an admin request. NULL is ignored. */
 void gw_admin_free(struct gw_admin *a);
@@ -42,7 +55,9 @@ uint16_t gw_admin_port(const struct gw_admin *a);
 
 /* Each appends one whole body to out (created by the caller with gw_buf_init and a maximum).
  * Returns 0, GW_ENOMEM, or GW_ELIMIT when out's maximum was too small. */
-int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
+/* hub may be NULL (its counters are then 0). */
+int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub,
+                            struct gw_buf *out) GW_MUST_CHECK;
 int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
 /* {"sessions":[{sid_hash, jid, domain, peer, transport, state, age_seconds, stanzas_in,
  * stanzas_out, upstream_tls}...], "count": sessions in the table, "listed": entries given,

@@ -1,7 +1,8 @@
 /* The admin request policy (admin_proto.h): the routing table, the Host rule against DNS
- * rebinding, the bearer token for /api/, the method and body rules, the limit argument, and the
- * table of refusals with their JSON bodies. No sockets, no HTTP library, no state.
- * Calls: config, core (host rules); OpenSSL (SHA-256 and CRYPTO_memcmp). */
+ * rebinding, the bearer token for /api/, the method and body rules (GET routes, POST routes with
+ * a JSON body), the limit argument, and the table of refusals with their JSON bodies. No sockets,
+ * no HTTP library, no state. Calls: config, core (host rules), session/hub.h (a bound only);
+ * OpenSSL (SHA-256 and CRYPTO_memcmp). */
 #include "admin/admin_proto.h"
 
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <openssl/sha.h>
 #include "admin/admin.h"
 #include "core/host.h"
+#include "session/hub.h"
 
 /* ---- refusals ---- */
 
@@ -43,6 +45,12 @@ static const struct gw_admin_error errors[GW_ADMIN_ERR_COUNT] = {
     [GW_ADMIN_ERR_NOT_FOUND] = ERROR_ENTRY(404, "not found", "not-found", NULL, NULL),
     [GW_ADMIN_ERR_METHOD] = ERROR_ENTRY(405, "only GET and HEAD are allowed",
         "method-not-allowed", "Allow", "GET, HEAD"),
+    [GW_ADMIN_ERR_POST_ONLY] = ERROR_ENTRY(405, "only POST is allowed", "method-not-allowed",
+        "Allow", "POST"),
+    [GW_ADMIN_ERR_MEDIA_TYPE] = ERROR_ENTRY(415, "the body must be application/json",
+        "unsupported-media-type", NULL, NULL),
+    [GW_ADMIN_ERR_TOO_LARGE] = ERROR_ENTRY(413, "the request body is too large",
+        "payload-too-large", NULL, NULL),
     [GW_ADMIN_ERR_BODY] = ERROR_ENTRY(400, "no request body expected", "bad-request", NULL, NULL),
     [GW_ADMIN_ERR_LIMIT] = ERROR_ENTRY(400, "limit must be between 1 and 10000", "bad-request",
         NULL, NULL),
@@ -59,13 +67,19 @@ const struct gw_admin_error *gw_admin_error(enum gw_admin_refusal r)
 
 /* ---- routes ---- */
 
+struct route_def {
+    const char *path; /* as requested, exactly */
+    size_t body_max;  /* 0: GET and HEAD without a body; else POST with a JSON body this long */
+};
+
 /* clang-format off */
-static const char *const route_paths[GW_ADMIN_ROUTE_COUNT] = {
-    [GW_ADMIN_ROUTE_HEALTHZ] = "/healthz",
-    [GW_ADMIN_ROUTE_READYZ] = "/readyz",
-    [GW_ADMIN_ROUTE_METRICS] = "/metrics",
-    [GW_ADMIN_ROUTE_STATUS] = "/status",
-    [GW_ADMIN_ROUTE_SESSIONS] = "/api/sessions",
+static const struct route_def routes[GW_ADMIN_ROUTE_COUNT] = {
+    [GW_ADMIN_ROUTE_HEALTHZ] = {"/healthz", 0},
+    [GW_ADMIN_ROUTE_READYZ] = {"/readyz", 0},
+    [GW_ADMIN_ROUTE_METRICS] = {"/metrics", 0},
+    [GW_ADMIN_ROUTE_STATUS] = {"/status", 0},
+    [GW_ADMIN_ROUTE_SESSIONS] = {"/api/sessions", 0},
+    [GW_ADMIN_ROUTE_PUBLISH] = {"/api/publish", GW_HUB_PUBLISH_BODY_MAX},
 };
 /* clang-format on */
 
@@ -73,13 +87,18 @@ const char *gw_admin_route_path(enum gw_admin_route r)
 {
     if (r <= GW_ADMIN_ROUTE_NONE || r >= GW_ADMIN_ROUTE_COUNT)
         return NULL;
-    return route_paths[r];
+    return routes[r].path;
+}
+
+bool gw_admin_route_is_post(enum gw_admin_route r)
+{
+    return r > GW_ADMIN_ROUTE_NONE && r < GW_ADMIN_ROUTE_COUNT && routes[r].body_max > 0;
 }
 
 static enum gw_admin_route find_route(const char *path)
 {
     for (int r = GW_ADMIN_ROUTE_NONE + 1; r < GW_ADMIN_ROUTE_COUNT; r++)
-        if (strcmp(route_paths[r], path) == 0)
+        if (strcmp(routes[r].path, path) == 0)
             return (enum gw_admin_route)r;
     return GW_ADMIN_ROUTE_NONE;
 }
@@ -197,6 +216,51 @@ static bool parse_limit(const char *s, size_t *out)
     return true;
 }
 
+/* ---- bodies of POST routes ---- */
+
+/* "application/json", in any case, alone or with parameters ("; charset=utf-8"). */
+static bool json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    if (!ct || strncasecmp(ct, want, sizeof(want) - 1) != 0)
+        return false;
+    const char *rest = ct + sizeof(want) - 1;
+    rest += strspn(rest, " \t");
+    return *rest == '\0' || *rest == ';';
+}
+
+/* An announced length past max (digits only; one too long to count is past any max). Anything
+ * else is not ours to judge: the HTTP server refuses a malformed length itself. */
+static bool length_over(const char *cl, size_t max)
+{
+    if (!cl || !cl[0] || strspn(cl, "0123456789") != strlen(cl))
+        return false;
+    uint64_t v = 0;
+    for (const char *p = cl; *p; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return true;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v > max;
+}
+
+/* The method and body rules of one route. */
+static enum gw_admin_refusal refuse_body(const struct gw_admin_request *req,
+                                         enum gw_admin_route route)
+{
+    if (!gw_admin_route_is_post(route)) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+            return GW_ADMIN_ERR_METHOD;
+        return req->has_body ? GW_ADMIN_ERR_BODY : GW_ADMIN_OK;
+    }
+    if (strcmp(req->method, "POST") != 0)
+        return GW_ADMIN_ERR_POST_ONLY;
+    if (!json_type(req->content_type))
+        return GW_ADMIN_ERR_MEDIA_TYPE;
+    return length_over(req->content_length, routes[route].body_max) ? GW_ADMIN_ERR_TOO_LARGE
+                                                                    : GW_ADMIN_OK;
+}
+
 /* ---- the decision ---- */
 
 /* The refusals that the headers alone decide, in order; GW_ADMIN_OK when none applies. */
@@ -216,11 +280,7 @@ static enum gw_admin_refusal refuse_on_headers(const struct gw_config *cfg,
     }
     if (route == GW_ADMIN_ROUTE_NONE)
         return GW_ADMIN_ERR_NOT_FOUND;
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-        return GW_ADMIN_ERR_METHOD;
-    if (req->has_body)
-        return GW_ADMIN_ERR_BODY;
-    return GW_ADMIN_OK;
+    return refuse_body(req, route);
 }
 
 void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request *req,
@@ -238,4 +298,5 @@ void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request 
         return;
     }
     out->route = route;
+    out->body_max = routes[route].body_max;
 }

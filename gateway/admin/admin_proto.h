@@ -1,10 +1,10 @@
 /* The admin port's request policy, with no sockets and no HTTP library: from what the HTTP server
  * read of one request (method, path, the query's limit, the Host headers, Authorization, whether a
- * body comes) and the configuration (admin.token, admin.hosts), the route or the refusal, and the
- * refusals' answers (status, JSON body, extra header). admin.c asks it about every request and
- * answers as it says; the unit tests and the fuzz target call it directly.
- * Owns: nothing beyond the structs below. Calls: config, core (host rules); OpenSSL (digest and
- * constant-time compare only). */
+ * body comes, its type and announced length) and the configuration (admin.token, admin.hosts),
+ * the route or the refusal, and the refusals' answers (status, JSON body, extra header). admin.c
+ * asks it about every request and answers as it says; the unit tests and the fuzz target call it
+ * directly. Owns: nothing beyond the structs below. Calls: config, core (host rules); OpenSSL
+ * (digest and constant-time compare only). */
 #ifndef GW_ADMIN_ADMIN_PROTO_H
 #define GW_ADMIN_ADMIN_PROTO_H
 
@@ -20,6 +20,7 @@ enum gw_admin_route {
     GW_ADMIN_ROUTE_METRICS,  /* /metrics */
     GW_ADMIN_ROUTE_STATUS,   /* /status */
     GW_ADMIN_ROUTE_SESSIONS, /* /api/sessions */
+    GW_ADMIN_ROUTE_PUBLISH,  /* POST /api/publish (JSON body) */
     GW_ADMIN_ROUTE_COUNT
 };
 
@@ -31,23 +32,28 @@ enum gw_admin_refusal {
     GW_ADMIN_ERR_NO_TOKEN,   /* /api/ without a bearer token */
     GW_ADMIN_ERR_BAD_TOKEN,  /* /api/ with the wrong one */
     GW_ADMIN_ERR_NOT_FOUND,  /* no such path */
-    GW_ADMIN_ERR_METHOD,     /* not GET or HEAD */
-    GW_ADMIN_ERR_BODY,       /* a request body */
+    GW_ADMIN_ERR_METHOD,     /* not GET or HEAD on a GET route */
+    GW_ADMIN_ERR_BODY,       /* a request body on a GET route */
     GW_ADMIN_ERR_LIMIT,      /* /api/sessions?limit= out of range */
+    GW_ADMIN_ERR_POST_ONLY,  /* not POST on a POST route */
+    GW_ADMIN_ERR_MEDIA_TYPE, /* a POST route's body is not application/json */
+    GW_ADMIN_ERR_TOO_LARGE,  /* a POST route's body is past its bound (announced, or read) */
     GW_ADMIN_ERR_INTERNAL,   /* a body could not be rendered (the adapter's; never decided here) */
     GW_ADMIN_ERR_COUNT
 };
 
 /* One request as the HTTP server read it. The strings stay the caller's. */
 struct gw_admin_request {
-    const char *method;        /* as sent, e.g. "GET"; compared case-sensitively */
-    const char *path;          /* the target's path, percent-decoded, without the query */
-    const char *limit;         /* the query's "limit" argument, decoded; NULL when absent */
-    const char *const *hosts;  /* the Host header values, in order (n_hosts of them) */
-    size_t n_hosts;            /* Host headers seen; only one is accepted, so the caller may stop
-                                  counting at two */
-    const char *authorization; /* the Authorization header, NULL when absent */
-    bool has_body;             /* a body comes (Transfer-Encoding, or a Content-Length not 0) */
+    const char *method;         /* as sent, e.g. "GET"; compared case-sensitively */
+    const char *path;           /* the target's path, percent-decoded, without the query */
+    const char *limit;          /* the query's "limit" argument, decoded; NULL when absent */
+    const char *const *hosts;   /* the Host header values, in order (n_hosts of them) */
+    size_t n_hosts;             /* Host headers seen; only one is accepted, so the caller may stop
+                                   counting at two */
+    const char *authorization;  /* the Authorization header, NULL when absent */
+    bool has_body;              /* a body comes (Transfer-Encoding, or a Content-Length not 0) */
+    const char *content_type;   /* the Content-Type header, NULL when absent */
+    const char *content_length; /* the Content-Length header as sent, NULL when absent (chunked) */
 };
 
 /* What to do with it. */
@@ -55,6 +61,8 @@ struct gw_admin_decision {
     enum gw_admin_route route;     /* GW_ADMIN_ROUTE_NONE exactly when refused */
     enum gw_admin_refusal refusal; /* GW_ADMIN_OK exactly when routed */
     size_t limit;                  /* ROUTE_SESSIONS: entries to list, 1..the admin.h maximum */
+    size_t body_max;               /* a POST route: bytes of body to read at most (past it, the
+                                      adapter answers GW_ADMIN_ERR_TOO_LARGE); 0 otherwise */
     bool at_once;                  /* refused on the headers alone: answer before any body is
                                       read (the server then closes the connection) */
 };
@@ -73,8 +81,9 @@ struct gw_admin_error {
  * from the next request). The refusals come in this order: Host first (not exactly one, or one
  * with a control, space or non-ASCII byte: 400; one naming nothing of ours: 421; a page that may
  * not ask must not learn even whether a token is set), the token for everything under /api/, then
- * path, method, body (all on the headers: at_once), and the limit last. The same arguments always
- * give the same decision. */
+ * path, method (GET or HEAD on a GET route, POST on a POST route), the body (none on a GET
+ * route; on a POST route application/json, then an announced length within body_max), all on the
+ * headers (at_once), and the limit last. The same arguments always give the same decision. */
 void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request *req,
                      struct gw_admin_decision *out);
 
@@ -83,5 +92,7 @@ const struct gw_admin_error *gw_admin_error(enum gw_admin_refusal r);
 
 /* The path a route serves ("/healthz"...); NULL for GW_ADMIN_ROUTE_NONE or out of range. */
 const char *gw_admin_route_path(enum gw_admin_route r);
+/* Is r answered to POST with a JSON body (else to GET and HEAD without one)? */
+bool gw_admin_route_is_post(enum gw_admin_route r);
 
 #endif

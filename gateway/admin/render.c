@@ -1,7 +1,7 @@
 /* Bodies of the admin endpoints: Prometheus text for /metrics, JSON (jansson) for /status and
- * /api/sessions. Owns no state: reads the context's counters and the session table's read-only
- * view, writes into the caller's bounded buffer. Calls: session (count, foreach), config, core;
- * OpenSSL (SHA-256 of sids). */
+ * /api/sessions. Owns no state: reads the context's counters, the hub's publish counts and the
+ * session table's read-only view, writes into the caller's bounded buffer. Calls: session
+ * (count, foreach), session/hub (publish counts), config, core; OpenSSL (SHA-256 of sids). */
 #include "admin/admin.h"
 
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include "config/config.h"
+#include "session/hub.h"
 #include "session/session.h"
 
 #ifndef XMPPGW_VERSION
@@ -84,7 +85,7 @@ static void put_labeled(struct text *t, const char *name, const char *label, con
     put_line(t, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, esc, v);
 }
 
-int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out)
+int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub, struct gw_buf *out)
 {
     const struct gw_metrics *m = &ctx->metrics;
     struct text t = {.out = out, .rc = 0};
@@ -147,6 +148,13 @@ int gw_admin_render_metrics(const struct gw_ctx *ctx, struct gw_buf *out)
     put_family(&t, "xmppgw_http_errors_total", "counter",
                "HTTP 4xx and 5xx answers on the public port.");
     put_plain(&t, "xmppgw_http_errors_total", m->http_errors);
+
+    put_family(&t, "xmppgw_publish_total", "counter",
+               "Publish requests answered (/api/publish, /demo/publish), by outcome.");
+    for (int o = 0; o < GW_HUB_PUB_COUNT; o++)
+        put_labeled(&t, "xmppgw_publish_total", "outcome",
+                    gw_hub_pub_outcome_name((enum gw_hub_pub_outcome)o),
+                    gw_hub_pub_count(hub, (enum gw_hub_pub_outcome)o));
 
     put_family(&t, "xmppgw_uptime_seconds", "gauge", "Seconds since the gateway started.");
     put_plain(&t, "xmppgw_uptime_seconds", get_uptime(ctx));

@@ -69,6 +69,7 @@ struct gw_hub_publish {
     struct gw_hub_publish *prev, *next;   /* the hub's publishes */
     char iq_id[IQ_ID_MAX];                /* the iq's id */
     char service[256];                    /* whom it went to: only it may answer */
+    char node[512];                       /* the node, for the log */
     char item_id[GW_HUB_ITEM_ID_MAX + 1]; /* the id sent ("" none) */
     uint64_t deadline;                    /* uv_now() past which it is answered TIMEOUT */
     gw_hub_publish_fn fn;                 /* the asker */
@@ -245,14 +246,15 @@ static void pub_unlink(struct gw_hub_publish *p)
 static void pub_finish(struct gw_hub_publish *p, const struct gw_hub_pub_result *res)
 {
     struct gw_hub *hub = p->hub;
-    const char *what = gw_hub_pub_outcome_name(res->outcome);
+    const char *sid = hub->s ? gw_session_id(hub->s) : NULL; /* none once the upstream is lost */
     pub_unlink(p);
     if (res->outcome == GW_HUB_PUB_OK)
-        GW_INFO(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: published %s to %s",
-                res->id, p->service);
+        GW_INFO(&hub->ctx->log, sid, hub->bare, "hub: published %s to %s/%s", res->id, p->service,
+                p->node);
     else
-        GW_WARN(&hub->ctx->log, gw_session_id(hub->s), hub->bare, "hub: publish to %s: %s%s%s",
-                p->service, what, res->condition ? " " : "", res->condition ? res->condition : "");
+        GW_WARN(&hub->ctx->log, sid, hub->bare, "hub: publish to %s/%s: %s%s%s", p->service,
+                p->node, gw_hub_pub_outcome_name(res->outcome), res->condition ? " " : "",
+                res->condition ? res->condition : "");
     p->fn(p->ud, res);
     free(p);
 }
@@ -670,6 +672,7 @@ int gw_hub_publish(struct gw_hub *hub, const struct gw_hub_item *it, gw_hub_publ
     p->ud = ud;
     snprintf(p->iq_id, sizeof(p->iq_id), "hub-%lu", ++hub->iq_seq);
     snprintf(p->service, sizeof(p->service), "%s", it->service);
+    snprintf(p->node, sizeof(p->node), "%s", it->node);
     snprintf(p->item_id, sizeof(p->item_id), "%s", it->id);
     /* Every escaped character takes at most six bytes ("&quot;"). */
     size_t max = gw_buf_size(&it->payload) +

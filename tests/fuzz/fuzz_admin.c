@@ -1,15 +1,17 @@
 /* libFuzzer target for gateway/admin/admin_proto.c. The input is lines, each a field named by its
  * first byte: M method, P path with query, H a Host header (repeatable: none, one or several), A
- * Authorization, B a body comes, L an admin.hosts entry (repeatable), T admin.token. The query is
- * read as the HTTP server would give it (the first "limit" argument, decoded). Invariants: not
- * exactly one Host, or one with a control, space or byte outside ASCII, is always refused with
- * 400; any other Host that no rule could allow (a name that is no IPv4 address, bracketed IPv6,
- * localhost or admin.hosts entry; a bad port) is always refused with 421; under /api/ with a token
- * set, a missing or wrong bearer never gets routed; a routed request is GET or HEAD without a body
- * on its route's path, and a routed /api/sessions has 1 <= limit <= GW_ADMIN_SESSIONS_LIMIT_MAX
- * (the number given, when one was); the decision is the same when asked twice; every refusal's
- * body is JSON naming its condition. A plain GET /healthz from 127.0.0.1 must be routed, so the
- * policy cannot pass by refusing everything. Calls: admin_proto, config, core/host; jansson. */
+ * Authorization, B a body comes, C Content-Type, N Content-Length, L an admin.hosts entry
+ * (repeatable), T admin.token. The query is read as the HTTP server would give it (the first
+ * "limit" argument, decoded). Invariants: not exactly one Host, or one with a control, space or
+ * byte outside ASCII, is always refused with 400; any other Host that no rule could allow (a name
+ * that is no IPv4 address, bracketed IPv6, localhost or admin.hosts entry; a bad port) is always
+ * refused with 421; under /api/ with a token set, a missing or wrong bearer never gets routed; a
+ * routed request is on its route's path, GET or HEAD without a body on a GET route, POST with a
+ * JSON type and no announced length past the bound it gets on a POST route, and a routed
+ * /api/sessions has 1 <= limit <= GW_ADMIN_SESSIONS_LIMIT_MAX (the number given, when one was);
+ * the decision is the same when asked twice; every refusal's body is JSON naming its condition.
+ * A plain GET /healthz from 127.0.0.1 must be routed, so the policy cannot pass by refusing
+ * everything. Calls: admin_proto, config, core/host; jansson. */
 #include "admin/admin_proto.h"
 
 #include <stdbool.h>
@@ -21,6 +23,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "core/host.h"
+#include "session/hub.h"
 
 #define HOSTS_MAX 8   /* Host lines read; more are counted as these */
 #define FIELD_MAX 512 /* bytes kept of the path, the query's limit */
@@ -35,6 +38,8 @@ struct input {
     size_t n_hosts;            /* H lines, up to HOSTS_MAX */
     const char *authorization; /* A (the first), or NULL */
     bool has_body;             /* a B line */
+    const char *content_type;  /* C (the first), or NULL */
+    const char *length;        /* N: Content-Length (the first), or NULL */
     char limit[FIELD_MAX];     /* the decoded limit argument, when has_limit */
     bool has_limit;
 };
@@ -129,6 +134,14 @@ static void read_line(struct input *in, char tag, char *v)
         break;
     case 'B':
         in->has_body = true;
+        break;
+    case 'C':
+        if (!in->content_type)
+            in->content_type = v;
+        break;
+    case 'N':
+        if (!in->length)
+            in->length = v;
         break;
     case 'L':
         if (cfg.n_admin_hosts < GW_CFG_MAX_LIST)
@@ -239,10 +252,39 @@ static void check_error_body(enum gw_admin_refusal r)
     json_decref(j);
 }
 
+/* "application/json", any case, then nothing or parameters. */
+static bool json_type_could_pass(const char *ct)
+{
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+        return false;
+    const char *rest = ct + 16 + strspn(ct + 16, " \t");
+    return !*rest || *rest == ';';
+}
+
+/* A POST route: POST, a JSON type, no announced length past the bound it hands on. */
+static void check_routed_post(const struct input *in, const struct gw_admin_decision *d)
+{
+    if (strcmp(in->method, "POST") != 0 || !json_type_could_pass(in->content_type) ||
+        d->body_max == 0 || d->body_max > GW_HUB_PUBLISH_BODY_MAX || d->limit != 0)
+        abort();
+    const char *n = in->length;
+    if (n && *n && strspn(n, "0123456789") == strlen(n)) {
+        n += strspn(n, "0");
+        if (strlen(n) > 20 || (strlen(n) > 0 && strtoull(n, NULL, 10) > d->body_max))
+            abort();
+    }
+}
+
 static void check_routed(const struct input *in, const struct gw_admin_decision *d)
 {
     const char *path = gw_admin_route_path(d->route);
-    if (!path || strcmp(path, in->path) != 0 || in->has_body ||
+    if (!path || strcmp(path, in->path) != 0)
+        abort();
+    if (gw_admin_route_is_post(d->route)) {
+        check_routed_post(in, d);
+        return;
+    }
+    if (in->has_body || d->body_max != 0 ||
         (strcmp(in->method, "GET") != 0 && strcmp(in->method, "HEAD") != 0))
         abort();
     if (d->route != GW_ADMIN_ROUTE_SESSIONS) {
@@ -296,6 +338,8 @@ static void check_served(const struct gw_admin_request *req)
     plain.hosts = loopback;
     plain.n_hosts = 1;
     plain.has_body = false;
+    plain.content_type = NULL;
+    plain.content_length = NULL;
     gw_admin_decide(&cfg, &plain, &d);
     if (d.route != GW_ADMIN_ROUTE_HEALTHZ || d.refusal != GW_ADMIN_OK)
         abort();
@@ -319,12 +363,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .n_hosts = in.n_hosts,
         .authorization = in.authorization,
         .has_body = in.has_body,
+        .content_type = in.content_type,
+        .content_length = in.length,
     };
     struct gw_admin_decision d, again;
     gw_admin_decide(&cfg, &req, &d);
     gw_admin_decide(&cfg, &req, &again);
     if (d.route != again.route || d.refusal != again.refusal || d.limit != again.limit ||
-        d.at_once != again.at_once)
+        d.at_once != again.at_once || d.body_max != again.body_max)
         abort();
     check(&in, &d);
     check_served(&req);

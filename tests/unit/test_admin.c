@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <uv.h>
 #include "config/config.h"
+#include "session/hub.h"
 #include "session/session.h"
 
 #ifndef XMPPGW_VERSION
@@ -381,6 +382,67 @@ static void client_hosts(struct fixture *f, struct reply *r)
 
 static void client_status_and_sessions(struct fixture *f, struct reply *r);
 
+#define PUBLISH_HEAD "POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+#define GOOD_ITEM "{\"service\":\"pubsub.localhost\",\"node\":\"n\",\"title\":\"T\"}"
+
+/* POST /api/publish without a hub (the POST route's body rules and the answers known at once):
+ * a good item gets 503, a bad one 400 naming why, a body not JSON by type 415, one announced or
+ * sent (chunked) past 64 KiB 413, other methods 405 with Allow: POST. */
+static void client_publish(struct fixture *f, struct reply *r)
+{
+    char v[256], req[1024];
+    snprintf(req, sizeof(req),
+             PUBLISH_HEAD "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(GOOD_ITEM), GOOD_ITEM);
+    CHECK(http(f->port, req, r) == 0);
+    check_error(r, 503, "service-unavailable");
+    const char *bad[] = {"{", "[]", "{\"service\":\"pubsub.localhost\",\"title\":\"T\"}",
+                         "{\"service\":\"s.example\",\"node\":\"n\",\"payload\":\"<x>\"}", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(req, sizeof(req),
+                 PUBLISH_HEAD "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                 strlen(bad[i]), bad[i]);
+        CHECK(http(f->port, req, r) == 0);
+        check_error(r, 400, "bad-request");
+    }
+    CHECK(strstr(r->body, "not a JSON object") != NULL);
+    snprintf(req, sizeof(req),
+             PUBLISH_HEAD "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(GOOD_ITEM), GOOD_ITEM);
+    CHECK(http(f->port, req, r) == 0);
+    check_error(r, 415, "unsupported-media-type");
+    CHECK(http(f->port,
+               PUBLISH_HEAD "Content-Type: application/json\r\nContent-Length: 65537\r\n\r\n{",
+               r) == 0);
+    check_error(r, 413, "payload-too-large");
+    /* Chunked, 70,000 bytes: read, dropped, then 413. */
+    static char big[72 * 1024];
+    int n = snprintf(big, sizeof(big),
+                     PUBLISH_HEAD "Content-Type: application/json\r\nTransfer-Encoding: "
+                                  "chunked\r\n\r\n");
+    for (int c = 0; c < 7; c++) {
+        n += snprintf(big + n, sizeof(big) - (size_t)n, "2710\r\n");
+        memset(big + n, ' ', 10000);
+        n += 10000;
+        n += snprintf(big + n, sizeof(big) - (size_t)n, "\r\n");
+    }
+    snprintf(big + n, sizeof(big) - (size_t)n, "0\r\n\r\n");
+    CHECK(http(f->port, big, r) == 0);
+    check_error(r, 413, "payload-too-large");
+    const char *methods[] = {"GET", "HEAD", "PUT"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        snprintf(req, sizeof(req),
+                 "%s /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                 methods[i]);
+        CHECK(http(f->port, req, r) == 0);
+        CHECK(r->status == 405);
+        CHECK_STR(header(r, "Allow", v, sizeof(v)), "POST");
+    }
+    /* The answers counted by outcome: none, without a hub. */
+    CHECK(http(f->port, GET("/metrics", ""), r) == 0);
+    CHECK(strstr(r->body, "\nxmppgw_publish_total{outcome=\"down\"} 0\n") != NULL);
+}
+
 static void client_phase_one(struct fixture *f, struct reply *r)
 {
     char v[256];
@@ -450,6 +512,7 @@ static void client_phase_one(struct fixture *f, struct reply *r)
 
     client_status_and_sessions(f, r);
     client_hosts(f, r);
+    client_publish(f, r);
 }
 
 /* /status, then /api/sessions with no token configured yet. */
@@ -640,13 +703,15 @@ static void test_render(struct fixture *f)
 {
     struct gw_buf b;
     gw_buf_init(&b, 100);
-    CHECK(gw_admin_render_metrics(&f->ctx, &b) == GW_ELIMIT);
+    CHECK(gw_admin_render_metrics(&f->ctx, NULL, &b) == GW_ELIMIT);
     gw_buf_cleanup(&b);
 
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
-    CHECK(gw_admin_render_metrics(&f->ctx, &b) == 0);
+    CHECK(gw_admin_render_metrics(&f->ctx, NULL, &b) == 0);
     CHECK(strncmp(gw_buf_ptr(&b), "# HELP xmppgw_sessions_open ", 28) == 0);
-    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 15);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 16);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_publish_total{") == GW_HUB_PUB_COUNT);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_publish_total{outcome=\"timeout\"} 0\n") != NULL);
     CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_refused_total{") == GW_LIMIT_COUNT);
     CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_refused_total{limit=\"address_rate\"} 0\n") != NULL);
     gw_buf_cleanup(&b);
@@ -693,7 +758,7 @@ static void test_port_taken(struct fixture *f)
     struct gw_ctx ctx2 = f->ctx;
     ctx2.cfg = &cfg2;
     char err[256] = "";
-    struct gw_admin *a = gw_admin_start(&ctx2, err, sizeof(err));
+    struct gw_admin *a = gw_admin_start(&ctx2, NULL, err, sizeof(err));
     CHECK(a == NULL);
     char want[128];
     snprintf(want, sizeof(want), "admin: cannot listen on 127.0.0.1:%u: Address already in use",
@@ -751,7 +816,7 @@ int main(void)
     test_render(f);
 
     char errbuf[256] = "";
-    f->admin = gw_admin_start(&f->ctx, errbuf, sizeof(errbuf));
+    f->admin = gw_admin_start(&f->ctx, NULL, errbuf, sizeof(errbuf));
     CHECK(f->admin != NULL);
     if (!f->admin) {
         fprintf(stderr, "%s\n", errbuf);

@@ -1,7 +1,8 @@
 /* Tests for gateway/admin/admin_proto.c without sockets: the Host rule (addresses, localhost and
  * admin.hosts pass; other names get 421; none, two or a malformed value 400), the bearer token over
- * the whole /api/ tree, routes, methods, bodies, the limit argument, the order of the refusals and
- * which go out on the headers, the same decision twice, and the refusal table (status, JSON body,
+ * the whole /api/ tree, routes, methods, bodies, the limit argument, the POST routes (method, media
+ * type, announced length, the bound handed on), the order of the refusals and which go out on the
+ * headers, the same decision twice, and the refusal table (status, JSON body,
  * extra header). */
 #include "admin/admin_proto.h"
 #include "check.h"
@@ -12,6 +13,7 @@
 #include <jansson.h>
 #include "admin/admin.h"
 #include "config/config.h"
+#include "session/hub.h"
 
 #define TOKEN "s3cret-token"
 #define ADMIN_HOST "admin.example" /* in admin.hosts */
@@ -212,6 +214,103 @@ static void test_routes(void)
     r.method = "PUT";
     r.has_body = true;
     CHECK(decide(&r).refusal == GW_ADMIN_ERR_METHOD);
+    /* GET routes read no body: none has a bound. */
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        CHECK(!gw_admin_route_is_post(routes[i].route));
+        struct gw_admin_request g = base(routes[i].path, loopback);
+        CHECK(decide(&g).body_max == 0);
+    }
+}
+
+/* A POST request to path with a JSON body of the given announced length (NULL: chunked). */
+static struct gw_admin_request post(const char *path, const char *length)
+{
+    struct gw_admin_request r = base(path, loopback);
+    r.method = "POST";
+    r.has_body = true;
+    r.content_type = "application/json";
+    r.content_length = length;
+    return r;
+}
+
+/* POST routes: POST only (405 with Allow: POST), application/json (415), an announced length
+ * within the bound (413), all on the headers and in that order after Host, token and path; a
+ * routed request carries the bound for the body still to come. */
+static void test_post_routes(void)
+{
+    CHECK(gw_admin_route_is_post(GW_ADMIN_ROUTE_PUBLISH));
+    CHECK(!gw_admin_route_is_post(GW_ADMIN_ROUTE_NONE));
+    CHECK(!gw_admin_route_is_post(GW_ADMIN_ROUTE_COUNT));
+    CHECK_STR(gw_admin_route_path(GW_ADMIN_ROUTE_PUBLISH), "/api/publish");
+    struct gw_admin_request r = post("/api/publish", "120");
+    struct gw_admin_decision d = decide(&r);
+    CHECK(d.route == GW_ADMIN_ROUTE_PUBLISH && d.body_max == GW_HUB_PUBLISH_BODY_MAX);
+    CHECK(!d.at_once);
+    const char *types[] = {"application/json", "Application/JSON",
+                           "application/json; charset=utf-8", "application/json ;charset=UTF-8",
+                           "application/json\t"};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        r.content_type = types[i];
+        CHECK(decide(&r).route == GW_ADMIN_ROUTE_PUBLISH);
+    }
+    const char *not_json[] = {NULL,
+                              "",
+                              "text/plain",
+                              "application/jsonx",
+                              "application/json5",
+                              "application/x-www-form-urlencoded",
+                              "multipart/form-data",
+                              "application/ld+json",
+                              " application/json"};
+    for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {
+        r.content_type = not_json[i];
+        d = decide(&r);
+        CHECK(d.refusal == GW_ADMIN_ERR_MEDIA_TYPE && d.at_once);
+    }
+    /* Lengths: up to the bound, chunked (read with the bound), past it, too long to count. */
+    const struct {
+        const char *cl;
+        bool ok;
+    } lengths[] = {{"0", true},      {"65536", true},       {NULL, true},
+                   {"65537", false}, {"0000065537", false}, {"99999999999999999999999", false}};
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        r = post("/api/publish", lengths[i].cl);
+        d = decide(&r);
+        CHECK(lengths[i].ok ? d.route == GW_ADMIN_ROUTE_PUBLISH
+                            : (d.refusal == GW_ADMIN_ERR_TOO_LARGE && d.at_once));
+    }
+    /* No body at all is routed: the empty body is the endpoint's to refuse (bad JSON). */
+    r = post("/api/publish", NULL);
+    r.has_body = false;
+    CHECK(decide(&r).route == GW_ADMIN_ROUTE_PUBLISH);
+    /* Other methods, HEAD included: 405 with Allow: POST, before the type and the length. */
+    const char *methods[] = {"GET", "HEAD", "PUT", "post", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        r = post("/api/publish", "999999");
+        r.method = methods[i];
+        r.content_type = "text/plain";
+        d = decide(&r);
+        CHECK(d.refusal == GW_ADMIN_ERR_POST_ONLY && d.at_once);
+    }
+    /* POST to a GET route is still GET's 405; Host, token and path still come first. */
+    r = post("/api/sessions", "2");
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_METHOD);
+    r = post("/api/publishx", "2");
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_NOT_FOUND);
+    snprintf(cfg.admin_token, sizeof(cfg.admin_token), "%s", TOKEN);
+    r = post("/api/publish", "999999");
+    r.content_type = "text/plain";
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_NO_TOKEN);
+    r.authorization = "Bearer nope";
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_BAD_TOKEN);
+    r.authorization = "Bearer " TOKEN;
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_MEDIA_TYPE);
+    const char *const evil[] = {"evil.example"};
+    r.hosts = evil;
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST);
+    r.n_hosts = 2;
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_HOST_FIELD);
+    cfg.admin_token[0] = '\0';
 }
 
 static void test_limit(void)
@@ -274,6 +373,9 @@ static void test_errors(void)
         {GW_ADMIN_ERR_METHOD, 405, "method-not-allowed", "Allow"},
         {GW_ADMIN_ERR_BODY, 400, "bad-request", NULL},
         {GW_ADMIN_ERR_LIMIT, 400, "bad-request", NULL},
+        {GW_ADMIN_ERR_POST_ONLY, 405, "method-not-allowed", "Allow"},
+        {GW_ADMIN_ERR_MEDIA_TYPE, 415, "unsupported-media-type", NULL},
+        {GW_ADMIN_ERR_TOO_LARGE, 413, "payload-too-large", NULL},
         {GW_ADMIN_ERR_INTERNAL, 500, "internal-error", NULL},
     };
     CHECK(sizeof(want) / sizeof(want[0]) == GW_ADMIN_ERR_COUNT - 1);
@@ -298,6 +400,7 @@ static void test_errors(void)
     CHECK_STR(gw_admin_error(GW_ADMIN_ERR_BAD_TOKEN)->value,
               "Bearer realm=\"xmppgw\", error=\"invalid_token\"");
     CHECK_STR(gw_admin_error(GW_ADMIN_ERR_METHOD)->value, "GET, HEAD");
+    CHECK_STR(gw_admin_error(GW_ADMIN_ERR_POST_ONLY)->value, "POST");
     CHECK(strstr(gw_admin_error(GW_ADMIN_ERR_LIMIT)->body, "10000") != NULL);
     CHECK(gw_admin_error(GW_ADMIN_OK) == NULL);
     CHECK(gw_admin_error(GW_ADMIN_ERR_COUNT) == NULL);
@@ -331,6 +434,7 @@ int main(void)
     test_token();
     test_routes();
     test_limit();
+    test_post_routes();
     test_errors();
     test_hosts_config();
     return CHECK_SUMMARY();
