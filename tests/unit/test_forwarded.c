@@ -2,10 +2,12 @@
  * Forwarded (tokens, quoted strings, IPv6 in brackets, ports, unknown and obfuscated nodes, the
  * chain of proxies walked from the right, scheme and host of the chosen element) and
  * X-Forwarded-For/-Proto/-Host, and everything malformed or oversized refused whole with a
- * reason and nothing left in the output. */
+ * reason and nothing left in the output; and web/http.c's public_url prefix helper. */
 #include "web/forwarded.h"
 #include "check.h"
+#include "web/web.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,11 +231,36 @@ static void test_malformed(void)
     refused(NULL, "not-an-address", "https", "ok.example");
 }
 
+/* web/http.c's prefix helper: public_url's path taken off a request path, and only that. */
+static void test_unprefixed(void)
+{
+    struct gw_config *cfg = calloc(1, sizeof(*cfg));
+    CHECK(cfg != NULL);
+    if (!cfg)
+        return;
+    gw_config_defaults(cfg);
+    CHECK_STR(gw_web_unprefixed(cfg, "/chat/events/a/b"), "/chat/events/a/b"); /* no public_url */
+    snprintf(cfg->public_url, sizeof(cfg->public_url), "https://example.org/chat/");
+    CHECK_STR(gw_web_unprefixed(cfg, "/chat/events/a/b"), "/events/a/b");
+    CHECK_STR(gw_web_unprefixed(cfg, "/chat/xmpp-websocket"), "/xmpp-websocket");
+    CHECK_STR(gw_web_unprefixed(cfg, "/chat/"), "/");
+    CHECK_STR(gw_web_unprefixed(cfg, "/chat"), "/chat"); /* the prefix alone is no route */
+    CHECK_STR(gw_web_unprefixed(cfg, "/chatty/x"), "/chatty/x");
+    CHECK_STR(gw_web_unprefixed(cfg, "/events/a/b"), "/events/a/b"); /* a stripping proxy */
+    snprintf(cfg->public_url, sizeof(cfg->public_url), "https://example.org/a/b");
+    CHECK_STR(gw_web_unprefixed(cfg, "/a/b/http-bind"), "/http-bind");
+    CHECK_STR(gw_web_unprefixed(cfg, "/a/http-bind"), "/a/http-bind");
+    snprintf(cfg->public_url, sizeof(cfg->public_url), "https://example.org/");
+    CHECK_STR(gw_web_unprefixed(cfg, "/http-bind"), "/http-bind");
+    free(cfg);
+}
+
 int main(void)
 {
     test_trusted();
     test_forwarded();
     test_x_forwarded();
     test_malformed();
+    test_unprefixed();
     return CHECK_SUMMARY();
 }
