@@ -17,6 +17,8 @@
 #   bash scripts/setup.sh          install, build, start
 #   bash scripts/setup.sh stop     stop the gateway (and the Prosody this script started)
 #   bash scripts/setup.sh status
+#   bash scripts/setup.sh build    steps 1 to 3 only, without Prosody: what docker/Dockerfile's
+#                                  build stage runs (tests/integration/packaging.test.mjs too)
 #
 # XMPPGW_CONFIG=FILE uses another config file; XMPPGW_BUILD_DIR=DIR builds there instead of build/;
 # XMPPGW_SKIP_DEPS=1 skips apt-get and npm ci (offline re-runs; node_modules must be there).
@@ -305,9 +307,8 @@ EOF
     die "the gateway did not answer http://$admin/healthz within 20 s (log: .run/xmppgw.log)"
 }
 
-cmd_start() {
-    mkdir -p "$RUN"
-    [ -f "$CONFIG" ] || die "no config file at $CONFIG"
+# Steps 1 to 3: packages, npm ci, the release build.
+install_and_build() {
     if [ -n "${XMPPGW_SKIP_DEPS:-}" ]; then
         echo "XMPPGW_SKIP_DEPS: no apt-get, no npm ci"
         [ -d "$ROOT/node_modules/strophe.js" ] || die "node_modules/ is missing: run without XMPPGW_SKIP_DEPS"
@@ -320,6 +321,23 @@ cmd_start() {
     say "release build in ${BUILD#"$ROOT"/}/"
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$BUILD" -j"${JOBS:-2}" --target xmppgw
+}
+
+# The build alone, as a container's build stage needs it: no Prosody, nothing started.
+cmd_build() {
+    local p keep=()
+    for p in "${PACKAGES[@]}"; do
+        case $p in prosody | lua-unbound) ;; *) keep+=("$p") ;; esac
+    done
+    PACKAGES=("${keep[@]}")
+    install_and_build
+    say "built ${BUILD#"$ROOT"/}/xmppgw"
+}
+
+cmd_start() {
+    mkdir -p "$RUN"
+    [ -f "$CONFIG" ] || die "no config file at $CONFIG"
+    install_and_build
 
     local upstream local_prosody=0 demo=0 run_config=$CONFIG
     upstream=$(config_value upstream)
@@ -392,5 +410,6 @@ case "${1:-start}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) die "usage: bash scripts/setup.sh [start|stop|status]" ;;
+    build) cmd_build ;;
+    *) die "usage: bash scripts/setup.sh [start|stop|status|build]" ;;
 esac
