@@ -4,9 +4,10 @@
  * visitors.resource_prefix + 16 random hex characters whatever the client asked for. Every later
  * client element passes the visitor policy (one document-mode parser in the session table);
  * what it refuses is answered `forbidden` by the gateway from the table's sweeper, never inside
- * the owner's call, and never goes upstream. Subscriptions a visitor made are undone when its
- * session ends. Calls: session.c and login.c (internal.h), xmpp/upstream, xmpp/jid, xml, config,
- * core. */
+ * the owner's call, and never goes upstream. A visitor asking for its roster or its blocklist is
+ * answered an empty one by the gateway (the shared account's are not the visitor's; clients such
+ * as Converse.js wait for both). Subscriptions a visitor made are undone when its session ends.
+ * Calls: session.c and login.c (internal.h), xmpp/upstream, xmpp/jid, xml, config, core. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_PING "urn:xmpp:ping"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_ROSTER "jabber:iq:roster"
+#define NS_BLOCKING "urn:xmpp:blocking"
 #define MAX_SUBS 64 /* subscriptions one visitor may hold */
 
 #define FEATURES_OPEN "<stream:features xmlns:stream='" GW_NS_STREAM "' xmlns='" GW_NS_CLIENT "'>"
@@ -65,7 +68,7 @@ struct visitor {
 };
 
 /* What the policy made of one element. */
-enum verdict { V_ALLOW, V_REFUSE, V_DROP, V_SM_FAILED, V_AUTH, V_AUTH_BAD, V_BIND };
+enum verdict { V_ALLOW, V_REFUSE, V_DROP, V_SM_FAILED, V_AUTH, V_AUTH_BAD, V_BIND, V_EMPTY };
 
 struct judged {
     struct gw_session *s;
@@ -75,7 +78,8 @@ struct judged {
     char kind[16];     /* root element name */
     char id[128], to[1024], type[16];
     char service[256], node[512];
-    int sub; /* +1: a subscribe, -1: an unsubscribe */
+    int sub;           /* +1: a subscribe, -1: an unsubscribe */
+    const char *empty; /* V_EMPTY: the element of the empty answer (roster, blocklist) */
 };
 
 bool visitor_selected(const struct gw_config *cfg, const char *to)
@@ -262,6 +266,15 @@ static enum verdict judge_iq(struct judged *j, const struct gw_xml_node *iq)
         return V_ALLOW;
     if (set && strcmp(q->ns, NS_SESSION) == 0 && to_server(s, j->to))
         return V_ALLOW;
+    bool own = to_server(s, j->to) || strcmp(j->to, cfg->visitors_jid) == 0;
+    if (get && own && strcmp(q->ns, NS_ROSTER) == 0 && strcmp(q->name, "query") == 0) {
+        j->empty = "<query xmlns='" NS_ROSTER "'/>";
+        return V_EMPTY;
+    }
+    if (get && own && strcmp(q->ns, NS_BLOCKING) == 0 && strcmp(q->name, "blocklist") == 0) {
+        j->empty = "<blocklist xmlns='" NS_BLOCKING "'/>";
+        return V_EMPTY;
+    }
     bool disco = strcmp(q->ns, NS_DISCO_INFO) == 0 || strcmp(q->ns, NS_DISCO_ITEMS) == 0;
     if (get && disco && cfg->visitors_disco &&
         (to_server(s, j->to) || to_service(s, j->to) ||
@@ -585,6 +598,26 @@ static int answer_forbidden(struct gw_session *s, const struct judged *j)
     return rc;
 }
 
+/* The gateway's answer to a roster or blocklist request: an empty one of its own. */
+static int answer_empty(struct gw_session *s, const struct judged *j)
+{
+    struct gw_buf b;
+    gw_buf_init(&b, 4096);
+    int rc = gw_buf_append_str(&b, "<iq xmlns='" GW_NS_CLIENT "' type='result' id='");
+    if (!rc)
+        rc = gw_buf_append_xml_escaped(&b, j->id, strlen(j->id));
+    if (!rc)
+        rc = gw_buf_append_str(&b, "' to='");
+    if (!rc)
+        rc = gw_buf_append_xml_escaped(&b, s->jid, strlen(s->jid));
+    if (!rc)
+        rc = gw_buf_printf(&b, "'>%s</iq>", j->empty);
+    if (!rc)
+        rc = queue_answer(s, gw_buf_ptr(&b), gw_buf_size(&b));
+    gw_buf_cleanup(&b);
+    return rc;
+}
+
 /* Remember a subscribe going upstream; forget the subscription an unsubscribe undoes. */
 static int track(struct gw_session *s, const struct judged *j)
 {
@@ -657,6 +690,9 @@ int visitor_send(struct gw_session *s, const char *bytes, size_t len)
         return rc ? rc : session_forward(s, bytes, len);
     case V_SM_FAILED:
         return queue_answer(s, sm_failed, sizeof(sm_failed) - 1);
+    case V_EMPTY:
+        GW_DEBUG(&s->ctx->log, s->sid, s->jid, "visitor policy: answered %s empty", j.empty);
+        return answer_empty(s, &j);
     case V_DROP:
         GW_INFO(&s->ctx->log, s->sid, s->jid, "visitor policy: dropped %s", j.why);
         return 0;

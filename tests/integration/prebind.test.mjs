@@ -3,7 +3,8 @@
 // attaches with the sid and rid it was given (raw BOSH requests, as Strophe.js's attach sends
 // them) and exchanges stanzas under the visitor policy (a pubsub subscription receives the
 // admin's publish, a chat message is refused `forbidden`); a message sent to the prebound JID
-// before the first request is delivered on it; a prebind nobody picks up ends after
+// before the first request is delivered on it; a roster or blocklist request is answered empty by
+// the gateway, a roster change refused; a prebind nobody picks up ends after
 // `bosh.inactivity`, and an attached visitor left idle too, its subscription undone; the
 // per-address limit answers 429 with a JSON error; no `visitors` -> 404; CORS for an allowed
 // origin and none for a refused one (which is 403), the preflight; a password in a POST body is
@@ -166,6 +167,21 @@ describe('prebind against the real Prosody', { timeout: 400000 }, () => {
     assert.equal(end.body?.attrs.type, 'terminate', end.text);
     // A clean end undoes the subscription (visitor mode).
     assert.ok(await until(async () => !(await subscribers(node)).includes(pb.jid), 5000), 'subscription left behind');
+  });
+
+  it('a visitor asking for its roster or blocklist gets an empty one from the gateway (never the shared account\'s)', T, async () => {
+    const pb = await prebind('GET');
+    const c = attach(pb);
+    const roster = await c.sendUntil(`<iq type='get' id='r1' xmlns='jabber:client'><query xmlns='jabber:iq:roster'/></iq>`,
+      (r) => /id=['"]r1['"]/.test(r.text));
+    assert.match(roster.text, /<iq[^>]*type=['"]result['"][^>]*>\s*<query xmlns=['"]jabber:iq:roster['"]\s*\/>\s*<\/iq>/, roster.text);
+    const blocked = await c.sendUntil(`<iq type='get' id='b1' xmlns='jabber:client'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
+      (r) => /id=['"]b1['"]/.test(r.text));
+    assert.match(blocked.text, /<blocklist xmlns=['"]urn:xmpp:blocking['"]\s*\/>/, blocked.text);
+    const change = await c.sendUntil(`<iq type='set' id='r2' xmlns='jabber:client'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>`,
+      (r) => /id=['"]r2['"]/.test(r.text));
+    assert.match(change.text, /<forbidden xmlns=/, change.text);
+    await c.send('', { type: 'terminate' });
   });
 
   it('POST /prebind (no body, or {"visitor": true}) gives a visitor too; a password in the body is 400', T, async () => {
