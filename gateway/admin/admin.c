@@ -2,10 +2,10 @@
  * the gateway's loop (a poll on MHD's epoll fd, a timer from MHD_get_timeout()). It hands what MHD
  * read of each request to admin_proto.c, which decides the route or the refusal, and answers as
  * told; bodies come from render.c. A POST route's body is read into a bounded buffer, then the
- * request waits suspended (MHD_suspend_connection) for the hub's answer and is resumed when it
- * comes; a connection that MHD ends meanwhile cancels what it waited for.
- * Owns: struct gw_admin, struct post_req. Calls: admin_proto.c, render.c, session/hub, config,
- * core; libmicrohttpd, libuv.
+ * request waits suspended (MHD_suspend_connection) for the hub's answer or the prebind's login and
+ * is resumed when it comes; a connection that MHD ends meanwhile cancels what it waited for. Owns:
+ * struct gw_admin, struct post_req. Calls: admin_proto.c, render.c, session/hub, web/bosh
+ * (prebind), config, core; libmicrohttpd, libuv.
  *
  * MHD runs with no thread of its own: every request handler below runs inside MHD_run(), called
  * from a loop callback, so it may read the gateway's state directly. */
@@ -21,10 +21,14 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include "admin/admin_proto.h"
 #include "config/config.h"
 #include "session/hub.h"
+#include "web/bosh.h"
 
 #define ADMIN_TIMEOUT_S 30u             /* idle admin connections are closed after this */
 #define ADMIN_MAX_CONNECTIONS 256u      /* concurrent admin connections */
@@ -313,6 +317,8 @@ struct post_req {
     struct gw_buf body;          /* the body, up to the route's body_max */
     size_t dropped;              /* bytes past body_max, read and dropped */
     struct gw_hub_publish *pub;  /* a publish in flight: cancelled if the request ends first */
+    struct gw_prebind *pre;      /* a prebind in flight: cancelled likewise */
+    char peer[64];               /* the client's address */
     bool suspended;              /* waiting, MHD does not run it */
     unsigned status;             /* the answer, once known (0: none yet) */
     struct MHD_Response *resp;   /* its response, owned until queued */
@@ -328,6 +334,14 @@ static struct post_req *post_req_new(struct gw_admin *a, struct MHD_Connection *
     pr->conn = conn;
     pr->route = d->route;
     gw_buf_init(&pr->body, d->body_max);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, pr->peer, sizeof(pr->peer));
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, pr->peer,
+                  sizeof(pr->peer));
     return pr;
 }
 
@@ -335,6 +349,10 @@ static struct post_req *post_req_new(struct gw_admin *a, struct MHD_Connection *
 static void post_req_free(struct post_req *pr)
 {
     gw_hub_publish_cancel(pr->pub);
+    if (pr->pre)
+        gw_prebind_cancel(pr->pre);
+    if (pr->body.data)
+        OPENSSL_cleanse(pr->body.data, pr->body.cap); /* a prebind body holds a password */
     if (pr->resp)
         MHD_destroy_response(pr->resp);
     gw_buf_cleanup(&pr->body);
@@ -412,14 +430,110 @@ static void start_publish(struct post_req *pr)
     post_answer(pr, ans.status, ans.body, ans.len, ans.allow);
 }
 
+/* ---- POST /api/prebind ---- */
+
+/* A JSON answer {"error","condition"} or the one given, copied into the request. */
+static void prebind_error(struct post_req *pr, unsigned status, const char *text, const char *cond)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"condition\":\"%s\"}\n", text, cond);
+    post_answer(pr, status, body, (size_t)n, NULL);
+}
+
+/* The login's outcome as the contract of /api/prebind says: 403 not-authorized for bad
+ * credentials, 503 remote-connection-failed when upstream is unreachable (and while draining),
+ * 429 for a limit, 500 otherwise. */
+static void on_prebound(void *ud, const struct gw_prebind_result *res)
+{
+    struct post_req *pr = ud;
+    pr->pre = NULL;
+    if (res->status != 0) {
+        const char *cond = gw_condition_name(res->cond);
+        GW_INFO(&pr->a->ctx->log, NULL, NULL, "admin: prebind refused: %s", cond);
+        if (res->cond == GW_COND_not_authorized)
+            prebind_error(pr, 403, "the credentials were refused", "not-authorized");
+        else if (res->cond == GW_COND_remote_connection_failed ||
+                 res->cond == GW_COND_system_shutdown)
+            prebind_error(pr, 503, "the XMPP server cannot be reached", "remote-connection-failed");
+        else if (res->cond == GW_COND_policy_violation)
+            prebind_error(pr, 429, "a limit was reached", "policy-violation");
+        else
+            prebind_error(pr, 500, "the session could not be made", "internal-server-error");
+        return;
+    }
+    json_t *o =
+        json_pack("{s:s,s:s,s:I}", "jid", res->jid, "sid", res->sid, "rid", (json_int_t)res->rid);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text) {
+        prebind_error(pr, 500, "internal error", "internal-error");
+        return;
+    }
+    GW_INFO(&pr->a->ctx->log, res->sid, res->jid, "admin: prebound");
+    post_answer(pr, 200, text, strlen(text), NULL);
+    free(text);
+}
+
+/* The body: {"jid", "password"} or {"visitor": true}; the password is wiped where it was. */
+static int prebind_body(struct post_req *pr, json_t *o, struct gw_prebind_req *req)
+{
+    json_t *visitor = json_object_get(o, "visitor");
+    json_t *jid = json_object_get(o, "jid"), *pw = json_object_get(o, "password");
+    if (!json_is_object(o) || (visitor && !json_is_boolean(visitor)))
+        return GW_EINVAL;
+    if (json_is_true(visitor))
+        return jid || pw || json_object_size(o) != 1 ? GW_EINVAL : 0;
+    if (!json_is_string(jid) || !json_is_string(pw) || !json_string_length(jid) ||
+        !json_string_length(pw) || json_object_size(o) != 2 + (visitor ? 1u : 0u))
+        return GW_EINVAL;
+    req->jid = json_string_value(jid);
+    req->password = json_string_value(pw);
+    return 0;
+}
+
+static void start_prebind(struct post_req *pr)
+{
+    struct gw_prebind_req req = {.peer = pr->peer};
+    json_t *o =
+        json_loadb(gw_buf_ptr(&pr->body), gw_buf_size(&pr->body), JSON_REJECT_DUPLICATES, NULL);
+    OPENSSL_cleanse(pr->body.data, pr->body.cap);
+    int rc = prebind_body(pr, o, &req);
+    req.visitor = rc == 0 && !req.jid;
+    if (rc == 0)
+        rc = pr->a->svc.bosh ? gw_bosh_prebind(pr->a->svc.bosh, &req, on_prebound, pr, &pr->pre)
+                             : GW_ECLOSED;
+    if (req.password) /* jansson's copy: its length is known, the memory is ours to wipe */
+        OPENSSL_cleanse((char *)req.password, strlen(req.password));
+    json_decref(o);
+    if (rc == 0)
+        return;
+    if (rc == GW_EINVAL && !req.jid && !req.visitor)
+        prebind_error(pr, 400,
+                      "expected {\\\"jid\\\", \\\"password\\\"} or {\\\"visitor\\\": true}",
+                      "bad-request");
+    else if (rc == GW_EINVAL)
+        prebind_error(pr, 400, "the JID is not valid, no upstream serves it, or visitors are off",
+                      "bad-request");
+    else if (rc == GW_ECLOSED)
+        prebind_error(pr, 503, "prebind is not available now", "remote-connection-failed");
+    else if (rc == GW_ELIMIT)
+        prebind_error(pr, 429, "a limit was reached", "policy-violation");
+    else
+        prebind_error(pr, 500, "internal error", "internal-error");
+}
+
 /* The body is in: answer now, or wait suspended for what the route started. */
 static enum MHD_Result post_complete(struct gw_admin *a, struct MHD_Connection *conn,
                                      struct post_req *pr)
 {
     if (pr->dropped)
         return reply_error(conn, GW_ADMIN_ERR_TOO_LARGE);
-    if (!pr->status && !pr->pub)
-        start_publish(pr);
+    if (!pr->status && !pr->pub && !pr->pre) {
+        if (pr->route == GW_ADMIN_ROUTE_PREBIND)
+            start_prebind(pr);
+        else
+            start_publish(pr);
+    }
     if (!pr->status) {
         pr->suspended = true;
         MHD_suspend_connection(conn);
@@ -442,7 +556,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_stat
         return;
     struct post_req *pr = *req_state;
     *req_state = NULL;
-    if (pr->pub)
+    if (pr->pub || pr->pre)
         GW_INFO(&a->ctx->log, NULL, NULL, "admin: %s: client gone before the answer (%d)",
                 gw_admin_route_path(pr->route), (int)toe);
     post_req_free(pr);

@@ -21,6 +21,7 @@ enum gw_admin_route {
     GW_ADMIN_ROUTE_STATUS,   /* /status */
     GW_ADMIN_ROUTE_SESSIONS, /* /api/sessions */
     GW_ADMIN_ROUTE_PUBLISH,  /* POST /api/publish (JSON body) */
+    GW_ADMIN_ROUTE_PREBIND,  /* POST /api/prebind (JSON body) */
     GW_ADMIN_ROUTE_COUNT
 };
 

@@ -242,6 +242,17 @@ static void test_post_routes(void)
     CHECK(!gw_admin_route_is_post(GW_ADMIN_ROUTE_NONE));
     CHECK(!gw_admin_route_is_post(GW_ADMIN_ROUTE_COUNT));
     CHECK_STR(gw_admin_route_path(GW_ADMIN_ROUTE_PUBLISH), "/api/publish");
+    CHECK(gw_admin_route_is_post(GW_ADMIN_ROUTE_PREBIND));
+    CHECK_STR(gw_admin_route_path(GW_ADMIN_ROUTE_PREBIND), "/api/prebind");
+    struct gw_admin_request pb = post("/api/prebind", "4096");
+    CHECK(decide(&pb).route == GW_ADMIN_ROUTE_PREBIND &&
+          decide(&pb).body_max == GW_ADMIN_PREBIND_BODY_MAX);
+    pb.content_length = "4097";
+    CHECK(decide(&pb).refusal == GW_ADMIN_ERR_TOO_LARGE);
+    pb.authorization = NULL;
+    snprintf(cfg.admin_token, sizeof(cfg.admin_token), "%s", TOKEN);
+    CHECK(decide(&pb).refusal == GW_ADMIN_ERR_NO_TOKEN);
+    cfg.admin_token[0] = '\0';
     struct gw_admin_request r = post("/api/publish", "120");
     struct gw_admin_decision d = decide(&r);
     CHECK(d.route == GW_ADMIN_ROUTE_PUBLISH && d.body_max == GW_HUB_PUBLISH_BODY_MAX);
