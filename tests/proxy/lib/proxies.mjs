@@ -56,9 +56,13 @@ async function started(name, proc, port, dir, lines) {
     await waitForPort(port, { timeoutMs: 10000, isAlive: () => gone === null });
   } catch (err) {
     proc.child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
     throw new Error(`${name} did not listen on ${port}: ${err.message}\n${lines.slice(-20).join('\n')}`);
   }
-  if (gone) throw new Error(`${name} exited ${JSON.stringify(gone)}\n${lines.slice(-20).join('\n')}`);
+  if (gone) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`${name} exited ${JSON.stringify(gone)}\n${lines.slice(-20).join('\n')}`);
+  }
   return async () => {
     if (gone === null) {
       proc.child.kill('SIGTERM');
@@ -107,7 +111,10 @@ export async function startNginx({ gw, tls }) {
   const args = ['-p', dir, '-e', `${dir}/error.log`, '-c', `${dir}/nginx.conf`];
   const check = run(NGINX_BIN, ['-t', ...args], { cwd: dir, lines });
   const c = await check.exited;
-  if (c.code !== 0) throw new Error(`nginx -t failed:\n${lines.join('\n')}`);
+  if (c.code !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`nginx -t failed:\n${lines.join('\n')}`);
+  }
   const v = [];
   await run(NGINX_BIN, ['-v'], { cwd: dir, lines: v }).exited;
   const version = (v.join('\n').match(/nginx\/[\d.]+/) ?? [''])[0];
@@ -142,7 +149,10 @@ export async function startHaproxy({ gw, tls }) {
   await writeFile(cfg, text);
   const lines = [];
   const check = run(HAPROXY_BIN, ['-c', '-f', cfg], { cwd: dir, lines });
-  if ((await check.exited).code !== 0) throw new Error(`haproxy -c failed:\n${lines.join('\n')}`);
+  if ((await check.exited).code !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`haproxy -c failed:\n${lines.join('\n')}`);
+  }
   const v = [];
   await run(HAPROXY_BIN, ['-v'], { cwd: dir, lines: v }).exited;
   const version = (v.join('\n').match(/HAProxy version [\d.]+/) ?? [''])[0];
