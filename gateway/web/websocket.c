@@ -4,9 +4,12 @@
  * ends it) and writes the answers: a stream error is <stream:error/>, <close/>, then the WebSocket
  * close. Frames are written one per WRITEABLE callback from a bounded queue; past
  * limits.send_queue the session stops reading upstream until it drains. A connection that sends
- * no <open/> within connect_timeout gets connection-timeout. Owns: the per-connection state, its
- * reassembly buffer, frame queue and <open/> timer, the shared frame parser. Calls: web/ws_proto,
- * session, web helpers, config, core. */
+ * no <open/> within connect_timeout gets connection-timeout. Until its <open/> (or its end) a
+ * connection counts against its client address's limits.per_address_pending; one past it is
+ * refused with policy-violation as soon as it is upgraded (from <open/> on, the session's own
+ * per-address limits hold it). Owns: the per-connection state, its reassembly buffer, frame queue
+ * and <open/> timer, the shared frame parser, the per-address count of connections without
+ * <open/>. Calls: web/ws_proto, session, web helpers, config, core. */
 #include "web/websocket.h"
 
 #include <stddef.h>
@@ -45,7 +48,8 @@ struct conn {
     bool upstream_paused; /* we told the session to stop reading */
     lws_sorted_usec_list_t open_timer; /* connect_timeout for <open/>; cancelled on CLOSED */
     enum lws_close_status close_code;
-    char peer[64];
+    struct gw_ws_pending_addr *pending; /* counted against its address until <open/>; or NULL */
+    char peer[GW_WS_ADDR_MAX];          /* client address (gw_web_peer) */
 };
 
 struct pss {
@@ -54,8 +58,9 @@ struct pss {
 
 struct gw_ws {
     struct gw_ctx *ctx;
-    struct gw_ws_parser *proto;  /* one parser for all connections: a message is parsed at once */
-    struct gw_xml_limits limits; /* the parser's limits: rebuilt when the configuration changes */
+    struct gw_ws_parser *proto;   /* one parser for all connections: a message is parsed at once */
+    struct gw_xml_limits limits;  /* the parser's limits: rebuilt when the configuration changes */
+    struct gw_ws_pending pending; /* connections without <open/>, by client address */
 };
 
 /* The frame parser with the configuration's current limits (a reload changes them for the
@@ -82,7 +87,12 @@ struct gw_ws *gw_ws_new(struct gw_ctx *ctx)
     if (!ws)
         return NULL;
     ws->ctx = ctx;
+    if (gw_ws_pending_init(&ws->pending) != 0) {
+        free(ws);
+        return NULL;
+    }
     if (refresh_parser(ws) != 0) {
+        gw_ws_pending_cleanup(&ws->pending);
         free(ws);
         return NULL;
     }
@@ -94,6 +104,7 @@ void gw_ws_free(struct gw_ws *ws)
     if (!ws)
         return;
     gw_ws_parser_free(ws->proto);
+    gw_ws_pending_cleanup(&ws->pending);
     free(ws);
 }
 
@@ -161,12 +172,10 @@ static void enqueue_close(struct conn *c, enum lws_close_status code)
 }
 
 /* Stream error (RFC 6120 4.9) then <close/>, then the WebSocket closes once the queue drains.
- * err_xml: the upstream's own <stream:error/>, passed on as it came. */
-static void stream_error(struct conn *c, enum gw_condition cond, const char *text,
-                         const char *err_xml, size_t err_len, enum lws_close_status code)
+ * err_xml: the upstream's own <stream:error/>, passed on as it came. The caller logs it. */
+static void queue_stream_error(struct conn *c, enum gw_condition cond, const char *text,
+                               const char *err_xml, size_t err_len, enum lws_close_status code)
 {
-    if (c->close_queued)
-        return;
     gw_ws_state_closing(&c->st);
     if (!c->st.opened) {
         /* RFC 6120 4.9.1.2: the stream header goes out even when the error comes first. */
@@ -184,6 +193,14 @@ static void stream_error(struct conn *c, enum gw_condition cond, const char *tex
         enqueue_built(c, gw_ws_build_error(&b, cond, text), &b);
     }
     enqueue_close(c, code);
+}
+
+static void stream_error(struct conn *c, enum gw_condition cond, const char *text,
+                         const char *err_xml, size_t err_len, enum lws_close_status code)
+{
+    if (c->close_queued)
+        return;
+    queue_stream_error(c, cond, text, err_xml, err_len, code);
     GW_INFO(&c->ctx->log, c->s ? gw_session_id(c->s) : NULL, c->s ? gw_session_jid(c->s) : NULL,
             "websocket stream error %s%s%s", gw_condition_name(cond), text ? ": " : "",
             text ? text : "");
@@ -312,6 +329,8 @@ static void handle_message(struct conn *c)
     case GW_WS_IGNORE:
         return;
     case GW_WS_OPEN:
+        /* From here the session's per-address limits hold the connection. */
+        gw_ws_pending_release(&ws->pending, &c->pending);
         start_session(c, &m);
         return;
     case GW_WS_RESTART:
@@ -341,6 +360,7 @@ static void handle_message(struct conn *c)
 static void conn_free(struct conn *c)
 {
     stop_open_timer(c);
+    gw_ws_pending_release(&c->ws->pending, &c->pending);
     if (c->s) {
         if (c->close_queued)
             gw_session_end(c->s, GW_COND_NONE);
@@ -351,6 +371,22 @@ static void conn_free(struct conn *c)
     free_queue(c);
     gw_buf_cleanup(&c->msg);
     free(c);
+}
+
+/* Past limits.per_address_pending. lws has sent the 101 before it tells this protocol of the
+ * connection, so the refusal is RFC 7395's: <open/>, <stream:error><policy-violation/>, <close/>,
+ * then the close frame (1008). A browser's WebSocket reads this; it could not read the HTTP
+ * status of a refused handshake. The connection never counts against its address. */
+static void refuse_pending(struct conn *c)
+{
+    c->ctx->metrics.refused[GW_LIMIT_ADDR_PENDING]++;
+    GW_INFO(&c->ctx->log, NULL, NULL,
+            "websocket connection from %s refused (policy-violation): %u connections of this "
+            "address have not sent <open/> (limits.per_address_pending)",
+            c->peer, gw_ws_pending_count(&c->ws->pending, c->peer));
+    queue_stream_error(c, GW_COND_policy_violation,
+                       "too many connections from this address have not sent <open/>", NULL, 0,
+                       LWS_CLOSE_STATUS_POLICY_VIOLATION);
 }
 
 static struct conn *conn_new(struct lws *wsi)
@@ -368,10 +404,20 @@ static struct conn *conn_new(struct lws *wsi)
     c->wsi = wsi;
     gw_buf_init(&c->msg, ctx->cfg->max_stanza);
     gw_web_peer(wsi, c->peer, sizeof(c->peer));
+    int rc =
+        gw_ws_pending_take(&c->ws->pending, c->peer, ctx->cfg->per_address_pending, &c->pending);
+    if (rc == GW_ENOMEM) {
+        free(c);
+        return NULL;
+    }
     /* A connection that never sends <open/> holds a descriptor for nothing: it gets as long as
-     * an upstream gets to answer (connect_timeout), then a stream error. */
+     * an upstream gets to answer (connect_timeout), then a stream error. A refused one is bounded
+     * by the same timer while its frames go out. */
     start_open_timer(c);
-    GW_DEBUG(&ctx->log, NULL, NULL, "websocket connection from %s", c->peer);
+    if (rc == GW_ELIMIT)
+        refuse_pending(c);
+    else
+        GW_DEBUG(&ctx->log, NULL, NULL, "websocket connection from %s", c->peer);
     return c;
 }
 

@@ -13,13 +13,14 @@
 // bodies: 408 at body_timeout after the headers; WebSockets: connection-timeout at connect_timeout
 // after the upgrade), never before it and at most SLACK_MS after it (lws checks its timeouts once a
 // second); limits.per_address_pending (50) refuses the 51st to 62nd BOSH body of each address with
-// 429 at once, counted in xmppgw_refused_total{limit="address_pending"}, the 408s in
-// {limit="http_deadline"}. Afterwards the gateway's descriptors are back to the baseline exactly
-// and it exits 0 on SIGTERM (the sanitizer build: no leak).
-// No limit is lifted. Two kinds are held by no per-address limit, only by their deadlines: headers
-// that never complete (nothing is counted before lws has the headers), and WebSockets that send
-// no <open/> (web/websocket.c counts nothing against limits.per_address_pending, which
-// config/README.md says it holds them too): all 62 per address are upgraded.
+// 429 at once, and the 51st to 62nd WebSocket of each address (counted apart from the bodies) right
+// after its upgrade with <open/>, <stream:error> policy-violation and <close/> (the connection then
+// closed within CLOSE_WAIT_S, as this client never answers the close frame), all counted in
+// xmppgw_refused_total{limit="address_pending"}, the 408s in {limit="http_deadline"}. Afterwards
+// the gateway's descriptors are back to the baseline exactly and it exits 0 on SIGTERM (the
+// sanitizer build: no leak).
+// No limit is lifted. One kind is held by no per-address limit, only by its deadline: headers that
+// never complete (nothing is counted before lws has the headers).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startProsody } from '../integration/lib/prosody.mjs';
@@ -147,12 +148,29 @@ describe('a slow crowd of 2,000 connections from eight addresses', { timeout: 11
     }
     for (const c of refusedNow) assert.ok(c.answerAt - c.readyAt < 1000, '429 at once');
 
+    // So were the WebSockets past it, right after their upgrade: a policy-violation stream error.
+    const wsRefusedOf = (addr) => upgrades.filter((c) => c.localAddress === addr && /policy-violation/.test(c.received));
+    const wsPerAddress = upgrades.length / ADDRESSES.length;
+    await until(() => ADDRESSES.every((a) => wsRefusedOf(a).length >= wsPerAddress - PENDING_LIMIT), 5000, 20);
+    for (const addr of ADDRESSES) {
+      assert.equal(wsRefusedOf(addr).length, wsPerAddress - PENDING_LIMIT,
+        `${addr}: the WebSockets past limits.per_address_pending refused`);
+    }
+    const wsRefused = ADDRESSES.flatMap(wsRefusedOf);
+    for (const c of wsRefused) {
+      assert.ok(c.answerAt - c.readyAt < 1000, `${c.kind} from ${c.localAddress}: refused at once`);
+      assert.match(c.received, /<open [^>]*urn:ietf:params:xml:ns:xmpp-framing[\s\S]*<policy-violation[\s\S]*<close /,
+        `${c.kind} from ${c.localAddress}: <open/>, the stream error, <close/>`);
+      assert.doesNotMatch(c.received, /connection-timeout/);
+    }
+    const refusedAll = new Set([...refusedNow, ...wsRefused]);
+
     // While every other slow connection is open: a healthy login over BOSH and over WebSocket.
     const [hb, hw] = await Promise.all([healthyBosh(), healthyWs()]);
     figures.healthyLoginMs = { bosh: Math.round(hb.ms), websocket: Math.round(hw.ms) };
-    const stillOpen = crowd.filter((c) => Number.isNaN(c.closedAt)).length;
+    const stillOpen = crowd.filter((c) => !refusedAll.has(c) && Number.isNaN(c.closedAt)).length;
     figures.openDuringLogins = stillOpen;
-    assert.equal(stillOpen, TOTAL - refusedNow.length, 'every slow connection not refused is still open after the logins');
+    assert.equal(stillOpen, TOTAL - refusedAll.size, 'every slow connection not refused is still open after the logins');
     assert.ok(hb.ms <= LOGIN_MS, `BOSH login took ${Math.round(hb.ms)} ms`);
     assert.ok(hw.ms <= LOGIN_MS, `WebSocket login took ${Math.round(hw.ms)} ms`);
     assert.match(hb.jid, /^alice@localhost\//);
@@ -189,19 +207,26 @@ describe('a slow crowd of 2,000 connections from eight addresses', { timeout: 11
     check(timedOut, 'bodies answered 408 after the headers', { start: 'readyAt', at: 'answerAt' }, BODY_TIMEOUT_S * 1000,
       BODY_TIMEOUT_S * 1000 + SLACK_MS);
 
-    for (const c of upgrades) {
+    const accepted = upgrades.filter((c) => !refusedAll.has(c));
+    for (const c of accepted) {
       assert.match(c.received, /connection-timeout/, `${c.kind} from ${c.localAddress}: the connection-timeout stream error`);
     }
     // From the upgrade request written: the gateway's timer starts when it has read it, and the
     // 101 may reach this busy process later than that.
-    check(upgrades, 'websockets told connection-timeout after the upgrade request', { start: 'startAt', at: 'answerAt' },
+    check(accepted, 'websockets told connection-timeout after the upgrade request', { start: 'startAt', at: 'answerAt' },
       CONNECT_TIMEOUT_S * 1000, (CONNECT_TIMEOUT_S + CLOSE_WAIT_S) * 1000 + SLACK_MS);
+    // A refused one is closed once its close frame has waited CLOSE_WAIT_S for an answer.
+    const refusedClosed = wsRefused.map((c) => c.closedAt - c.readyAt);
+    figures['websockets refused, closed after the 101'] = { n: wsRefused.length, medianMs: Math.round(median(refusedClosed)),
+      maxMs: Math.round(Math.max(...refusedClosed)) };
+    for (const ms of refusedClosed) assert.ok(ms <= CLOSE_WAIT_S * 1000 + SLACK_MS, `a refused WebSocket closed ${Math.round(ms)} ms after its 101`);
 
     // The refusals and the deadlines in /metrics, by limit.
     const m1 = await metrics(gw);
     const delta = (l) => metricValue(m1, 'xmppgw_refused_total', { limit: l }) - refused0(l);
     figures.refused = { address_pending: delta('address_pending'), http_deadline: delta('http_deadline') };
-    assert.equal(delta('address_pending'), refusedNow.length, 'each 429 counted as address_pending');
+    assert.equal(delta('address_pending'), refusedNow.length + wsRefused.length,
+      'each 429 and each refused WebSocket counted as address_pending');
     assert.equal(delta('http_deadline'), timedOut.length, 'each 408 counted as http_deadline');
 
     // Descriptors back to the baseline exactly; no session left.
