@@ -1,12 +1,17 @@
 // Per-address limits and the authentication deadline, tried as an attacker would: one client
 // address cannot hold more unauthenticated sessions, sessions, or new sessions per second than the
 // configuration allows, while another address (127.0.0.2) is served as usual; a session that never
-// binds a JID is ended with policy-violation after limits.auth_timeout. Each refusal is the
-// protocol's answer (stream error, BOSH terminate), a log line and a counter in /metrics.
+// binds a JID is ended with policy-violation after limits.auth_timeout; one address cannot hold
+// more WebSocket connections that have not sent <open/> than limits.per_address_pending (the next
+// is refused after the upgrade, 127.0.0.3 is served, and a slot comes back exactly once when one
+// closes or opens its stream). Each refusal is the protocol's answer (stream error, BOSH
+// terminate), a log line and a counter in /metrics.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack } from './lib/stack.mjs';
-import { connect, openFrame, expectOpen, expectFeatures, expectStreamError, rawLogin } from './lib/wsraw.mjs';
+import {
+  connect, openFrame, expectOpen, expectFeatures, expectStreamError, rawLogin, NS_SASL, NS_CLIENT, NS_BIND,
+} from './lib/wsraw.mjs';
 
 const T = { timeout: 30000 };
 
@@ -111,5 +116,100 @@ describe('per-address limits and the authentication deadline', { timeout: 120000
     const ok = await boshCreate(stack.gw, 3000, addr);
     assert.doesNotMatch(ok.text, /type=['"]terminate['"]/);
     assert.match(ok.text, /sid=['"]/);
+  });
+});
+
+// A whole login (SASL PLAIN, restart, bind) on a connection already open; resolves to the JID.
+async function loginOn(p, username, password) {
+  p.send(openFrame());
+  await expectOpen(p);
+  await expectFeatures(p);
+  p.send(`<auth xmlns="${NS_SASL}" mechanism="PLAIN">${Buffer.from(`\0${username}\0${password}`).toString('base64')}</auth>`);
+  const success = await p.next();
+  assert.equal(success.el?.localName, 'success', success.text);
+  p.send(openFrame());
+  await expectOpen(p);
+  await expectFeatures(p);
+  p.send(`<iq xmlns="${NS_CLIENT}" type="set" id="b1"><bind xmlns="${NS_BIND}"/></iq>`);
+  const bound = await p.next();
+  const jid = bound.el?.getElementsByTagNameNS(NS_BIND, 'jid')[0]?.textContent;
+  assert.ok(jid, `bind result: ${bound.text}`);
+  return jid;
+}
+
+describe('WebSocket connections that have not sent <open/>, per address', { timeout: 120000 }, () => {
+  const LIMIT = 3;
+  let stack;
+  const open = [];
+
+  before(async () => {
+    stack = await startStack({ gateway: { config: { limits: { per_address_pending: LIMIT } } } });
+  });
+
+  after(async () => {
+    for (const p of open) p.terminate();
+    const problem = await stack?.stop();
+    if (problem) assert.fail(problem);
+  });
+
+  const refusals = () => (stack.gw.logText().match(/websocket connection from 127\.0\.0\.2 refused/g) ?? []).length;
+
+  // A connection from addr that sends nothing: the gateway must leave it alone (no frame, no
+  // close, no refusal counted) while its <open/> is due.
+  async function silent(addr) {
+    const before = await metric(stack.gw, 'xmppgw_refused_total', 'address_pending');
+    const p = await connect(stack.gw.wsUrl, { localAddress: addr });
+    open.push(p);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(p.frames.length, 0, `accepted from ${addr}: no frame before <open/> (${p.frames.map((f) => f.text)})`);
+    assert.equal(p.isClosed, false, `accepted from ${addr}: still open`);
+    assert.equal(await metric(stack.gw, 'xmppgw_refused_total', 'address_pending'), before, 'no refusal counted');
+    return p;
+  }
+
+  // The next connection from addr is upgraded, then refused: <open/>, <stream:error>
+  // <policy-violation/>, <close/>, close 1008; counted and logged once.
+  async function refused(addr, n) {
+    const p = await connect(stack.gw.wsUrl, { localAddress: addr });
+    open.push(p);
+    const e = await expectStreamError(p, 'policy-violation', { expectOpenFirst: true });
+    assert.match(e.text, /too many connections from this address/);
+    assert.equal(e.code, 1008, 'close 1008 (policy violation)');
+    assert.equal(await metric(stack.gw, 'xmppgw_refused_total', 'address_pending'), n);
+    await stack.gw.waitForLog(/websocket connection from 127\.0\.0\.2 refused \(policy-violation\): 3 connections .*limits\.per_address_pending/, 2000);
+    assert.equal(refusals(), n, 'one log line per refusal');
+  }
+
+  it('refuses the next one from 127.0.0.2 past limits.per_address_pending, serves 127.0.0.3, and counts each slot back once', T, async () => {
+    const a = [];
+    for (let i = 0; i < LIMIT; i++) a.push(await silent('127.0.0.2'));
+    await refused('127.0.0.2', 1);
+
+    // Another address is served as usual, a whole login, while 127.0.0.2 is full.
+    const c = await silent('127.0.0.3');
+    assert.match(await loginOn(c, 'alice', stack.prosody.users.alice), /^alice@localhost\//);
+
+    // One closes: room for exactly one more.
+    a[0].close();
+    await a[0].closed;
+    a.push(await silent('127.0.0.2'));
+    await refused('127.0.0.2', 2);
+
+    // One opens its stream and logs in: from <open/> on it counts as a session, not here.
+    assert.match(await loginOn(a[1], 'bob', stack.prosody.users.bob), /^bob@localhost\//);
+    a.push(await silent('127.0.0.2'));
+    await refused('127.0.0.2', 3);
+
+    // That one closing gives nothing back a second time: the address is still full.
+    a[1].send('<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>');
+    await a[1].closed;
+    await refused('127.0.0.2', 4);
+
+    // Every connection gone (closed with the close handshake, so the gateway has seen each go):
+    // the address starts afresh.
+    for (const p of a) p.close();
+    await Promise.all(a.map((p) => p.closed));
+    for (let i = 0; i < LIMIT; i++) await silent('127.0.0.2');
+    await refused('127.0.0.2', 5);
   });
 });
