@@ -70,6 +70,17 @@ static int respond_now(struct lws *wsi, unsigned status, const char *extra, cons
     return gw_web_respond(wsi, status, CT_JSON, extra, q.answer, strlen(q.answer));
 }
 
+/* A refusal before any body is read: with close, the connection goes after it (the body that
+ * follows is never read). */
+static int refuse(struct lws *wsi, unsigned status, const char *cors, const char *condition,
+                  const char *text, bool close)
+{
+    char extra[CORS_MAX + 32];
+    snprintf(extra, sizeof(extra), "%s%s", cors ? cors : "", close ? "Connection: close\r\n" : "");
+    int rc = respond_now(wsi, status, extra, condition, text);
+    return close ? -1 : rc;
+}
+
 /* The answer is ready: written when the connection can take it. */
 static void ready(struct preq *q)
 {
@@ -196,24 +207,26 @@ static int on_http(struct lws *wsi, struct pss *pss)
                           "bad-request", "GET, POST or OPTIONS");
         return -1;
     }
-    char *qs = strchr(uri, '?');
+    char *qs = strchr(uri, '?'), clen[32];
     if (qs)
         *qs = '\0';
+    bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int cl = gw_web_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen, sizeof(clen));
+    bool body_follows = chunked || (cl > 0 && strcmp(clen, "0") != 0);
     if (!gw_web_origin_allowed(wsi, origin, sizeof(origin)))
-        return respond_now(wsi, 403, NULL, "forbidden", "origin not allowed");
+        return refuse(wsi, 403, NULL, "forbidden", "origin not allowed", body_follows);
     gw_web_cors_headers(origin, cors, sizeof(cors));
     if (strcmp(uri, GW_PREBIND_PATH) != 0 || !ctx->cfg->visitors_domain[0] ||
         !gw_web_transport(wsi))
-        return respond_now(wsi, 404, cors, "item-not-found", "no prebind here");
+        return refuse(wsi, 404, cors, "item-not-found", "no prebind here", body_follows);
     if (options)
-        return preflight(wsi, cors);
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-        /* lws never completes a chunked body: the client must say how long it is */
-        char extra[CORS_MAX + 32];
-        snprintf(extra, sizeof(extra), "%sConnection: close\r\n", cors);
-        (void)respond_now(wsi, 411, extra, "bad-request", "a body needs Content-Length");
-        return -1;
-    }
+        return body_follows ? refuse(wsi, 400, cors, "bad-request", "a preflight has no body", true)
+                            : preflight(wsi, cors);
+    if (chunked) /* lws never completes a chunked body: the client must say how long it is */
+        return refuse(wsi, 411, cors, "bad-request", "a body needs Content-Length", true);
+    if (body_follows && (strspn(clen, "0123456789") != strlen(clen) || strlen(clen) > 6 ||
+                         strtoul(clen, NULL, 10) > BODY_MAX))
+        return refuse(wsi, 413, cors, "policy-violation", "the body is too large", true);
     struct preq *q = calloc(1, sizeof(*q));
     if (!q)
         return respond_now(wsi, 503, cors, "resource-constraint", "out of memory");
@@ -223,8 +236,7 @@ static int on_http(struct lws *wsi, struct pss *pss)
     snprintf(q->extra, sizeof(q->extra), "%s", cors);
     gw_web_peer(wsi, q->peer, sizeof(q->peer));
     pss->q = q;
-    bool body_follows = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
-    return post && body_follows ? 0 : submit(wsi, q);
+    return body_follows ? 0 : submit(wsi, q);
 }
 
 static void on_body(struct preq *q, const void *in, size_t len)

@@ -184,7 +184,7 @@ describe('prebind against the real Prosody', { timeout: 400000 }, () => {
     await c.send('', { type: 'terminate' });
   });
 
-  it('POST /prebind (no body, or {"visitor": true}) gives a visitor too; a password in the body is 400', T, async () => {
+  it('POST /prebind (no body, or {"visitor": true}) gives a visitor too; a password in the body is 400, a large body 413', T, async () => {
     const a = await prebind('POST');
     const b = await prebind('POST', { body: '{"visitor": true}' });
     assert.notEqual(a.jid, b.jid);
@@ -195,6 +195,9 @@ describe('prebind against the real Prosody', { timeout: 400000 }, () => {
       assert.equal(r.json?.condition, 'bad-request', r.text);
       assert.match(r.json?.error, /visitor/);
     }
+    const big = await request(prebindUrl(), { method: 'POST', body: `{"visitor": true, "pad": "${'x'.repeat(2000)}"}` });
+    assert.equal(big.status, 413, big.text);
+    assert.equal(big.json?.condition, 'policy-violation');
     assert.ok(!stack.gw.logText().includes('alice-secret-1'), 'a password from a body reached the log');
     for (const pb of [a, b]) await attach(pb).send('', { type: 'terminate' });
   });
