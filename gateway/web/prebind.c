@@ -167,6 +167,9 @@ static int submit(struct lws *wsi, struct preq *q)
     q->submitted = true;
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                     (int)(ctx->cfg->connect_timeout * 2 + WAIT_SLACK_S));
+    /* Everything used from the headers was copied: while the prebind runs (up to that long) the
+     * connection holds none of lws's few header tables. */
+    lws_http_headers_detach(wsi);
     if (q->too_big)
         set_error(q, 413, "policy-violation", "the body is too large");
     else if (!body_ok(q))

@@ -202,6 +202,15 @@ describe('prebind against the real Prosody', { timeout: 400000 }, () => {
     for (const pb of [a, b]) await attach(pb).send('', { type: 'terminate' });
   });
 
+  it('30 prebinds at once (three addresses) all bound, each its own JID and sid', T, async () => {
+    const all = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+      request(prebindUrl(), { localAddress: `127.0.0.${4 + (i % 3)}` })));
+    for (const r of all) assert.equal(r.status, 200, r.text);
+    assert.equal(new Set(all.map((r) => r.json.sid)).size, 30);
+    assert.equal(new Set(all.map((r) => r.json.jid)).size, 30);
+    await Promise.all(all.map((r) => attach(r.json).send('', { type: 'terminate' })));
+  });
+
   it('a message sent to the prebound JID before the first request is delivered on it', T, async () => {
     const pb = await prebind('GET');
     await bob.sendMessage(pb.jid, 'waiting-for-you');
