@@ -200,6 +200,7 @@ static const struct key_def config_keys[] = {
     UINT("live.heartbeat", RESTART, live_heartbeat, 15, 1, 3600),
     UINT("live.linger", RESTART, live_linger, 60, 0, 86400),
     UINT("live.max_viewers", LIVE, live_max_viewers, 20000, 1, 1000000),
+    BOOL("live.demo_publish", RESTART, live_demo_publish, false),
     SECTION("log"),
     {.path = "log.level", .reload = LIVE, .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level),
      .def_str = "info"},
@@ -1549,9 +1550,18 @@ int gw_config_live_password(const struct gw_config *cfg, char *out, size_t outle
                          "live.password", out, outlen, err, errlen);
 }
 
-/* The hub, when configured: one way to its password, which works, and nodes to serve. */
+/* The hub, when configured: one way to its password, which works, and nodes to serve. The demo's
+ * publish endpoint has no token: only on a loopback listen address (listen and it restart). */
 static int validate_live(const struct gw_config *cfg, char *err, size_t errlen)
 {
+    if (cfg->live_demo_publish && !host_is_loopback(cfg->listen.host)) {
+        bool v6 = strchr(cfg->listen.host, ':') != NULL;
+        set_err(err, errlen,
+                "key 'live.demo_publish': lets anyone publish through the hub: listen (%s%s%s:%u) "
+                "must be a loopback address while it is on",
+                v6 ? "[" : "", cfg->listen.host, v6 ? "]" : "", (unsigned)cfg->listen.port);
+        return GW_EINVAL;
+    }
     if (!cfg->live_jid[0])
         return 0;
     if (!cfg->live_password_file[0] && !cfg->live_password[0]) {

@@ -145,6 +145,7 @@ struct gw_config {
     unsigned live_heartbeat;   /* "live.heartbeat" s: 15 (1..3600) between ": hb" comments */
     unsigned live_linger;      /* "live.linger" s: 60 (0..86400) subscribed after the last viewer */
     unsigned live_max_viewers; /* "live.max_viewers": 20000 (1..1000000) at once */
+    bool live_demo_publish;    /* "live.demo_publish": false; POST /demo/publish, loopback only */
 
     enum gw_log_level log_level; /* "log.level": "info" */
     char log_format[8];          /* "log.format": "plain" (text lines) or "json" (JSON lines) */

@@ -1262,6 +1262,22 @@ static void test_live(void)
     CHECK(c->live_max_viewers == 20000);
     CHECK(reload_of("live.jid") == GW_RELOAD_RESTART);
     CHECK(reload_of("live.max_viewers") == GW_RELOAD_LIVE);
+    CHECK(!c->live_demo_publish);
+    CHECK(reload_of("live.demo_publish") == GW_RELOAD_RESTART); /* as listen, which it needs */
+    /* The demo's publish endpoint has no token: on loopback only. */
+    CHECK(load(c, "{" UP ", \"live\": {\"demo_publish\": true}}") == 0);
+    CHECK(c->live_demo_publish && validate(c) == 0);
+    CHECK(load(c, "{" UP ", \"listen\": \"[::1]:5280\", \"live\": {\"demo_publish\": true}}") == 0);
+    CHECK(validate(c) == 0);
+    check_validate_err("{" UP ", \"listen\": \"0.0.0.0:5280\", \"live\": {\"demo_publish\": true}}",
+                       "key 'live.demo_publish': lets anyone publish through the hub: listen "
+                       "(0.0.0.0:5280) must be a loopback address while it is on");
+    check_validate_err("{" UP ", \"listen\": \"[2001:db8::1]:5280\", \"live\": {\"demo_publish\": "
+                       "true}}",
+                       "key 'live.demo_publish': lets anyone publish through the hub: listen "
+                       "([2001:db8::1]:5280) must be a loopback address while it is on");
+    CHECK_LOAD_ERR("{\"live\": {\"demo_publish\": 1}}",
+                   "t.json:1:27: key 'live.demo_publish': must be true or false");
     /* Off without a JID: nothing else is required. */
     CHECK(load(c, "{" UP ", \"live\": {\"nodes\": [\"pubsub.a.example/n\"]}}") == 0);
     CHECK(validate(c) == 0);
@@ -1563,7 +1579,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 64);
+    CHECK(n == 65);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
