@@ -14,6 +14,7 @@
 #include "session/hub.h"
 #include "session/session.h"
 #include "web/bosh.h"
+#include "web/demo.h"
 #include "web/sse.h"
 #include "web/web.h"
 #include "web/websocket.h"
@@ -60,6 +61,7 @@ struct app {
     struct gw_bosh *bosh;   /* XEP-0124/0206 transport */
     struct gw_hub *hub;     /* the live-updates hub; NULL unless live.jid is set */
     struct gw_sse *sse;     /* Server-Sent Events from the hub */
+    struct gw_demo *demo;   /* the demo's POST /demo/publish through the hub */
     struct gw_web *web;     /* the public port (lws), serving ws and bosh */
     struct gw_admin *admin; /* the admin port (libmicrohttpd) */
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -326,11 +328,13 @@ static int start(struct app *app, char *err, size_t errlen)
     }
     if (app->cfg->live_jid[0] && !(app->hub = gw_hub_new(ctx, err, errlen)))
         return GW_EIO;
-    if (!(app->sse = gw_sse_new(ctx, app->hub))) {
+    app->demo = gw_demo_new(ctx, app->hub);
+    if (!(app->sse = gw_sse_new(ctx, app->hub)) || !app->demo) {
         snprintf(err, errlen, "out of memory");
         return GW_EIO;
     }
-    struct gw_web_transports tr = {.ws = app->ws, .bosh = app->bosh, .sse = app->sse};
+    struct gw_web_transports tr = {
+        .ws = app->ws, .bosh = app->bosh, .sse = app->sse, .demo = app->demo};
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
         return GW_EIO;
@@ -350,6 +354,7 @@ static void stop(struct app *app)
     gw_admin_free(app->admin);
     gw_web_free(app->web);
     gw_sse_free(app->sse);
+    gw_demo_free(app->demo);
     gw_hub_free(app->hub);
     gw_bosh_free(app->bosh);
     gw_ws_free(app->ws);

@@ -18,18 +18,19 @@
 #include "core/host.h"
 #include "core/log.h"
 #include "web/bosh.h"
+#include "web/demo.h"
 #include "web/prebind.h"
 #include "web/sse.h"
 #include "web/websocket.h"
 
 #define HTTP_PROTOCOL "xmppgw-http"
-#define N_MOUNTS 6 /* BOSH, /.well-known, /lib/strophe, / (static files), /events, /prebind */
+#define N_MOUNTS 7 /* BOSH, /.well-known, /lib/strophe, / (static), /events, /prebind, demo */
 
 struct gw_web {
     struct gw_ctx *ctx;
     struct lws_context *lws;
     void *foreign_loops[1];
-    struct lws_protocols protocols[6];
+    struct lws_protocols protocols[7];
     struct lws_http_mount mounts[N_MOUNTS * 2]; /* each also under public_url's path prefix */
     char prefixed[N_MOUNTS][256];               /* those mount points (lws: at most 255 bytes) */
     struct lws_protocol_vhost_options mime_mjs; /* .mjs is JavaScript */
@@ -252,6 +253,8 @@ static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr
     /* The public prebind makes BOSH sessions: its state is the BOSH transport's. */
     web->protocols[4] = (struct lws_protocols){
         GW_PREBIND_PROTOCOL, gw_prebind_callback, gw_prebind_pss_size(), 0, 0, tr->bosh, 0};
+    web->protocols[5] = (struct lws_protocols){
+        GW_DEMO_PROTOCOL, gw_demo_callback, gw_demo_pss_size(), 0, 0, tr->demo, 0};
 }
 
 /* public_url "https://example.org/chat/": every mount again under "/chat", so that a proxy may
@@ -302,6 +305,9 @@ static void set_mounts(struct gw_web *web, const struct gw_config *cfg)
     m[5].mountpoint = GW_PREBIND_PATH;
     m[5].origin = GW_PREBIND_PROTOCOL;
     m[5].origin_protocol = LWSMPRO_CALLBACK;
+    m[6].mountpoint = GW_DEMO_PATH;
+    m[6].origin = GW_DEMO_PROTOCOL;
+    m[6].origin_protocol = LWSMPRO_CALLBACK;
     int n = N_MOUNTS + prefix_mounts(web, cfg);
     for (int i = 0; i < n; i++) {
         m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);

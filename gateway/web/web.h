@@ -18,12 +18,14 @@ struct gw_web;
 struct gw_ws;
 struct gw_bosh;
 struct gw_sse;
+struct gw_demo;
 
 /* The transports the public port serves; they outlive the gw_web that serves them. */
 struct gw_web_transports {
     struct gw_ws *ws;     /* RFC 7395 (websocket.c) */
     struct gw_bosh *bosh; /* XEP-0124/0206 (bosh.c) */
     struct gw_sse *sse;   /* Server-Sent Events from the live-updates hub (sse.c) */
+    struct gw_demo *demo; /* the demo page's publish form (demo.c) */
 };
 
 /* Create the lws context on ctx->loop and listen. NULL on failure with one line in err. */
