@@ -255,6 +255,7 @@ if not (cfg.get("live") or {}).get("jid"):
         "jid": "hub@localhost",
         "password_file": os.path.join(run, "hub.pass"),
         "nodes": [service + "/" + node],
+        "demo_publish": True,
     }
 if not (cfg.get("visitors") or {}).get("domain"):
     cfg["visitors"] = {
