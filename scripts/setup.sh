@@ -241,7 +241,8 @@ setup_demo_upstream() {
 }
 
 # .run/xmppgw.json: the config the gateway starts with, written again every time from $CONFIG
-# plus what the demo needs. Sections the file already has are kept as they are.
+# plus what the demo needs. Sections the file already has are kept as they are; the demo's
+# publish form (live.demo_publish) is on only when "listen" is a loopback address.
 write_demo_config() {
     python3 - "$CONFIG" "$DEMO_CONFIG" "$RUN" "$DEMO_SERVICE" "$DEMO_NODE" "$VISITOR_DOMAIN" <<'EOF'
 import json, os, sys
@@ -250,12 +251,15 @@ cfg = json.load(open(src))
 admin = cfg.setdefault("admin", {})
 if not admin.get("token"):
     admin["token"] = open(os.path.join(run, "admin.token")).readline().strip()
+# The demo's publish endpoint takes no token: the gateway allows it on a loopback listener only.
+host = cfg.get("listen", "127.0.0.1:5280").rsplit(":", 1)[0].strip("[]")
+loopback = host == "localhost" or host == "::1" or host.startswith("127.")
 if not (cfg.get("live") or {}).get("jid"):
     cfg["live"] = {
         "jid": "hub@localhost",
         "password_file": os.path.join(run, "hub.pass"),
         "nodes": [service + "/" + node],
-        "demo_publish": True,
+        "demo_publish": loopback,
     }
 if not (cfg.get("visitors") or {}).get("domain"):
     cfg["visitors"] = {
