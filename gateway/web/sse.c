@@ -135,12 +135,16 @@ static void queue_push(struct viewer *v, struct gw_hub_event *ev)
         disconnect_slow(v);
         return;
     }
+    /* A queue that held something has a writeable callback asked for already (by the push that
+     * filled it, or by on_writeable() leaving some behind): asking again costs two epoll_ctl
+     * calls per event on lws's libuv loop, and nothing more gets written. */
+    bool asked = v->qn > 0;
     v->q[(v->qhead + v->qn) % v->qcap] = gw_hub_event_ref(ev);
     v->qn++;
     v->qbytes += ev->len;
     if (gw_queue_over(v->qbytes, v->sse->ctx->cfg->send_queue))
         disconnect_slow(v);
-    else
+    else if (!asked)
         lws_callback_on_writable(v->wsi);
 }
 
