@@ -401,6 +401,8 @@ static int on_http(struct lws *wsi, struct pss *pss)
     bool options = has_header(wsi, WSI_TOKEN_OPTIONS_URI);
     bool body_follows = has_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) ||
                         has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    if (!gw_web_host_one(wsi))
+        return early(wsi, 400, NULL, NULL, NULL, body_follows); /* RFC 9112 3.2 */
     if (!post && !options)
         return early(wsi, 405, NULL, "Allow: POST, OPTIONS\r\n", NULL, body_follows);
 

@@ -40,6 +40,18 @@ int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t
     return n;
 }
 
+bool gw_web_host_one(struct lws *wsi)
+{
+    char host[300];
+    int n = lws_hdr_copy_fragment(wsi, host, (int)sizeof(host), WSI_TOKEN_HOST, 0);
+    if (n <= 0 || lws_hdr_fragment_length(wsi, WSI_TOKEN_HOST, 1) > 0)
+        return false;
+    for (int i = 0; i < n; i++)
+        if ((unsigned char)host[i] <= ' ' || (unsigned char)host[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 int gw_web_origin_parse(const char *s, struct gw_web_origin *out)
 {
     if (!s || !out)

@@ -87,8 +87,8 @@ static int refuse(struct lws *wsi, unsigned status, const char *why)
  * Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version 13 (426 naming it otherwise). */
 static int check_handshake(struct lws *wsi)
 {
-    char host[300], key[64], version[16];
-    if (gw_web_header(wsi, WSI_TOKEN_HOST, host, sizeof(host)) <= 0)
+    char key[64], version[16];
+    if (!gw_web_host_one(wsi))
         return refuse(wsi, 400, "a WebSocket handshake needs one Host (RFC 6455 4.2.1)");
     if (gw_web_header(wsi, WSI_TOKEN_KEY, key, sizeof(key)) != 24 || key[22] != '=' ||
         key[23] != '=')

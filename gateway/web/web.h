@@ -46,6 +46,10 @@ void *gw_web_transport(struct lws *wsi);
 /* Copy header `tok` into out (NUL-terminated); returns its length, or -1 if absent/too long. */
 int gw_web_header(struct lws *wsi, enum lws_token_indexes tok, char *out, size_t outlen);
 
+/* RFC 9112 3.2: exactly one Host line, not empty, within 299 bytes, of visible ASCII only (no
+ * control, space, DEL or byte past ASCII). What it names is the caller's to judge. */
+bool gw_web_host_one(struct lws *wsi);
+
 /* An Origin header value read strictly as RFC 6454 serializes an origin: "http://" or "https://"
  * (scheme in any case), a host by core/host.c's domain rules (a name, an IPv4 address, an IPv6
  * address in brackets), an optional ":port" of digits only (1..65535), nothing else: no path,
