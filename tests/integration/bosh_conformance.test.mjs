@@ -651,8 +651,9 @@ describe('BOSH conformance', () => {
       const jid = await s.login('alice', users.alice, 'same-resource', { wait: 4 });
       const parked = s.send('');
       await sleep(200);
-      // Prosody replaces a session whose resource is taken over: <conflict/> for the old one.
-      const ws = await loginXmppJs({ service: gw.wsUrl, username: 'alice', password: users.alice, resource: 'same-resource' });
+      // Prosody replaces a session whose resource is taken over: <conflict/> for the old one. PLAIN:
+      // the login must end within the parked request's wait (4 s), SCRAM in xmpp.js takes seconds.
+      const ws = await loginXmppJs({ service: gw.wsUrl, username: 'alice', password: users.alice, resource: 'same-resource', mechanism: 'PLAIN' });
       const res = await parked;
       assertTerminate(res, 'remote-stream-error');
       assert.match(res.text, /<stream:error[\s\S]*<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/, res.text);
