@@ -20,6 +20,7 @@ struct visitor; /* visitor.c */
 struct login {
     char *user;
     char *password;         /* cleared and freed once SASL is done */
+    struct gw_scram *scram; /* the SCRAM exchange under way (scram.h); NULL for PLAIN */
     char *resource;         /* NULL: the server chooses */
     struct gw_buf features; /* features of the bound stream, for the sink */
     char stream_id[256];    /* header of the bound stream, for the sink */
@@ -122,7 +123,8 @@ const struct gw_upstream_ops *session_upstream_ops(void);
 
 struct login *login_new(const struct gw_session_opts *o, size_t max_stanza);
 void login_free(struct login *l);
-/* Stream features while logging in: authenticate (SASL PLAIN), then bind. */
+/* Stream features while logging in: authenticate (SASL SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, the
+ * first the server offers), then bind. */
 void login_features(struct gw_session *s, const struct gw_stream_info *hdr, const char *features,
                     size_t len, const struct gw_xml_node *tree);
 /* An element of the login (nothing before the bind goes to the owner). */

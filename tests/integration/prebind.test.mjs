@@ -8,7 +8,8 @@
 // `bosh.inactivity`, and an attached visitor left idle too, its subscription undone; the
 // per-address limit answers 429 with a JSON error; no `visitors` -> 404; CORS for an allowed
 // origin and none for a refused one (which is 403), the preflight; a password in a POST body is
-// 400 and never a login; the log never holds the shared password.
+// 400 and never a login; the log never holds the shared password, and names SCRAM-SHA-1 as the
+// mechanism of the gateway's own upstream login.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -279,6 +280,9 @@ describe('prebind against the real Prosody', { timeout: 400000 }, () => {
     const plain = Buffer.from(`\0site\0${SITE_PASSWORD}`).toString('base64');
     assert.ok(!text.includes(plain), 'the SASL PLAIN of the shared account reached the log');
     assert.match(text, /prebound: the client's next rid is \d+/);
+    // Prosody 0.12 offers SCRAM-SHA-1 and PLAIN: the gateway's own login takes SCRAM.
+    assert.match(text, /upstream SASL SCRAM-SHA-1 as site@localhost/);
+    assert.doesNotMatch(text, /upstream SASL PLAIN/);
   });
 });
 
