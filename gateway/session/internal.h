@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/strmap.h"
+#include "session/scram.h"
 #include "session/session.h"
 #include "xml/xml.h"
 
@@ -135,6 +136,18 @@ void login_bound(struct gw_session *s);
 bool login_offers(const struct gw_xml_node *features, const char *mech);
 /* SASL PLAIN <auth/> for user and password upstream (the bytes are cleared after). */
 int login_send_plain(struct gw_upstream *up, const char *user, const char *password) GW_MUST_CHECK;
+/* The strongest mechanism offered: "SCRAM-SHA-256", "SCRAM-SHA-1" (with *h) or "PLAIN"; NULL for
+ * none. The -PLUS ones (channel binding) are not used. */
+const char *login_pick_mech(const struct gw_xml_node *features, enum gw_scram_hash *h);
+/* SCRAM's client-first message in <auth/>; *out gets the exchange (also on failure: free it with
+ * login_scram_free). GW_EINVAL: a user name or password that is not printable ASCII. */
+int login_scram_first(struct gw_upstream *up, struct gw_scram **out, enum gw_scram_hash h,
+                      const char *user, const char *password) GW_MUST_CHECK;
+/* A <challenge/> answered with <response/>, or a <success/> whose server signature is checked.
+ * A refusal sets *why (never a secret); an error without *why is the gateway's own. */
+int login_scram_answer(struct gw_upstream *up, struct gw_scram *sc, const struct gw_xml_stanza *st,
+                       const char **why) GW_MUST_CHECK;
+void login_scram_free(struct gw_scram **sc); /* NULL and *sc NULL are fine */
 
 /* ---- peers.c: per-address limits and the authentication deadline ---- */
 

@@ -133,7 +133,7 @@ static int send_sasl(struct gw_upstream *up, const char *head, const char *tail,
 }
 
 /* The strongest mechanism the server offers; the -PLUS ones (channel binding) are not used. */
-static const char *pick_mech(const struct gw_xml_node *features, enum gw_scram_hash *h)
+const char *login_pick_mech(const struct gw_xml_node *features, enum gw_scram_hash *h)
 {
     *h = GW_SCRAM_SHA1;
     if (login_offers(features, "SCRAM-SHA-256")) {
@@ -145,31 +145,39 @@ static const char *pick_mech(const struct gw_xml_node *features, enum gw_scram_h
     return login_offers(features, "PLAIN") ? "PLAIN" : NULL;
 }
 
-/* SCRAM's client-first message in <auth/>; the exchange keeps a copy of the password until the
- * proof is made. GW_EINVAL: a user name or password that is not printable ASCII. */
-static int start_scram(struct gw_session *s, enum gw_scram_hash h)
+int login_scram_first(struct gw_upstream *up, struct gw_scram **out, enum gw_scram_hash h,
+                      const char *user, const char *password)
 {
-    struct login *l = s->login;
     char first[GW_SCRAM_MAX_MSG], head[128];
-    l->scram = calloc(1, sizeof(*l->scram));
-    if (!l->scram)
+    struct gw_scram *sc = calloc(1, sizeof(*sc));
+    if (!sc)
         return GW_ENOMEM;
-    int rc = gw_scram_init(l->scram, h, l->user, l->password, NULL);
+    *out = sc;
+    int rc = gw_scram_init(sc, h, user, password, NULL);
     if (!rc)
-        rc = gw_scram_client_first(l->scram, first, sizeof(first));
+        rc = gw_scram_client_first(sc, first, sizeof(first));
     if (!rc) {
         snprintf(head, sizeof(head), "<auth xmlns='" GW_NS_SASL "' mechanism='%s'>",
                  gw_scram_mech(h));
-        rc = send_sasl(s->up, head, "</auth>", first);
+        rc = send_sasl(up, head, "</auth>", first);
     }
     return rc;
+}
+
+void login_scram_free(struct gw_scram **sc)
+{
+    if (!*sc)
+        return;
+    gw_scram_cleanup(*sc);
+    free(*sc);
+    *sc = NULL;
 }
 
 static void start_sasl(struct gw_session *s, const struct gw_xml_node *tree)
 {
     struct login *l = s->login;
     enum gw_scram_hash h;
-    const char *mech = pick_mech(tree, &h);
+    const char *mech = login_pick_mech(tree, &h);
     if (!mech) {
         session_fail(s, refused_cond(s, "no SASL SCRAM or PLAIN offered"),
                      "upstream offers no SASL SCRAM or PLAIN");
@@ -177,8 +185,9 @@ static void start_sasl(struct gw_session *s, const struct gw_xml_node *tree)
     }
     session_transition(s, GW_SESSION_AUTHENTICATING);
     GW_DEBUG(&s->ctx->log, s->sid, NULL, "upstream SASL %s as %s@%s", mech, l->user, s->domain);
-    int rc = strcmp(mech, "PLAIN") == 0 ? login_send_plain(s->up, l->user, l->password)
-                                        : start_scram(s, h);
+    int rc = strcmp(mech, "PLAIN") == 0
+                 ? login_send_plain(s->up, l->user, l->password)
+                 : login_scram_first(s->up, &l->scram, h, l->user, l->password);
     forget_password(l);
     if (rc == GW_EINVAL && l->scram)
         session_fail(s, refused_cond(s, "the password is not printable ASCII (no SASLprep)"),
@@ -224,29 +233,37 @@ static int sasl_payload(const struct gw_xml_stanza *st, char *out, size_t cap, s
 
 /* SCRAM's server-first message in <challenge/>: the client-final one goes back in <response/>.
  * A refusal sets *why (never a secret); an error without *why is the gateway's own. */
-static int scram_challenge(struct gw_session *s, const struct gw_xml_stanza *st, const char **why)
+static int scram_challenge(struct gw_upstream *up, struct gw_scram *sc,
+                           const struct gw_xml_stanza *st, const char **why)
 {
     char msg[GW_SCRAM_MAX_MSG], final[GW_SCRAM_MAX_MSG];
     size_t n;
-    if (s->login->scram->proof_made)
+    if (sc->proof_made)
         return *why = "a second challenge", GW_EPROTO;
     if (sasl_payload(st, msg, sizeof(msg), &n) != 0)
         return *why = "a challenge that is not base64", GW_EPROTO;
-    int rc = gw_scram_client_final(s->login->scram, msg, n, final, sizeof(final), why);
+    int rc = gw_scram_client_final(sc, msg, n, final, sizeof(final), why);
     if (!rc)
-        rc = send_sasl(s->up, "<response xmlns='" GW_NS_SASL "'>", "</response>", final);
+        rc = send_sasl(up, "<response xmlns='" GW_NS_SASL "'>", "</response>", final);
     OPENSSL_cleanse(final, sizeof(final));
     return rc;
 }
 
 /* SCRAM's server-final message in <success/>: the server proves it knew the password too. */
-static int scram_success(struct gw_session *s, const struct gw_xml_stanza *st, const char **why)
+static int scram_success(struct gw_scram *sc, const struct gw_xml_stanza *st, const char **why)
 {
     char msg[GW_SCRAM_MAX_MSG];
     size_t n;
     if (sasl_payload(st, msg, sizeof(msg), &n) != 0)
         return *why = "a success that is not base64", GW_EPROTO;
-    return gw_scram_verify_final(s->login->scram, msg, n, why);
+    return gw_scram_verify_final(sc, msg, n, why);
+}
+
+int login_scram_answer(struct gw_upstream *up, struct gw_scram *sc, const struct gw_xml_stanza *st,
+                       const char **why)
+{
+    return strcmp(st->name, "challenge") == 0 ? scram_challenge(up, sc, st, why)
+                                              : scram_success(sc, st, why);
 }
 
 /* A SASL answer: a SCRAM challenge is answered; a success (its signature checked for SCRAM)
@@ -261,7 +278,7 @@ static void sasl_answer(struct gw_session *s, const struct gw_xml_stanza *st)
                      "upstream refused the gateway's login");
         return;
     }
-    int rc = !l->scram ? 0 : challenge ? scram_challenge(s, st, &why) : scram_success(s, st, &why);
+    int rc = l->scram ? login_scram_answer(s->up, l->scram, st, &why) : 0;
     if (rc && why) {
         char text[160];
         snprintf(text, sizeof(text), "upstream SCRAM login refused: %s", why);
@@ -275,11 +292,7 @@ static void sasl_answer(struct gw_session *s, const struct gw_xml_stanza *st)
     if (challenge)
         return;
     forget_password(l);
-    if (l->scram) {
-        gw_scram_cleanup(l->scram);
-        free(l->scram);
-        l->scram = NULL;
-    }
+    login_scram_free(&l->scram);
     session_transition(s, GW_SESSION_RESTARTING);
     gw_upstream_restart_after(s->up);
     rc = gw_upstream_restart(s->up);

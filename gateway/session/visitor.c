@@ -57,6 +57,9 @@ struct visitor {
     char stream_id[256];     /* upstream's bound stream, for the client's restarted stream */
     char stream_lang[64];    /* its language */
     bool auth_sent;          /* the shared account's <auth/> went upstream */
+    const char *mech;        /* the SASL mechanism upstream offers that it uses (static) */
+    enum gw_scram_hash hash; /* for a SCRAM one */
+    struct gw_scram *scram;  /* the SCRAM exchange under way; NULL for PLAIN */
     bool client_restarted;   /* the client restarted after <success/> */
     bool upstream_ready;     /* the upstream's bound stream has sent its features */
     bool ready_due;          /* the bind features go to the client from the sweeper */
@@ -97,6 +100,7 @@ void visitor_free(struct visitor *v)
         v->subs = n;
     }
     gw_buf_cleanup(&v->answers);
+    login_scram_free(&v->scram);
     free(v);
 }
 
@@ -454,8 +458,10 @@ void visitor_features(struct gw_session *s, const struct gw_stream_info *hdr,
     snprintf(v->stream_id, sizeof(v->stream_id), "%s", hdr->id ? hdr->id : "");
     snprintf(v->stream_lang, sizeof(v->stream_lang), "%s", hdr->lang ? hdr->lang : "en");
     if (s->state == GW_SESSION_FEATURES) {
-        if (!login_offers(tree, "PLAIN")) {
-            session_fail(s, GW_COND_internal_server_error, "upstream offers no SASL PLAIN");
+        v->mech = login_pick_mech(tree, &v->hash);
+        if (!v->mech) {
+            session_fail(s, GW_COND_internal_server_error,
+                         "upstream offers no SASL SCRAM or PLAIN");
             return;
         }
         session_transition(s, GW_SESSION_AUTHENTICATING);
@@ -468,15 +474,38 @@ void visitor_features(struct gw_session *s, const struct gw_stream_info *hdr,
         ready_now(s, features_bind, sizeof(features_bind) - 1);
 }
 
+/* A SCRAM step of the shared account's login: 1 while it goes on (a challenge answered), 0 once
+ * the server's signature checked out, -1 when the session failed. */
+static int scram_step(struct gw_session *s, const struct gw_xml_stanza *st)
+{
+    struct visitor *v = s->visitor;
+    const char *why = NULL;
+    int rc = login_scram_answer(s->up, v->scram, st, &why);
+    if (rc) {
+        GW_ERROR(&s->ctx->log, s->sid, NULL, "visitors' account %s: SCRAM login failed: %s",
+                 s->ctx->cfg->visitors_jid, why ? why : gw_strerror(rc));
+        session_fail(s, GW_COND_internal_server_error, "upstream refused the visitors' account");
+        return -1;
+    }
+    if (strcmp(st->name, "challenge") == 0)
+        return 1;
+    login_scram_free(&v->scram);
+    return 0;
+}
+
 static void sasl_answer(struct gw_session *s, const struct gw_xml_stanza *st)
 {
     const struct gw_config *cfg = s->ctx->cfg;
-    if (strcmp(st->name, "success") != 0) {
+    struct visitor *v = s->visitor;
+    bool challenge = strcmp(st->name, "challenge") == 0;
+    if (strcmp(st->name, "success") != 0 && !(challenge && v->scram)) {
         GW_ERROR(&s->ctx->log, s->sid, NULL, "upstream refused the visitors' account %s",
                  cfg->visitors_jid);
         session_fail(s, GW_COND_internal_server_error, "upstream refused the visitors' account");
         return;
     }
+    if (v->scram && scram_step(s, st) != 0)
+        return;
     session_transition(s, GW_SESSION_RESTARTING);
     s->restart_due = true;
     gw_upstream_restart_after(s->up);
@@ -659,7 +688,10 @@ static int before_bind(struct gw_session *s, const struct judged *j)
             return rc;
         }
         v->auth_sent = true;
-        rc = login_send_plain(s->up, v->user, pw);
+        GW_DEBUG(&s->ctx->log, s->sid, NULL, "upstream SASL %s as %s", v->mech, cfg->visitors_jid);
+        rc = strcmp(v->mech, "PLAIN") == 0
+                 ? login_send_plain(s->up, v->user, pw)
+                 : login_scram_first(s->up, &v->scram, v->hash, v->user, pw);
         explicit_bzero(pw, sizeof(pw));
         return rc;
     }

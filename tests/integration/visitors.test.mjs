@@ -250,5 +250,8 @@ describe('visitor mode against the real Prosody', { timeout: 300000 }, () => {
     assert.ok(!log.includes(SITE_PASSWORD), 'the shared password is in the log');
     const plain = Buffer.from(`\0site\0${SITE_PASSWORD}`).toString('base64');
     assert.ok(!log.includes(plain), 'the SASL PLAIN of the shared account is in the log');
+    // Prosody 0.12 offers SCRAM-SHA-1 and PLAIN: an anonymous visitor's upstream login is SCRAM.
+    assert.match(log, /upstream SASL SCRAM-SHA-1 as site@localhost/);
+    assert.doesNotMatch(log, /upstream SASL PLAIN/);
   });
 });
