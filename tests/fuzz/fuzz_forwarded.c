@@ -64,8 +64,8 @@ static void check_result(const struct gw_fwd_headers *h, int rc, const struct gw
 {
     if (rc != 0 && rc != GW_EINVAL)
         abort();
-    if ((rc != 0 || h->unreadable) && (rc != GW_EINVAL || !why[0] || f->addr[0] || f->host[0] ||
-                                      f->scheme != GW_FWD_SCHEME_NONE))
+    if ((rc != 0 || h->unreadable) &&
+        (rc != GW_EINVAL || !why[0] || f->addr[0] || f->host[0] || f->scheme != GW_FWD_SCHEME_NONE))
         abort();
     if (f->scheme != GW_FWD_SCHEME_NONE && f->scheme != GW_FWD_SCHEME_HTTP &&
         f->scheme != GW_FWD_SCHEME_HTTPS)
