@@ -5,6 +5,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -85,6 +86,7 @@ static const char *check_admin_host(const char *s);
 static const char *check_domain_or_empty(const char *s);
 static const char *check_bare_jid(const char *s);
 static const char *check_log_format(const char *s);
+static const char *check_node_id(const char *s);
 static const char *check_resource_prefix(const char *s);
 static const char *check_live_node(const char *s);
 static const char *check_cidr(const char *s);
@@ -146,6 +148,7 @@ static const struct key_def config_keys[] = {
     LIST("trusted_proxies", LIVE, trusted_proxies, n_trusted_proxies, default_trusted_proxies,
          check_cidr, true),
     STRING("public_url", RESTART, public_url, "", check_public_url),
+    STRING("node_id", RESTART, node_id, "", check_node_id),
     SECTION("websocket"),
     STRING("websocket.path", RESTART, ws_path, "/xmpp-websocket", check_path),
     UINT("websocket.ping_interval", RESTART, ws_ping_interval, 30, 0, 3600),
@@ -205,6 +208,8 @@ static const struct key_def config_keys[] = {
     {.path = "log.level", .reload = LIVE, .type = KEY_LOG_LEVEL, FIELD(gw_config, log_level),
      .def_str = "info"},
     STRING("log.format", LIVE, log_format, "plain", check_log_format),
+    SECTION("drain"),
+    UINT("drain.grace", LIVE, drain_grace, 20, 0, 3600),
 };
 
 #undef LIVE
@@ -552,6 +557,19 @@ static const char *check_public_url(const char *s)
     if (*s && gw_config_parse_public_url(s, &u) != 0)
         return "must be \"\" or an http or https URL such as \"https://example.org/chat/\" "
                "(a path of letters, digits and -._~ segments; no query, no fragment)";
+    return NULL;
+}
+
+/* A node id goes into BOSH sids and a cookie, and into HAProxy's and nginx's routing: letters,
+ * digits, '-' and '_' only, at most GW_CFG_NODE_ID_MAX bytes. */
+static const char *check_node_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > GW_CFG_NODE_ID_MAX)
+        return "must be at most 32 bytes";
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+            return "must be letters, digits, '-' and '_' only";
     return NULL;
 }
 

@@ -12,7 +12,8 @@
 #include "core/host.h"
 #include "core/log.h"
 
-#define GW_CFG_MAX_LIST 64 /* entries in any list (origins, domains, routes, upstream map) */
+#define GW_CFG_MAX_LIST 64    /* entries in any list (origins, domains, routes, upstream map) */
+#define GW_CFG_NODE_ID_MAX 32 /* bytes of "node_id" */
 
 enum gw_upstream_tls { GW_UPSTREAM_TLS_OFF, GW_UPSTREAM_TLS_STARTTLS, GW_UPSTREAM_TLS_DIRECT };
 
@@ -78,8 +79,10 @@ struct gw_config {
                                                   whose forwarding headers are believed
                                                   (gw_config_parse_cidr); default loopback */
     unsigned n_trusted_proxies;
-    char public_url[1024]; /* "public_url": "https://example.org/chat/", "" = none
-                              (gw_config_parse_public_url) */
+    char public_url[1024];                /* "public_url": "https://example.org/chat/", "" = none
+                                             (gw_config_parse_public_url) */
+    char node_id[GW_CFG_NODE_ID_MAX + 1]; /* "node_id": this node's name among several behind
+                                             one proxy ([A-Za-z0-9_-]); "" = a single node */
 
     /* WebSocket */
     char ws_path[128];         /* "websocket.path": "/xmpp-websocket" */
@@ -149,6 +152,9 @@ struct gw_config {
 
     enum gw_log_level log_level; /* "log.level": "info" */
     char log_format[8];          /* "log.format": "plain" (text lines) or "json" (JSON lines) */
+
+    unsigned drain_grace; /* "drain.grace" s: 20 (0..3600) from the start of a drain until its
+                             sessions are ended */
 };
 
 /* Fill every field with its default. */

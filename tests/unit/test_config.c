@@ -442,8 +442,8 @@ static void test_key_errors(void)
     CHECK_LOAD_ERR("{\"listen\": \"127.0.0.1:5280\", \"bogus\": 1}",
                    "t.json:1:30: key 'bogus': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "trusted_proxies, public_url, websocket, bosh, limits, http, visitors, live, "
-                   "log)");
+                   "trusted_proxies, public_url, node_id, websocket, bosh, limits, http, visitors, "
+                   "live, log, drain)");
     CHECK_LOAD_ERR("{\"upstream\": {\"port\": 5222}}",
                    "t.json:1:2: key 'upstream': \"host\" is required");
     CHECK_LOAD_ERR("{\"upstream\": {\"host\": \"h\", \"tls\": \"on\"}}",
@@ -592,8 +592,8 @@ static void test_parse_errors_by_key(void)
     CHECK_LOAD_ERR("{\"nope\": 99999999999999999999999}",
                    "t.json:1:2: key 'nope': unknown key (known keys: listen, tls, static, admin, "
                    "domains, upstream, upstreams, upstream_ca, connect_timeout, origins, "
-                   "trusted_proxies, public_url, websocket, bosh, limits, http, visitors, live, "
-                   "log)");
+                   "trusted_proxies, public_url, node_id, websocket, bosh, limits, http, visitors, "
+                   "live, log, drain)");
     /* Several: the first one the loader meets is named; one that parses fine before it first. */
     CHECK_LOAD_ERR("{\"limits\": {\"max_depth\": 99999999999999999999, \"max_attrs\": "
                    "99999999999999999999}}",
@@ -689,6 +689,27 @@ static void test_parse_tls(void)
 }
 
 /* ---- behind a proxy: trusted_proxies, public_url ---- */
+
+static void test_node_keys(void)
+{
+    struct gw_config *c = new_cfg();
+    CHECK(load(c, "{}") == 0);
+    CHECK_STR(c->node_id, "");
+    CHECK(c->drain_grace == 20);
+    CHECK(load(c, "{\"node_id\": \"gw-2_b\", \"drain\": {\"grace\": 0}}") == 0);
+    CHECK_STR(c->node_id, "gw-2_b");
+    CHECK(c->drain_grace == 0);
+    CHECK(load(c, "{\"node_id\": \"abcdefghijabcdefghijabcdefghij12\"}") == 0);
+    free(c);
+    CHECK_LOAD_ERR("{\"node_id\": \"abcdefghijabcdefghijabcdefghij123\"}",
+                   "t.json:1:13: key 'node_id': must be at most 32 bytes");
+    CHECK_LOAD_ERR("{\"node_id\": \"a.b\"}",
+                   "t.json:1:13: key 'node_id': must be letters, digits, '-' and '_' only");
+    CHECK_LOAD_ERR("{\"node_id\": \"a b\"}",
+                   "t.json:1:13: key 'node_id': must be letters, digits, '-' and '_' only");
+    CHECK_LOAD_ERR("{\"drain\": {\"grace\": 3601}}",
+                   "t.json:1:21: key 'drain.grace': must be between 0 and 3600");
+}
 
 static void test_proxy_keys(void)
 {
@@ -1579,7 +1600,7 @@ static void test_docs_and_shipped_files(void)
 {
     char keys[96][64];
     unsigned n = all_keys(keys, 96);
-    CHECK(n == 65);
+    CHECK(n == 67);
 
     char path[4096];
     PATH_PRINTF(path, "%s/config/README.md", source_dir);
@@ -1701,6 +1722,7 @@ int main(void)
     test_parse_addr();
     test_parse_tls();
     test_proxy_keys();
+    test_node_keys();
     test_upstream_for();
     test_validate();
     test_admin_listen();
