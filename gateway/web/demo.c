@@ -47,22 +47,15 @@ struct gw_demo {
 
 /* One request, from its headers to its answer. */
 struct dreq {
-    struct lws *wsi;                 /* its connection */
+    struct gw_web_call call;         /* first: the request as web/http.c reads and answers it */
     struct gw_hub_publish *pub;      /* the publish under way; NULL before and once told */
-    bool submitted;                  /* handed to the hub (or answered) */
-    bool too_big;                    /* the body passed GW_DEMO_BODY_MAX */
-    size_t got;                      /* body bytes kept */
     char body[GW_DEMO_BODY_MAX + 1]; /* the body */
     struct gw_hub_answer ans;        /* the answer; status 0: none yet */
-    char extra[CORS_MAX + 64];       /* header lines of the answer (CORS, Allow, Retry-After) */
     char cors[CORS_MAX];             /* CORS header lines for an allowed origin */
     char peer[64];                   /* client address */
 };
 
-/* lws's per-connection user data. */
-struct pss {
-    struct dreq *q; /* the request in progress, NULL between requests */
-};
+_Static_assert(CORS_MAX + 64 <= GW_WEB_CALL_EXTRA, "CORS, Allow and Retry-After fit");
 
 /* ---- per-address tokens ---- */
 
@@ -173,13 +166,19 @@ static int refuse(struct lws *wsi, unsigned status, const char *extra, const cha
 /* The answer is ready: written when the connection can take it. */
 static void ready(struct dreq *q)
 {
-    lws_callback_on_writable(q->wsi);
+    if (q->call.status) /* answered already */
+        return;
+    char *extra = q->call.extra;
+    size_t used = strlen(extra);
+    if (q->ans.allow)
+        snprintf(extra + used, sizeof(q->call.extra) - used, "Allow: %s\r\n", q->ans.allow);
+    gw_web_call_ready(&q->call, q->ans.status, q->ans.body, q->ans.len);
 }
 
 static void on_published(void *ud, const struct gw_hub_pub_result *res)
 {
     struct dreq *q = ud;
-    struct gw_demo *d = gw_web_transport(q->wsi);
+    struct gw_demo *d = gw_web_transport(q->call.wsi);
     q->pub = NULL;
     gw_hub_pub_answer(d->hub, res, &q->ans);
     GW_INFO(&d->ctx->log, NULL, NULL, "demo: publish from %s: %u %s", q->peer, q->ans.status,
@@ -197,7 +196,8 @@ static void start_publish(struct gw_demo *d, struct dreq *q)
     struct gw_hub_item it;
     char why[256], now[32];
     gw_hub_now(now, sizeof(now));
-    int rc = gw_hub_item_parse(&it, GW_HUB_BODY_DEMO, q->body, q->got, &lim, now, why, sizeof(why));
+    int rc =
+        gw_hub_item_parse(&it, GW_HUB_BODY_DEMO, q->body, q->call.got, &lim, now, why, sizeof(why));
     struct gw_hub_pub_result res = {.outcome = GW_HUB_PUB_INVALID, .text = why};
     if (rc == 0 && !gw_hub_allowed(cfg, it.service, it.node)) {
         set_error(&q->ans, 404, "item-not-found", "live.nodes does not allow this node");
@@ -223,19 +223,20 @@ static void start_publish(struct gw_demo *d, struct dreq *q)
 }
 
 /* The body is in: on to the hub, or an answer at once. */
-static int submit(struct lws *wsi, struct dreq *q)
+static int submit(struct lws *wsi, struct gw_web_call *c)
 {
     struct gw_demo *d = gw_web_transport(wsi);
-    q->submitted = true;
+    struct dreq *q = (struct dreq *)c;
+    c->submitted = true;
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                     (int)(GW_HUB_PUBLISH_TIMEOUT_MS / 1000 + WAIT_S));
-    int rc = q->too_big || q->ans.status ? 0 : take_token(d, q->peer);
+    int rc = c->too_big || q->ans.status ? 0 : take_token(d, q->peer);
     if (q->ans.status) {
         /* refused from the headers (decline): the body was dropped */
-    } else if (q->too_big) {
+    } else if (c->too_big) {
         set_error(&q->ans, 413, "payload-too-large", "the body is too large");
     } else if (rc == GW_ELIMIT) {
-        snprintf(q->extra + strlen(q->extra), sizeof(q->extra) - strlen(q->extra),
+        snprintf(c->extra + strlen(c->extra), sizeof(c->extra) - strlen(c->extra),
                  "Retry-After: 1\r\n");
         set_error(&q->ans, 429, "policy-violation", "too many requests from this address");
         GW_INFO(&d->ctx->log, NULL, NULL, "demo: publish from %s refused: limit %s", q->peer,
@@ -278,42 +279,43 @@ struct head {
     long long len; /* Content-Length; -1 when absent or not digits */
 };
 
-static struct dreq *dreq_new(struct lws *wsi, struct pss *pss, const char *cors)
+static struct dreq *dreq_new(struct lws *wsi, struct gw_web_call **slot, const char *cors)
 {
     struct dreq *q = calloc(1, sizeof(*q));
     if (!q)
         return NULL;
-    q->wsi = wsi;
+    gw_web_call_init(&q->call, wsi, slot, q->body, GW_DEMO_BODY_MAX);
     snprintf(q->cors, sizeof(q->cors), "%s", cors ? cors : "");
-    snprintf(q->extra, sizeof(q->extra), "%s", q->cors);
+    snprintf(q->call.extra, sizeof(q->call.extra), "%s", q->cors);
     gw_web_peer(wsi, q->peer, sizeof(q->peer));
-    pss->q = q;
     return q;
 }
 
 /* A refusal decided from the headers. A body up to DRAIN_MAX is read and dropped first, so that
  * the client reads the answer rather than a reset; a longer one (or chunked) closes the
  * connection after the answer. */
-static int decline(struct lws *wsi, struct pss *pss, const struct head *h, unsigned status,
-                   const char *cors, const char *condition, const char *text)
+static int decline(struct lws *wsi, struct gw_web_call **slot, const struct head *h,
+                   unsigned status, const char *cors, const char *condition, const char *text)
 {
     if (!h->follows)
         return refuse(wsi, status, cors, condition, text, false);
     struct dreq *q =
-        h->chunked || h->len < 0 || h->len > DRAIN_MAX ? NULL : dreq_new(wsi, pss, cors);
+        h->chunked || h->len < 0 || h->len > DRAIN_MAX ? NULL : dreq_new(wsi, slot, cors);
     if (!q)
         return refuse(wsi, status, cors, condition, text, true);
     set_error(&q->ans, status, condition, text);
+    q->call.drop_body = true;
     return 0;
 }
 
 /* After the method and the path: the origin, the preflight, the body's type and size. A request
  * that passes gets its struct dreq; the body follows, or the request is submitted at once. */
-static int accept_post(struct lws *wsi, struct pss *pss, bool options, const struct head *h)
+static int accept_post(struct lws *wsi, struct gw_web_call **slot, bool options,
+                       const struct head *h)
 {
     char origin[512], cors[CORS_MAX - 64];
     if (!gw_web_origin_allowed(wsi, origin, sizeof(origin)))
-        return decline(wsi, pss, h, 403, NULL, "forbidden", "origin not allowed");
+        return decline(wsi, slot, h, 403, NULL, "forbidden", "origin not allowed");
     gw_web_cors_headers(origin, cors, sizeof(cors));
     if (options)
         return h->follows ? refuse(wsi, 400, cors, "bad-request", "a preflight has no body", true)
@@ -321,14 +323,14 @@ static int accept_post(struct lws *wsi, struct pss *pss, bool options, const str
     if (h->chunked)
         return refuse(wsi, 411, cors, "bad-request", "a body needs Content-Length", true);
     if (!is_json(wsi))
-        return decline(wsi, pss, h, 415, cors, "unsupported-media-type",
+        return decline(wsi, slot, h, 415, cors, "unsupported-media-type",
                        "the body must be application/json");
     if (h->follows && (h->len < 0 || h->len > (long long)GW_DEMO_BODY_MAX))
-        return decline(wsi, pss, h, 413, cors, "payload-too-large", "the body is too large");
-    struct dreq *q = dreq_new(wsi, pss, cors);
+        return decline(wsi, slot, h, 413, cors, "payload-too-large", "the body is too large");
+    struct dreq *q = dreq_new(wsi, slot, cors);
     if (!q)
         return refuse(wsi, 503, cors, "resource-constraint", "out of memory", h->follows);
-    return h->follows ? 0 : submit(wsi, q);
+    return h->follows ? 0 : submit(wsi, &q->call);
 }
 
 static void read_head(struct lws *wsi, struct head *h)
@@ -342,7 +344,7 @@ static void read_head(struct lws *wsi, struct head *h)
 
 /* The method, the path and the configuration decide before anything is made: off, the endpoint
  * is not there (404, as any unknown path). */
-static int on_http(struct lws *wsi, struct pss *pss)
+static int on_http(struct lws *wsi, struct gw_web_call **slot)
 {
     struct gw_ctx *ctx = gw_web_ctx(wsi);
     char uri[256];
@@ -358,79 +360,32 @@ static int on_http(struct lws *wsi, struct pss *pss)
         *qs = '\0';
     if (!ctx->cfg->live_demo_publish || !gw_web_transport(wsi) ||
         strcmp(gw_web_unprefixed(ctx->cfg, uri), GW_DEMO_PATH) != 0)
-        return decline(wsi, pss, &h, 404, NULL, "item-not-found", "no such endpoint");
+        return decline(wsi, slot, &h, 404, NULL, "item-not-found", "no such endpoint");
     if (!post && !options)
         return refuse(wsi, 405, "Allow: POST, OPTIONS\r\n", "bad-request", "POST or OPTIONS",
                       h.follows);
-    return accept_post(wsi, pss, options, &h);
-}
-
-static void on_body(struct dreq *q, const void *in, size_t len)
-{
-    if (!len || q->ans.status) /* refused already: the body is dropped */
-        return;
-    if (q->too_big || len > GW_DEMO_BODY_MAX - q->got) {
-        q->too_big = true;
-        return;
-    }
-    memcpy(q->body + q->got, in, len);
-    q->got += len;
-}
-
-static int on_writeable(struct lws *wsi, struct pss *pss)
-{
-    struct dreq *q = pss->q;
-    if (!q || !q->ans.status)
-        return 0;
-    pss->q = NULL; /* completing the transaction may start the next request */
-    if (q->ans.allow)
-        snprintf(q->extra + strlen(q->extra), sizeof(q->extra) - strlen(q->extra), "Allow: %s\r\n",
-                 q->ans.allow);
-    int rc = gw_web_respond(wsi, q->ans.status, CT_JSON, q->extra, q->ans.body, q->ans.len);
-    free(q);
-    return rc;
+    return accept_post(wsi, slot, options, &h);
 }
 
 /* The browser went away: a publish still under way is cancelled (the item may still appear). */
-static void on_gone(struct pss *pss)
+static void cancel(struct gw_web_call *c)
 {
-    struct dreq *q = pss->q;
-    if (!q)
-        return;
-    pss->q = NULL;
+    struct dreq *q = (struct dreq *)c;
     if (q->pub)
         gw_hub_publish_cancel(q->pub);
-    free(q);
 }
+
+static const struct gw_web_call_ops demo_ops = {on_http, submit, cancel};
 
 int gw_demo_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
 {
-    struct pss *pss = user;
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return pss ? on_http(wsi, pss) : -1;
-    case LWS_CALLBACK_HTTP_BODY:
-        if (pss && pss->q)
-            on_body(pss->q, in, len);
-        return 0;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return pss && pss->q && !pss->q->submitted ? submit(wsi, pss->q) : 0;
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return pss ? on_writeable(wsi, pss) : 0;
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (pss)
-            on_gone(pss);
-        return 0;
-    default:
-        return 0;
-    }
+    return gw_web_call_callback(&demo_ops, wsi, reason, user, in, len);
 }
 
 size_t gw_demo_pss_size(void)
 {
-    return sizeof(struct pss);
+    return GW_WEB_CALL_PSS_SIZE;
 }
 
 /* ---- the module ---- */

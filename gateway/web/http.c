@@ -314,3 +314,77 @@ void gw_web_cors_headers(const char *origin, char *out, size_t outlen)
     }
     snprintf(out, outlen, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
 }
+
+/* ---- a JSON request whose answer comes later ---- */
+
+void gw_web_call_init(struct gw_web_call *c, struct lws *wsi, struct gw_web_call **slot, char *body,
+                      size_t body_max)
+{
+    c->wsi = wsi;
+    c->slot = slot;
+    c->body = body;
+    c->body_max = body_max;
+    *slot = c;
+}
+
+void gw_web_call_ready(struct gw_web_call *c, unsigned status, const char *answer, size_t len)
+{
+    c->status = status;
+    c->answer = answer;
+    c->answer_len = len;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void call_body(struct gw_web_call *c, const void *in, size_t len)
+{
+    if (!len || c->drop_body)
+        return;
+    if (c->too_big || len > c->body_max - c->got) {
+        c->too_big = true;
+        return;
+    }
+    memcpy(c->body + c->got, in, len);
+    c->got += len;
+}
+
+static int call_writeable(struct lws *wsi, struct gw_web_call **slot)
+{
+    struct gw_web_call *c = *slot;
+    if (!c || !c->status)
+        return 0;
+    *slot = NULL; /* completing the transaction may start the next request */
+    int rc = gw_web_respond(wsi, c->status, "application/json", c->extra, c->answer, c->answer_len);
+    free(c);
+    return rc;
+}
+
+int gw_web_call_callback(const struct gw_web_call_ops *ops, struct lws *wsi,
+                         enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct gw_web_call **slot = user, *c = slot ? *slot : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return slot ? ops->on_http(wsi, slot) : -1;
+    case LWS_CALLBACK_HTTP_BODY:
+        if (c)
+            call_body(c, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!c || c->submitted)
+            return 0;
+        c->submitted = true;
+        return ops->submit(wsi, c);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return slot ? call_writeable(wsi, slot) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (c) { /* the client went away: what is under way is cancelled */
+            *slot = NULL;
+            ops->cancel(c);
+            free(c);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}

@@ -29,24 +29,16 @@
 
 /* One request, from its headers to its answer. */
 struct preq {
-    struct lws *wsi;           /* its connection */
-    struct pss *pss;           /* the connection's user data pointing here; NULL once off it */
-    struct gw_prebind *p;      /* the prebind under way; NULL before and once told */
-    bool submitted;            /* handed to the sessions (or answered) */
-    bool too_big;              /* the body passed BODY_MAX */
-    size_t got;                /* body bytes kept */
-    char body[BODY_MAX + 1];   /* the body */
-    unsigned status;           /* the answer's status; 0: none yet */
-    char extra[CORS_MAX + 64]; /* header lines of the answer (CORS, Retry-After) */
-    char answer[ANSWER_MAX];   /* its JSON body */
-    char cors[CORS_MAX];       /* CORS header lines for an allowed origin */
-    char peer[64];             /* client address */
+    struct gw_web_call call; /* first: the request as web/http.c reads and answers it */
+    struct gw_prebind *p;    /* the prebind under way; NULL before and once told */
+    char body[BODY_MAX + 1]; /* the body */
+    unsigned status;         /* the answer's status; 0: none yet */
+    char answer[ANSWER_MAX]; /* its JSON body */
+    char cors[CORS_MAX];     /* CORS header lines for an allowed origin */
+    char peer[64];           /* client address */
 };
 
-/* lws's per-connection user data. */
-struct pss {
-    struct preq *q; /* the request in progress, NULL between requests */
-};
+_Static_assert(CORS_MAX + 64 <= GW_WEB_CALL_EXTRA, "CORS and Retry-After fit the header lines");
 
 /* ---- answers ---- */
 
@@ -84,7 +76,7 @@ static int refuse(struct lws *wsi, unsigned status, const char *cors, const char
 /* The answer is ready: written when the connection can take it. */
 static void ready(struct preq *q)
 {
-    lws_callback_on_writable(q->wsi);
+    gw_web_call_ready(&q->call, q->status, q->answer, strlen(q->answer));
 }
 
 static void set_result(struct preq *q, const struct gw_prebind_result *res)
@@ -124,10 +116,10 @@ static void on_prebound(void *ud, const struct gw_prebind_result *res)
 /* A POST body: empty, or {"visitor": true} and nothing else (never a password login here). */
 static bool body_ok(struct preq *q)
 {
-    if (q->got == 0)
+    if (q->call.got == 0)
         return true;
     json_error_t e;
-    json_t *o = json_loadb(q->body, q->got, 0, &e);
+    json_t *o = json_loadb(q->body, q->call.got, 0, &e);
     bool ok = json_is_object(o);
     for (void *it = ok ? json_object_iter(o) : NULL; it; it = json_object_iter_next(o, it))
         ok = ok && strcmp(json_object_iter_key(it), "visitor") == 0 &&
@@ -146,7 +138,7 @@ static void start(struct gw_bosh *b, struct gw_ctx *ctx, struct preq *q)
     q->p = NULL;
     if (rc == GW_ELIMIT && gw_sessions_count(ctx->sessions) < ctx->cfg->max_sessions) {
         /* the address is over its share; the gateway is not overloaded */
-        snprintf(q->extra, sizeof(q->extra), "%sRetry-After: 1\r\n", q->cors);
+        snprintf(q->call.extra, sizeof(q->call.extra), "%sRetry-After: 1\r\n", q->cors);
         set_error(q, 429, "policy-violation", "too many sessions from this address");
     } else if (rc == GW_ELIMIT) {
         set_error(q, 503, "resource-constraint", "too many sessions");
@@ -161,16 +153,17 @@ static void start(struct gw_bosh *b, struct gw_ctx *ctx, struct preq *q)
 }
 
 /* The request is complete (a GET, or a POST and its body): on to the sessions. */
-static int submit(struct lws *wsi, struct preq *q)
+static int submit(struct lws *wsi, struct gw_web_call *c)
 {
     struct gw_ctx *ctx = gw_web_ctx(wsi);
-    q->submitted = true;
+    struct preq *q = (struct preq *)c;
+    c->submitted = true;
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                     (int)(ctx->cfg->connect_timeout * 2 + WAIT_SLACK_S));
     /* Everything used from the headers was copied: while the prebind runs (up to that long) the
      * connection holds none of lws's few header tables. */
     lws_http_headers_detach(wsi);
-    if (q->too_big)
+    if (c->too_big)
         set_error(q, 413, "policy-violation", "the body is too large");
     else if (!body_ok(q))
         set_error(q, 400, "bad-request",
@@ -196,7 +189,7 @@ static int preflight(struct lws *wsi, const char *cors)
 }
 
 /* The method, the path, the origin and the configuration decide before anything is made. */
-static int on_http(struct lws *wsi, struct pss *pss)
+static int on_http(struct lws *wsi, struct gw_web_call **slot)
 {
     struct gw_ctx *ctx = gw_web_ctx(wsi);
     char uri[256], origin[512], cors[CORS_MAX - 64];
@@ -233,76 +226,30 @@ static int on_http(struct lws *wsi, struct pss *pss)
     struct preq *q = calloc(1, sizeof(*q));
     if (!q)
         return respond_now(wsi, 503, cors, "resource-constraint", "out of memory");
-    q->wsi = wsi;
-    q->pss = pss;
+    gw_web_call_init(&q->call, wsi, slot, q->body, BODY_MAX);
     snprintf(q->cors, sizeof(q->cors), "%s", cors);
-    snprintf(q->extra, sizeof(q->extra), "%s", cors);
+    snprintf(q->call.extra, sizeof(q->call.extra), "%s", cors);
     gw_web_peer(wsi, q->peer, sizeof(q->peer));
-    pss->q = q;
-    return body_follows ? 0 : submit(wsi, q);
-}
-
-static void on_body(struct preq *q, const void *in, size_t len)
-{
-    if (!len)
-        return;
-    if (q->too_big || len > BODY_MAX - q->got) {
-        q->too_big = true;
-        return;
-    }
-    memcpy(q->body + q->got, in, len);
-    q->got += len;
-}
-
-static int on_writeable(struct lws *wsi, struct pss *pss)
-{
-    struct preq *q = pss->q;
-    if (!q || !q->status)
-        return 0;
-    pss->q = NULL; /* completing the transaction may start the next request */
-    int rc = gw_web_respond(wsi, q->status, CT_JSON, q->extra, q->answer, strlen(q->answer));
-    free(q);
-    return rc;
+    return body_follows ? 0 : submit(wsi, &q->call);
 }
 
 /* The browser went away: a prebind still under way is cancelled (its session ends). */
-static void on_gone(struct pss *pss)
+static void cancel(struct gw_web_call *c)
 {
-    struct preq *q = pss->q;
-    if (!q)
-        return;
-    pss->q = NULL;
+    struct preq *q = (struct preq *)c;
     if (q->p)
         gw_prebind_cancel(q->p);
-    free(q);
 }
+
+static const struct gw_web_call_ops prebind_ops = {on_http, submit, cancel};
 
 int gw_prebind_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
-    struct pss *pss = user;
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return pss ? on_http(wsi, pss) : -1;
-    case LWS_CALLBACK_HTTP_BODY:
-        if (pss && pss->q)
-            on_body(pss->q, in, len);
-        return 0;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return pss && pss->q && !pss->q->submitted ? submit(wsi, pss->q) : 0;
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return pss ? on_writeable(wsi, pss) : 0;
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (pss)
-            on_gone(pss);
-        return 0;
-    default:
-        return 0;
-    }
+    return gw_web_call_callback(&prebind_ops, wsi, reason, user, in, len);
 }
 
 size_t gw_prebind_pss_size(void)
 {
-    return sizeof(struct pss);
+    return GW_WEB_CALL_PSS_SIZE;
 }

@@ -100,4 +100,51 @@ int gw_web_respond(struct lws *wsi, unsigned status, const char *content_type,
  * written into out; "" when origin is "". */
 void gw_web_cors_headers(const char *origin, char *out, size_t outlen);
 
+/* ---- a JSON request whose answer comes later (web/prebind.c, web/demo.c) ---- */
+
+#define GW_WEB_CALL_EXTRA 832 /* header lines of such an answer (CORS, Allow, Retry-After) */
+
+/* One such request, from its headers to its answer: the first member of the module's own
+ * request struct (freed with free() on it). The module's on_http makes it and hangs it on the
+ * connection; the body is read into the module's buffer; submit hands it on; the answer is given
+ * by gw_web_call_ready(), once, and written when the connection can take it. */
+struct gw_web_call {
+    struct lws *wsi;           /* its connection */
+    struct gw_web_call **slot; /* the connection's user data pointing here */
+    bool submitted;            /* handed on (or answered) */
+    bool too_big;              /* the body passed body_max */
+    bool drop_body;            /* refused from the headers: the body is read and dropped */
+    size_t got, body_max;      /* body bytes kept, and the most kept */
+    char *body;                /* the module's body buffer, body_max + 1 bytes */
+    unsigned status;           /* the answer's status; 0: none yet */
+    const char *answer;        /* its body, answer_len bytes (the module's) */
+    size_t answer_len;
+    char extra[GW_WEB_CALL_EXTRA]; /* its header lines */
+};
+
+/* What a module does with its requests. */
+struct gw_web_call_ops {
+    /* A new request's headers: answer at once, or make the call (gw_web_call_init) and return 0;
+     * then the body follows, or the module submits at once. */
+    int (*on_http)(struct lws *wsi, struct gw_web_call **slot);
+    /* The body is in (submitted is set): answer now or later with gw_web_call_ready(). */
+    int (*submit)(struct lws *wsi, struct gw_web_call *c);
+    /* The client went away before the answer: cancel what is under way (the call is freed). */
+    void (*cancel)(struct gw_web_call *c);
+};
+
+/* Fill a new call (the module has zeroed it) and hang it on the connection. */
+void gw_web_call_init(struct gw_web_call *c, struct lws *wsi, struct gw_web_call **slot, char *body,
+                      size_t body_max);
+
+/* The answer is ready: written when the connection can take it. extra header lines are already
+ * in c->extra. */
+void gw_web_call_ready(struct gw_web_call *c, unsigned status, const char *answer, size_t len);
+
+/* The lws protocol callback of such a module: user is its per-connection data, a
+ * struct gw_web_call * (GW_WEB_CALL_PSS_SIZE bytes). */
+int gw_web_call_callback(const struct gw_web_call_ops *ops, struct lws *wsi,
+                         enum lws_callback_reasons reason, void *user, void *in, size_t len);
+#define GW_WEB_CALL_PSS_SIZE sizeof(struct gw_web_call *)
+
 #endif
