@@ -14,76 +14,13 @@ import path from 'node:path';
 import { startStack } from './lib/stack.mjs';
 import { startGateway, runGateway, baseConfig, mergeConfig, stopGatewayChecked } from './lib/gateway.mjs';
 import { login, sleep } from './lib/clients.mjs';
+import { request, openStream } from './lib/http.mjs';
 
 const T = { timeout: 60000 };
 const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
 const OWNER_NS = 'http://jabber.org/protocol/pubsub#owner';
 const NODE = 'princely_musings';
 const PS = 'pubsub.localhost';
-
-// One HTTP request with a Content-Length, as browsers send (lws never completes a chunked
-// body); resolves to { status, headers, text, json }.
-function request(url, { method = 'POST', headers = {}, body } = {}) {
-  if (body !== undefined) headers = { 'Content-Length': Buffer.byteLength(body), ...headers };
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
-
-// An SSE stream read by hand; items() are the "item" events so far.
-function openStream(url) {
-  return new Promise((resolve, reject) => {
-    const events = [];
-    const req = http.get(url, { agent: false }, (res) => {
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const ev = { event: 'message', data: '' };
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const c = line.indexOf(':');
-            const f = line.slice(0, c);
-            const v = line.slice(c + 1).replace(/^ /, '');
-            if (f === 'id') ev.id = v;
-            else if (f === 'event') ev.event = v;
-            else if (f === 'data') ev.data += v;
-          }
-          if (ev.data) { ev.json = JSON.parse(ev.data); events.push(ev); }
-        }
-      });
-      resolve({
-        status: res.statusCode,
-        items: () => events.filter((e) => e.event === 'item'),
-        async waitFor(test, ms = 5000, what = 'an event') {
-          const until = Date.now() + ms;
-          while (!test()) {
-            if (Date.now() > until) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(events)}`);
-            await sleep(20);
-          }
-        },
-        close() { req.destroy(); res.destroy(); },
-      });
-    });
-    req.on('error', reject);
-  });
-}
 
 describe('demo publish (POST /demo/publish)', { timeout: 300000 }, () => {
   let stack;
@@ -250,12 +187,14 @@ describe('demo publish (POST /demo/publish)', { timeout: 300000 }, () => {
     // Bodies that are refused after the token is spent: nothing reaches the node.
     const answers = [];
     for (let i = 0; i < 60; i++) answers.push(post({ node: `${PS}/${NODE}` }, { from: '192.0.2.7' }));
-    const codes = (await Promise.all(answers)).map((r) => r.status);
+    const results = await Promise.all(answers);
+    const codes = results.map((r) => r.status);
     const limited = codes.filter((c) => c === 429).length;
     assert.ok(limited >= 5, `429s: ${limited} of ${codes.join(',')}`);
     assert.ok(codes.every((c) => c === 429 || c === 400), codes.join(','));
-    const r = await post({ node: `${PS}/${NODE}` }, { from: '192.0.2.7' });
-    assert.equal(r.status, 429, r.text);
+    // (Tokens come back at per_address_rate a second: on a slow machine a later request may get
+    // one again, so the answer checked is one of the batch's refusals.)
+    const r = results.find((x) => x.status === 429);
     assert.equal(r.json.condition, 'policy-violation');
     assert.equal(r.headers['retry-after'], '1');
     // Another address is not held up.

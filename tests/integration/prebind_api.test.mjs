@@ -4,36 +4,17 @@
 // upstream that is down 503 remote-connection-failed.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startStack } from './lib/stack.mjs';
 import { startGateway, stopGatewayChecked } from './lib/gateway.mjs';
 import { freePorts } from './lib/ports.mjs';
+import { request } from './lib/http.mjs';
 
 const T = { timeout: 60000 };
 const TOKEN = 'prebind-api-token-77d0';
 const VISITOR_DOMAIN = 'visitors.localhost';
-
-function request(url, { method = 'POST', headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const h = body === undefined ? headers : { ...headers, 'Content-Length': Buffer.byteLength(body) };
-    const req = http.request(url, { method, headers: h, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
 
 const prebind = (adminUrl, body, token = TOKEN) => request(`${adminUrl}/api/prebind`, {
   headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },

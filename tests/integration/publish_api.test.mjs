@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startStack } from './lib/stack.mjs';
 import { login, sleep } from './lib/clients.mjs';
+import { request, openStream } from './lib/http.mjs';
 
 const T = { timeout: 60000 };
 const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
@@ -21,68 +22,6 @@ const TOKEN = 'publish-api-token-5b1e';
 const NODE = 'princely_musings';
 const LOCKED = 'news-locked'; // in live.nodes, but the hub's account is no publisher there
 const PS = 'pubsub.localhost';
-
-// One HTTP request; resolves to { status, headers, text, json }.
-function request(url, { method = 'POST', headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
-
-// An SSE stream read by hand; items() are the "item" events so far.
-function openStream(url) {
-  return new Promise((resolve, reject) => {
-    const events = [];
-    const req = http.get(url, { agent: false }, (res) => {
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const ev = { event: 'message', data: '' };
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const c = line.indexOf(':');
-            const f = line.slice(0, c);
-            const v = line.slice(c + 1).replace(/^ /, '');
-            if (f === 'id') ev.id = v;
-            else if (f === 'event') ev.event = v;
-            else if (f === 'data') ev.data += v;
-          }
-          if (ev.data) { ev.json = JSON.parse(ev.data); events.push(ev); }
-        }
-      });
-      resolve({
-        status: res.statusCode,
-        items: () => events.filter((e) => e.event === 'item'),
-        async waitFor(test, ms = 5000, what = 'an event') {
-          const until = Date.now() + ms;
-          while (!test()) {
-            if (Date.now() > until) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(events)}`);
-            await sleep(20);
-          }
-        },
-        close() { req.destroy(); res.destroy(); },
-      });
-    });
-    req.on('error', reject);
-  });
-}
 
 describe('publish API (POST /api/publish)', { timeout: 300000 }, () => {
   let stack;
