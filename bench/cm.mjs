@@ -338,6 +338,7 @@ for (const n of loginCounts) {
 for (const n of loginCounts) {
   FIGURES.push({ key: `rss${n}`, label: `RSS per idle session at ${n.toLocaleString('en-US')} (KiB)`, get: (r) => r.logins?.[n]?.rssPerSessionKb, lower: true });
 }
+FIGURES.push({ key: 'prosodyRss', label: `Prosody's own RSS per session at ${loginCounts.at(-1)?.toLocaleString('en-US')} (KiB)`, get: (r) => r.logins?.[loginCounts.at(-1)]?.prosodyRssPerSessionKb, lower: true });
 FIGURES.push({ key: 'usLogin', label: `CM CPU µs per login (${loginCounts.at(-1)?.toLocaleString('en-US')})`, get: (r) => r.logins?.[loginCounts.at(-1)]?.cmUsPerLogin, lower: true });
 
 /** The ratios printed: [numerator column, denominator column]. */
@@ -407,7 +408,7 @@ function tables(runs, med, extra, tg) {
   })]);
   const header = ['figure', ...cols.map((c) => COLUMNS[c].label)];
   const pairs = RATIO_PAIRS.filter(([a, b]) => cols.includes(a) && cols.includes(b));
-  const ratios = FIGURES.filter((f) => !['cmPct', 'prosodyPct', 'clientPct'].includes(f.key)).map((f) => [f.label, ...pairs.map(([a, b]) => {
+  const ratios = FIGURES.filter((f) => !['cmPct', 'prosodyPct', 'clientPct', 'prosodyRss'].includes(f.key)).map((f) => [f.label, ...pairs.map(([a, b]) => {
     const r = ratioMedian(runs, f, a, b);
     return Number.isFinite(r) ? `${r.toFixed(2)}x` : '-';
   })]);
