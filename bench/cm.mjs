@@ -119,6 +119,21 @@ async function startNxb(upstreamPort) {
   };
 }
 
+/**
+ * Runs start() up to three times while it fails with a port taken (free ports are chosen, closed
+ * and then bound: another process on the machine can take one in between).
+ */
+async function retryPortRace(start) {
+  for (let i = 0; ; i++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (i >= 2 || !/Address already in use|EADDRINUSE|did not start|exited/.test(err.message)) throw err;
+      log(`    (start failed, port taken? trying again: ${err.message.split('\n')[0]})`);
+    }
+  }
+}
+
 /** Restarts Prosody and starts the connection manager of `col`; resolves to { target, cmPid }. */
 async function fresh(col) {
   const c = COLUMNS[col];
@@ -134,12 +149,12 @@ async function fresh(col) {
     case 'prosody':
       return { target: { url: c.transport === 'bosh' ? prosody.boshUrl : prosody.websocketUrl }, cmPid: prosody.pid };
     case 'nxb': {
-      const n = await startNxb(prosody.port);
+      const n = await retryPortRace(() => startNxb(prosody.port));
       cm = n;
       return { target: { url: c.transport === 'bosh' ? n.bosh : n.ws }, cmPid: n.pid };
     }
     case 'gw': {
-      const gw = await startGateway({
+      const gw = await retryPortRace(() => startGateway({
         prosody,
         upstreamTls: c.tls,
         config: {
@@ -151,7 +166,7 @@ async function fresh(col) {
             per_address_rate: 100000, per_address_burst: 100000, per_address_pending: 100000,
           },
         },
-      });
+      }));
       cm = { pid: gw.pid, stop: () => gw.stop() };
       return { target: { url: c.transport === 'bosh' ? gw.boshUrl : gw.wsUrl }, cmPid: gw.pid };
     }
@@ -211,6 +226,7 @@ async function speed(col) {
   try {
     const r = await one.call('rtt', { count: opts['rtt-count'], warmup: opts['rtt-warmup'], limitMs: 120000 });
     rtt = summarize(r.samples);
+    log(`    ${col}: round trips p50 ${fmt(rtt.p50)} / p99 ${fmt(rtt.p99)} ms`);
   } finally {
     await one.stop();
   }
@@ -235,6 +251,7 @@ async function speed(col) {
     await Promise.all(workers.map((w) => w.call('halt')));
     const dt = s1.t - s0.t;
     const delivered = s1.delivered - s0.delivered;
+    log(`    ${col}: ${fmt(delivered / dt)} stanzas/s`);
     const clientCpu = s1.clientCpus.map((c, i) => c - s0.clientCpus[i]);
     const cmCpu = s1.cmCpu - s0.cmCpu;
     return {
@@ -270,6 +287,7 @@ async function logins(col, n, { workers: nWorkers = opts.workers, idleSeconds = 
     const t0 = now();
     const r = await Promise.all(workers.map((w, i) => w.call('open', { n: share(i), parallel: par, prefix: `l${i}-` })));
     const seconds = now() - t0;
+    log(`    ${col}: ${n} logins in ${seconds.toFixed(1)} s`);
     const cpu1 = { cm: await cpuOf(cmPid), prosody: await cpuOf(prosody.pid), client: await cpuSum(workers.map((w) => w.pid)) };
     await sleep(opts['settle-seconds'] * 1000);
     const after = { cm: await rssOf(cmPid), prosody: await rssOf(prosody.pid), fds: cmPid ? await countFds(cmPid) : NaN };
@@ -494,8 +512,15 @@ async function main() {
       runs.push(res);
       for (const col of columns) {
         const t = Date.now();
-        res[col] = { speed: await speed(col), logins: {} };
-        for (const n of loginCounts) res[col].logins[n] = await logins(col, n);
+        try {
+          const one = { speed: await speed(col), logins: {} };
+          for (const n of loginCounts) one.logins[n] = await logins(col, n);
+          res[col] = one;
+        } catch (err) {
+          log(`  run ${run + 1}/${opts.runs} ${col} FAILED: ${err.stack ?? err}`);
+          (extra.failures ??= []).push({ run: run + 1, col, error: String(err.message ?? err) });
+          continue;
+        }
         const s = res[col].speed;
         log(`  run ${run + 1}/${opts.runs} ${col}: rtt p50 ${fmt(s.rtt.p50)} ms, ${fmt(s.tput.rate)}/s, `
           + `${fmt(s.tput.cmUsPerStanza)} µs/stanza, client ${fmt(s.tput.clientCpuPct, 0)} %; `
@@ -514,23 +539,29 @@ async function main() {
     await cleanup();
   }
   if (!failure && hubViewers.length) {
-    try {
-      extra.hub = [];
-      for (const v of hubViewers) extra.hub.push(await hub(v, outDir));
-    } catch (err) {
-      failure = err;
+    extra.hub = [];
+    for (const v of hubViewers) {
+      try {
+        const t = Date.now();
+        extra.hub.push(await hub(v, outDir));
+        log(`  hub: ${v} viewers (${((Date.now() - t) / 1000).toFixed(0)} s)`);
+      } catch (err) {
+        log(`  hub with ${v} viewers FAILED: ${err.message}`);
+        (extra.failures ??= []).push({ run: 1, col: `hub ${v}`, error: String(err.message ?? err) });
+      }
     }
   }
 
   const med = {};
   for (const c of columns) {
-    if (!runs.every((r) => r[c])) continue;
+    if (!runs.some((r) => r[c])) continue;
     med[c] = {};
-    for (const f of FIGURES) med[c][f.key] = median(runs.map((r) => f.get(r[c])));
-    med[c].clientMax = median(runs.map((r) => r[c].speed?.tput.clientMaxWorkerPct));
+    for (const f of FIGURES) med[c][f.key] = median(runs.map((r) => (r[c] ? f.get(r[c]) : NaN)));
+    med[c].clientMax = median(runs.map((r) => r[c]?.speed?.tput.clientMaxWorkerPct));
   }
-  const tg = targets(runs.filter((r) => columns.every((c) => r[c])), med, extra);
-  const t = tables(runs.filter((r) => columns.every((c) => r[c])), med, extra, tg);
+  const tg = targets(runs, med, extra);
+  const t = tables(runs, med, extra, tg);
+  for (const f of extra.failures ?? []) t.xrows.push([`run ${f.run}, ${f.col}`, `FAILED (left out of the medians): ${f.error.split('\n')[0]}`]);
   console.log('');
   console.log(table(t.header, t.main));
   console.log('');
