@@ -67,7 +67,7 @@ const USAGE = `usage: node bench/cm.mjs [options]
   --idle N            idle xmppgw WebSocket sessions in one process (default 9000; 0 skips)
   --hub LIST          SSE hub viewers, one bench/hub.mjs run each (default 1000,10000; '' skips)
   --hub-items N       items published per hub run (default 50)
-  --settle-seconds S  wait before a memory reading (default 3)
+  --settle-seconds S  wait before a memory reading (default 2)
   --json FILE         results (default $BENCH_OUT/cm-STAMP.json, else build-bench/out/)
   --svg FILE          chart (default next to the JSON)
   --md FILE           the tables as Markdown (default next to the JSON)
@@ -79,7 +79,7 @@ const opts = parseArgs(process.argv.slice(2), {
   'rtt-count': quick ? 300 : 2000, 'rtt-warmup': quick ? 50 : 200, pairs: 50, inflight: 10,
   seconds: quick ? 3 : 20, 'warm-seconds': quick ? 1 : 2, logins: quick ? '200,500' : '1000,5000',
   parallel: 100, idle: quick ? 1000 : 9000, hub: quick ? '200' : '1000,10000', 'hub-items': quick ? 10 : 50,
-  'settle-seconds': quick ? 1 : 3, json: '', svg: '', md: '',
+  'settle-seconds': quick ? 1 : 2, json: '', svg: '', md: '',
 }, USAGE);
 const columns = opts.columns.split(',').filter(Boolean);
 for (const c of columns) if (!COLUMNS[c]) throw new Error(`unknown column ${c}\n${USAGE}`);
