@@ -30,7 +30,7 @@ struct gw_log {
 /* Bounds of a line, in bytes after escaping. A field cut at its bound ends in GW_LOG_CUT; a cut
  * never splits a character or an escape. The whole line stays within PIPE_BUF so that its one
  * write() to a pipe is atomic: the message keeps its bound and the JID field gives way. */
-#define GW_LOG_SID_MAX 128   /* the sid field (a BOSH sid attribute is at most 64 bytes) */
+#define GW_LOG_SID_MAX 128   /* the sid field (a BOSH sid attribute is at most 96 bytes) */
 #define GW_LOG_JID_MAX 3071  /* the JID field: the longest valid JID */
 #define GW_LOG_MSG_MAX 2048  /* the formatted message */
 #define GW_LOG_LINE_MAX 4096 /* the whole line with its '\n' (PIPE_BUF on Linux) */

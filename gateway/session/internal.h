@@ -31,7 +31,7 @@ struct login {
 
 struct gw_session {
     struct gw_ctx *ctx;
-    char sid[GW_SID_LEN + 1];
+    char sid[GW_SID_MAX + 1];
     enum gw_session_state state;
     enum gw_transport tr;
     const struct gw_sink_ops *ops; /* NULL once detached from the owner */

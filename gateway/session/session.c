@@ -173,6 +173,17 @@ size_t gw_sessions_count(const struct gw_sessions *tbl)
     return tbl->by_sid.n;
 }
 
+/* node_id (if any) and the separator, then 128 random bits in hex. */
+static int make_sid(const struct gw_config *cfg, char out[GW_SID_MAX + 1])
+{
+    size_t n = strlen(cfg->node_id);
+    if (n) {
+        memcpy(out, cfg->node_id, n);
+        out[n++] = GW_SID_SEP;
+    }
+    return gw_rand_hex(out + n, GW_SID_LEN / 2);
+}
+
 struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_opts *o, int *err)
 {
     struct gw_sessions *tbl = ctx->sessions;
@@ -181,7 +192,7 @@ struct gw_session *gw_session_new(struct gw_ctx *ctx, const struct gw_session_op
     int e = peers_admit(ctx, o, &from);
     if (!e && !(s = calloc(1, sizeof(*s))))
         e = GW_ENOMEM;
-    if (!e && gw_rand_hex(s->sid, GW_SID_LEN / 2) != 0)
+    if (!e && make_sid(ctx->cfg, s->sid) != 0)
         e = GW_EIO;
     if (!e && gw_strmap_find(&tbl->by_sid, s->sid))
         e = GW_EIO; /* 128 random bits collided: the generator is broken */

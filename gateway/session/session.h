@@ -24,10 +24,16 @@
 #include "core/cond.h"
 #include "core/ctx.h"
 #include "core/err.h"
+#include "config/config.h"
 #include "core/metrics.h"
 #include "xmpp/stream.h"
 
 #define GW_SID_LEN 32 /* hex characters: 128 bits from OpenSSL RAND */
+/* A session id: with node_id set, that id and GW_SID_SEP before the random part ("n1.3f9a..."),
+ * so that a proxy can route on it and another node can tell it is not its own; else the random
+ * part alone. node_id's characters (letters, digits, '-', '_') never include the separator. */
+#define GW_SID_SEP '.'
+#define GW_SID_MAX (GW_CFG_NODE_ID_MAX + 1 + GW_SID_LEN)
 
 struct gw_session;
 struct gw_sessions;

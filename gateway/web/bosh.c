@@ -78,6 +78,7 @@ struct http_req {
     struct gw_bosh_req *breq; /* with the BOSH sessions; NULL before, or once they killed it */
     char cors[CORS_MAX];      /* CORS header lines for the answer */
     char peer[64];            /* client address */
+    bool https;               /* node_id set: the client came by https (the cookie's Secure) */
 };
 
 /* lws's per-connection user data (allocated each time lws binds the protocol). */
@@ -357,6 +358,11 @@ static int start_body(struct lws *wsi, struct pss *pss, uint64_t cl, const char 
     gw_buf_init(&h->raw, max_body);
     snprintf(h->cors, sizeof(h->cors), "%s", cors);
     snprintf(h->peer, sizeof(h->peer), "%s", peer);
+    if (b->ctx->cfg->node_id[0]) { /* the headers go before a held request is answered */
+        struct gw_web_public pub;
+        gw_web_public_base(wsi, &pub);
+        h->https = pub.https;
+    }
     if (addr_take(h, reserve) != 0) {
         free(h);
         return early(wsi, 503, cors, NULL, NULL, true);
@@ -505,6 +511,22 @@ static int on_body_done(struct lws *wsi, struct pss *pss)
     return 0;
 }
 
+#define NODE_COOKIE "xmppgw_node" /* the cookie naming node_id (docs/deploy/ route on it) */
+#define NODE_COOKIE_MAX 128       /* its Set-Cookie line (node_id is at most 32 bytes) */
+
+/* With node_id set, the session creation answer names the node in a cookie, for a proxy that
+ * cannot read the sid in the body (nginx); "" otherwise. No Max-Age: it lasts as long as the
+ * browser runs, and the next session's creation answer replaces it. */
+static void node_cookie(const struct http_req *h, bool created, char *out, size_t outlen)
+{
+    const char *id = h->b->ctx->cfg->node_id;
+    out[0] = '\0';
+    if (created && id[0])
+        snprintf(out, outlen,
+                 "Set-Cookie: " NODE_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax%s\r\n", id,
+                 h->https ? "; Secure" : "");
+}
+
 static int on_writeable(struct lws *wsi, struct pss *pss)
 {
     struct http_req *h = pss->h;
@@ -518,7 +540,10 @@ static int on_writeable(struct lws *wsi, struct pss *pss)
     pss->h = NULL;
     pss->flushing = true; /* until lws unbinds us (on_gone), maybe inside respond() */
     h->pss = NULL;
-    int rc = respond(wsi, a.status, a.xml ? CT_XML : CT_TEXT, h->cors, NULL, a.body, a.len, false);
+    char cookie[NODE_COOKIE_MAX];
+    node_cookie(h, a.created, cookie, sizeof(cookie));
+    int rc =
+        respond(wsi, a.status, a.xml ? CT_XML : CT_TEXT, h->cors, cookie, a.body, a.len, false);
     http_req_free(h);
     return rc;
 }

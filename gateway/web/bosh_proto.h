@@ -20,7 +20,7 @@
 #define GW_BOSH_RID_MAX 9007199254740991ull /* 2^53 - 1 (XEP-0124 section 14.1) */
 #define GW_BOSH_REQUESTS_MAX 16             /* upper bound of bosh.max_requests */
 #define GW_BOSH_KEY_MAX 128                 /* bytes of a key or newkey (SHA-1 hex is 40) */
-#define GW_BOSH_SID_MAX 64                  /* bytes of a sid attribute we accept */
+#define GW_BOSH_SID_MAX 96                  /* bytes of a sid attribute we accept */
 
 /* The attributes of one request's <body/> that the gateway reads, and its payload. */
 struct gw_bosh_body {

@@ -63,6 +63,7 @@ struct gw_bosh_req {
     uint64_t deadline_ms;            /* on a list: HELD answer then (empty), DUE drop it then,
                                         EARLY end the session then; 0 on no list */
     bool creation;                   /* the session creation request */
+    bool created;                    /* REQ_DONE: resp is the creation answer, with the sid */
     struct gw_bosh_report report;    /* XEP-0124 section 9.3: an answer the client missed */
     bool has_body;                   /* body is initialised */
     struct gw_bosh_body body;        /* parsed (an early request keeps it until its turn) */
@@ -96,7 +97,7 @@ enum bs_end_kind {
 struct bsess {
     struct gw_bosh_sessions *t;    /* the module */
     struct gw_session *s;          /* the core session; NULL once detached */
-    char sid[GW_SID_LEN + 1];      /* the core session's id: the key in the table */
+    char sid[GW_SID_MAX + 1];      /* the core session's id: the key in the table */
     enum bs_state state;           /* see enum bs_state */
     struct gw_bosh_params p;       /* negotiated at creation */
     bool use_key;                  /* the client started a key chain */
@@ -475,6 +476,7 @@ static void answer_due(struct bsess *bs, struct gw_bosh_req *r)
     if (r->rid > bs->hi_answered)
         bs->hi_answered = r->rid;
     gw_bosh_activity_answer(&bs->act, empty);
+    r->created = r->creation;
     finish(r, 200, 0);
     if (no_requests(bs))
         bs->idle_since = now;
@@ -1372,6 +1374,32 @@ static void bad_body(struct gw_bosh_sessions *t, struct bsess *bs, struct gw_bos
     }
 }
 
+/* The length of the node id that prefixes sid ("n2" in "n2.3f9a..."), or 0 when it names no
+ * other node: no prefix, not a node id's characters, or this node's own id. */
+static size_t other_node(const char *me, const char *sid)
+{
+    size_t n = strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    if (!n || n > GW_CFG_NODE_ID_MAX || sid[n] != GW_SID_SEP)
+        return 0;
+    return strlen(me) == n && memcmp(me, sid, n) == 0 ? 0 : n;
+}
+
+/* A sid not in the table: item-not-found (XEP-0124 section 17.3), never a new session. One the
+ * sid's prefix says another node made was routed to the wrong node: the line names that node. */
+static void unknown_sid(struct gw_bosh_sessions *t, struct gw_bosh_req *r)
+{
+    const char *me = t->ctx->cfg->node_id;
+    size_t n = other_node(me, r->body.sid);
+    if (n)
+        GW_INFO(&t->ctx->log, NULL, NULL,
+                "BOSH request from %s for a session of node '%.*s' (this is node '%s'): "
+                "item-not-found; the proxy sent it to the wrong node",
+                r->peer, (int)n, r->body.sid, me);
+    else
+        GW_DEBUG(&t->ctx->log, NULL, NULL, "BOSH request from %s for an unknown sid", r->peer);
+    answer_error(r, GW_COND_item_not_found, false);
+}
+
 void gw_bosh_req_submit(struct gw_bosh_req *r, const char *data, size_t len)
 {
     struct gw_bosh_sessions *t = r->t;
@@ -1393,8 +1421,7 @@ void gw_bosh_req_submit(struct gw_bosh_req *r, const char *data, size_t len)
     if (!r->body.sid[0]) {
         create_session(t, r);
     } else if (!bs) {
-        GW_DEBUG(&t->ctx->log, NULL, NULL, "BOSH request from %s for an unknown sid", r->peer);
-        answer_error(r, GW_COND_item_not_found, false);
+        unknown_sid(t, r);
     } else if (bs->state == BS_TOMB) {
         answer_tombstone(bs, r);
     } else {
@@ -1429,6 +1456,7 @@ int gw_bosh_req_answer(struct gw_bosh_req *r, struct gw_bosh_answer *out)
         return GW_EAGAIN;
     out->status = r->status;
     out->xml = r->xml;
+    out->created = r->created;
     out->body = gw_buf_ptr(&r->resp);
     out->len = gw_buf_size(&r->resp);
     return 0;

@@ -35,6 +35,7 @@ struct gw_bosh_answer {
     bool xml;         /* text/xml (a BOSH body); false: text/plain, no body */
     const char *body; /* the body bytes */
     size_t len;       /* their length */
+    bool created;     /* the session creation answer (it tells the sid): node_id's cookie */
 };
 
 /* The BOSH sessions of the gateway; ops is kept. NULL on ENOMEM. */

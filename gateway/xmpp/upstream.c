@@ -41,7 +41,7 @@ struct gw_upstream {
     struct gw_upstream_cfg cfg;        /* copy: the config may be reloaded meanwhile */
     char domain[256];                  /* XMPP domain: to='', SNI and certificate name */
     char lang[64];                     /* xml:lang for our stream headers */
-    char sid[64];                      /* for log lines */
+    char sid[80];                      /* for log lines (a session id: GW_SID_MAX, 65) */
     char *jid;                         /* for log lines, once bound */
     const struct gw_upstream_ops *ops; /* NULL once closed: no callback after that */
     void *ud;
