@@ -20,7 +20,8 @@
 #include "web/websocket.h"
 #include "xmpp/upstream.h"
 
-/* After telling sessions system-shutdown, the time for the words to leave. */
+/* After the sessions ended, the time for the last words (stream errors, terminate answers,
+ * close frames) to leave before the loop stops. */
 #define DRAIN_FLUSH_MS 1000
 
 static const char usage[] =
@@ -42,8 +43,13 @@ static const char usage[] =
     "  --version            print the version and exit\n"
     "  --help               print this help and exit\n"
     "\n"
-    "Signals: SIGHUP reloads what can change live (config/README.md says which keys);\n"
-    "SIGTERM drains: sessions are told system-shutdown and upstream streams closed.\n";
+    "Signals: SIGHUP reloads what can change live (config/README.md says which keys).\n"
+    "SIGTERM or SIGINT (or POST /api/drain on the admin port) drains: /readyz answers 503 at\n"
+    "once and new sessions are refused (system-shutdown) while open ones go on for drain.grace\n"
+    "seconds (default 20); then a session with XEP-0198 resumption enabled is closed so that\n"
+    "the client resumes it through another node (WebSocket close 1001, the upstream stream left\n"
+    "resumable), every other one is told system-shutdown, and the process exits 0 about a\n"
+    "second later. A second signal stops at once.\n";
 
 struct overrides {
     const char *listen, *admin, *upstream, *upstream_tls, *upstream_ca;
@@ -67,7 +73,9 @@ struct app {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     bool signals_open; /* the signal and drain handles are initialised */
-    bool stopping;
+    bool stopping;     /* a drain started (signal or POST /api/drain) */
+    bool signalled;    /* a SIGTERM or SIGINT came: the next one stops at once */
+    unsigned grace_s;  /* the drain's grace, as drain.grace was when it started */
 };
 
 static int apply_overrides(struct gw_config *cfg, const struct overrides *ov, char *err,
@@ -159,20 +167,58 @@ static void on_drained(uv_timer_t *t)
     stop_now(t->data);
 }
 
+/* The grace is over: every session ends (resumable ones so that their clients resume
+ * elsewhere), then the last words get DRAIN_FLUSH_MS to leave. */
+static void on_grace_over(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    size_t n = gw_sessions_count(app->ctx.sessions);
+    size_t resumable = gw_sessions_end_drained(app->ctx.sessions);
+    GW_INFO(&app->ctx.log, NULL, NULL,
+            "drain: grace of %u s over: %zu sessions ended (%zu left resumable for XEP-0198, "
+            "%zu told system-shutdown); stopping",
+            app->grace_s, n, resumable, n - resumable);
+    uv_timer_start(&app->drain_timer, on_drained, DRAIN_FLUSH_MS, 0);
+}
+
+/* Start a drain (once; a later call changes nothing): /readyz fails and new sessions are refused
+ * at once, open ones go on for drain.grace seconds. */
+static void drain_start(struct app *app, const char *why)
+{
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    app->ctx.draining = true;
+    app->grace_s = app->cfg->drain_grace;
+    const uint64_t *open = app->ctx.metrics.sessions_open;
+    GW_INFO(&app->ctx.log, NULL, NULL,
+            "drain started (%s): %zu sessions (websocket %llu, bosh %llu, internal %llu) end in "
+            "%u s",
+            why, gw_sessions_count(app->ctx.sessions), (unsigned long long)open[GW_TRANSPORT_WS],
+            (unsigned long long)open[GW_TRANSPORT_BOSH],
+            (unsigned long long)open[GW_TRANSPORT_INTERNAL], app->grace_s);
+    uv_timer_start(&app->drain_timer, on_grace_over, (uint64_t)app->grace_s * 1000, 0);
+}
+
+/* POST /api/drain: start the drain (a second one is harmless) and say what it is. */
+static void drain_by_api(void *ud, struct gw_admin_drain *out)
+{
+    struct app *app = ud;
+    drain_start(app, "POST /api/drain");
+    out->grace_s = app->grace_s;
+    out->sessions = gw_sessions_count(app->ctx.sessions);
+}
+
 static void on_term(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
-    if (app->stopping) {
+    if (app->signalled) {
         GW_WARN(&app->ctx.log, NULL, NULL, "second signal: stopping at once");
         stop_now(app);
         return;
     }
-    app->stopping = true;
-    app->ctx.draining = true;
-    GW_INFO(&app->ctx.log, NULL, NULL, "signal %d: draining %zu sessions", signum,
-            gw_sessions_count(app->ctx.sessions));
-    gw_sessions_shutdown(app->ctx.sessions);
-    uv_timer_start(&app->drain_timer, on_drained, DRAIN_FLUSH_MS, 0);
+    app->signalled = true;
+    drain_start(app, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* SIGHUP: a whole new snapshot replaces the running one; keys that need a restart keep their
@@ -338,7 +384,8 @@ static int start(struct app *app, char *err, size_t errlen)
     app->web = gw_web_start(ctx, &tr, err, errlen);
     if (!app->web)
         return GW_EIO;
-    struct gw_admin_services svc = {.hub = app->hub, .bosh = app->bosh};
+    struct gw_admin_services svc = {
+        .hub = app->hub, .bosh = app->bosh, .drain = drain_by_api, .drain_ud = app};
     app->admin = gw_admin_start(ctx, &svc, err, errlen);
     if (!app->admin)
         return GW_EIO;

@@ -522,6 +522,36 @@ static void start_prebind(struct post_req *pr)
         prebind_error(pr, 500, "internal error", "internal-error");
 }
 
+/* ---- POST /api/drain ---- */
+
+/* Start the drain (a second request changes nothing) and answer 202 at once. The body is empty
+ * or a JSON object; no member is read. */
+static void start_drain(struct post_req *pr)
+{
+    const struct gw_admin_services *svc = &pr->a->svc;
+    json_t *o = gw_buf_size(&pr->body) ? json_loadb(gw_buf_ptr(&pr->body), gw_buf_size(&pr->body),
+                                                    JSON_REJECT_DUPLICATES, NULL)
+                                       : json_object();
+    bool ok = json_is_object(o);
+    json_decref(o);
+    if (!ok) {
+        prebind_error(pr, 400, "expected an empty body or a JSON object", "bad-request");
+        return;
+    }
+    if (!svc->drain) {
+        prebind_error(pr, 503, "drain is not available", "service-unavailable");
+        return;
+    }
+    struct gw_admin_drain d = {0};
+    svc->drain(svc->drain_ud, &d);
+    GW_INFO(&pr->a->ctx->log, NULL, NULL, "admin: drain requested from %s", pr->peer);
+    char body[128];
+    int n =
+        snprintf(body, sizeof(body), "{\"draining\":true,\"grace_seconds\":%u,\"sessions\":%zu}\n",
+                 d.grace_s, d.sessions);
+    post_answer(pr, 202, body, (size_t)n, NULL);
+}
+
 /* The body is in: answer now, or wait suspended for what the route started. */
 static enum MHD_Result post_complete(struct gw_admin *a, struct MHD_Connection *conn,
                                      struct post_req *pr)
@@ -531,6 +561,8 @@ static enum MHD_Result post_complete(struct gw_admin *a, struct MHD_Connection *
     if (!pr->status && !pr->pub && !pr->pre) {
         if (pr->route == GW_ADMIN_ROUTE_PREBIND)
             start_prebind(pr);
+        else if (pr->route == GW_ADMIN_ROUTE_DRAIN)
+            start_drain(pr);
         else
             start_publish(pr);
     }

@@ -2,7 +2,7 @@
  * listening on admin.listen. Serves /healthz, /readyz, /metrics (Prometheus text 0.0.4), /status
  * and /api/sessions (JSON; everything under /api/ needs admin.token when one is set), and POST
  * /api/publish and /api/prebind (JSON bodies; the answer waits for the pubsub service or the
- * login, the connection suspended).
+ * login, the connection suspended) and POST /api/drain (starts the drain, answers 202).
  * Every request carry exactly one Host header (400 otherwise) naming an IP address, "localhost" or
  * a name of admin.hosts (421 otherwise: DNS rebinding). Errors are JSON {"error": text,
  * "condition": token}. admin.c owns the daemon, its loop glue and the routing; render.c writes the
@@ -21,11 +21,20 @@ struct gw_admin;
 struct gw_hub;
 struct gw_bosh;
 
-/* What the POST endpoints call; they outlive the admin port. Either may be NULL: /api/publish or
- * /api/prebind then answers 503. */
+/* What POST /api/drain answers (202 {"draining": true, "grace_seconds", "sessions"}). */
+struct gw_admin_drain {
+    unsigned grace_s; /* the drain's grace */
+    size_t sessions;  /* sessions open now */
+};
+
+/* What the POST endpoints call; they outlive the admin port. Any may be NULL: /api/publish,
+ * /api/prebind or /api/drain then answers 503. */
 struct gw_admin_services {
     struct gw_hub *hub;   /* the live-updates hub: /api/publish */
     struct gw_bosh *bosh; /* the BOSH transport: /api/prebind */
+    /* POST /api/drain: start the drain (a second call changes nothing) and fill out. */
+    void (*drain)(void *ud, struct gw_admin_drain *out);
+    void *drain_ud;
 };
 
 /* Listen on ctx->cfg->admin_listen and serve on ctx->loop. Call once, before the loop runs: a
@@ -54,6 +63,7 @@ uint16_t gw_admin_port(const struct gw_admin *a);
 #define GW_ADMIN_SESSIONS_LIMIT_MAX 10000u    /* largest limit= accepted */
 #define GW_ADMIN_SID_HASH_LEN 16u             /* hex characters of SHA-256(sid) shown per session */
 #define GW_ADMIN_PREBIND_BODY_MAX (4u * 1024u) /* a POST /api/prebind body */
+#define GW_ADMIN_DRAIN_BODY_MAX 256u           /* a POST /api/drain body: {} or nothing */
 
 /* Each appends one whole body to out (created by the caller with gw_buf_init and a maximum).
  * Returns 0, GW_ENOMEM, or GW_ELIMIT when out's maximum was too small. */

@@ -81,6 +81,7 @@ static const struct route_def routes[GW_ADMIN_ROUTE_COUNT] = {
     [GW_ADMIN_ROUTE_SESSIONS] = {"/api/sessions", 0},
     [GW_ADMIN_ROUTE_PUBLISH] = {"/api/publish", GW_HUB_PUBLISH_BODY_MAX},
     [GW_ADMIN_ROUTE_PREBIND] = {"/api/prebind", GW_ADMIN_PREBIND_BODY_MAX},
+    [GW_ADMIN_ROUTE_DRAIN] = {"/api/drain", GW_ADMIN_DRAIN_BODY_MAX},
 };
 /* clang-format on */
 

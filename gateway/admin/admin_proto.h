@@ -22,6 +22,7 @@ enum gw_admin_route {
     GW_ADMIN_ROUTE_SESSIONS, /* /api/sessions */
     GW_ADMIN_ROUTE_PUBLISH,  /* POST /api/publish (JSON body) */
     GW_ADMIN_ROUTE_PREBIND,  /* POST /api/prebind (JSON body) */
+    GW_ADMIN_ROUTE_DRAIN,    /* POST /api/drain (JSON body: {} or empty) */
     GW_ADMIN_ROUTE_COUNT
 };
 

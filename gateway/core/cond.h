@@ -67,6 +67,9 @@ struct gw_close_reason {
     const char *text;       /* a short human reason, or NULL */
     const char *err_xml;    /* the upstream's own <stream:error/> element (framed), or NULL */
     size_t err_len;
+    bool resumable; /* the upstream stream was left to the server for XEP-0198 resumption (a
+                       drain): where the transport can, close the client side without a word
+                       (no stream error, no <close/>) so that the client resumes elsewhere */
 };
 
 #endif

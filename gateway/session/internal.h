@@ -45,6 +45,9 @@ struct gw_session {
     char *jid;                     /* bound full JID, NULL before bind */
     char *sm_id;                   /* XEP-0198 stream id when resumption is enabled, else NULL */
     unsigned sm_window;            /* s: how long the server keeps that stream resumable */
+    char *auth_jid;                /* bare JID the client's SASL named (client auth), or NULL */
+    bool jid_bare;                 /* jid is auth_jid's bare JID: a stream resumed here that
+                                      another node held; the full JID is not known yet */
     struct gw_upstream *up;        /* NULL once upstream closed or was closed */
     struct gw_buf held;            /* client elements waiting for the stream to open for them */
     uint64_t created_ms;
@@ -166,6 +169,12 @@ void resume_keep(struct gw_session *s);
 /* An XEP-0198 element from upstream (<enabled/>, <resumed/>) as it goes by. */
 void resume_stanza(struct gw_session *s, const struct gw_xml_stanza *st);
 void resume_free_all(struct gw_sessions *tbl);
+/* A client element on its way upstream while authenticating (client SASL): from an <auth/>,
+ * who the client authenticates as (never the password), kept as s->auth_jid. */
+void resume_client_element(struct gw_session *s, const char *bytes, size_t len);
+/* An upstream stanza of a session whose full JID is not known yet (s->jid_bare): the first one
+ * addressed to a full JID of that bare JID gives it. */
+void resume_learn_jid(struct gw_session *s, const struct gw_xml_stanza *st);
 
 /* ---- visitor.c: visitor mode (shared account, generated resource, the visitor policy) ---- */
 

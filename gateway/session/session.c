@@ -48,6 +48,7 @@ static void session_free(struct gw_session *s)
     visitor_free(s->visitor);
     free(s->jid);
     free(s->sm_id);
+    free(s->auth_jid);
     free(s);
 }
 
@@ -334,6 +335,8 @@ int gw_session_send(struct gw_session *s, const char *bytes, size_t len)
         return GW_ECLOSED;
     if (s->visitor)
         return visitor_send(s, bytes, len);
+    if (!s->login && s->state == GW_SESSION_AUTHENTICATING)
+        resume_client_element(s, bytes, len);
     return session_forward(s, bytes, len);
 }
 
@@ -468,6 +471,8 @@ static void up_stanza(void *ud, const struct gw_xml_stanza *st)
         return;
     if (st->tree && strcmp(st->ns, GW_NS_SM) == 0)
         resume_stanza(s, st);
+    else if (s->jid_bare)
+        resume_learn_jid(s, st);
     if (s->login && !was_bound) {
         if (s->state == GW_SESSION_BOUND)
             login_bound(s);
@@ -570,6 +575,40 @@ void gw_sessions_foreach(struct gw_sessions *tbl,
         };
         fn(ud, &info);
     }
+}
+
+/* A drain's end for one session: one that enabled XEP-0198 resumption has its upstream closed
+ * without </stream:stream> (the server keeps the stream resumable) and its owner told so, so
+ * that the client resumes it through another node; any other is told system-shutdown. true:
+ * left resumable. */
+static bool end_draining(struct gw_session *s)
+{
+    if (s->state != GW_SESSION_BOUND || !s->sm_id || !s->jid || !s->up || s->visitor || s->login) {
+        session_fail(s, GW_COND_system_shutdown, "the gateway is shutting down");
+        return false;
+    }
+    GW_INFO(&s->ctx->log, s->sid, s->jid,
+            "session ended: drained; upstream left resumable for %u s", s->sm_window);
+    s->ctx->metrics.resumable_drops++;
+    const struct gw_sink_ops *ops = s->ops;
+    s->ops = NULL;
+    gw_upstream_abort(s->up);
+    s->up = NULL;
+    session_transition(s, GW_SESSION_CLOSED);
+    struct gw_close_reason why = {
+        .cond = GW_COND_system_shutdown, .text = "the gateway is shutting down", .resumable = true};
+    if (ops)
+        ops->closed(s->t, &why);
+    return true;
+}
+
+size_t gw_sessions_end_drained(struct gw_sessions *tbl)
+{
+    size_t resumable = 0;
+    struct gw_session *s;
+    while ((s = of_sid(gw_strmap_first(&tbl->by_sid))) != NULL)
+        resumable += end_draining(s);
+    return resumable;
 }
 
 void gw_sessions_shutdown(struct gw_sessions *tbl)

@@ -152,8 +152,15 @@ struct gw_session_info {
 void gw_sessions_foreach(struct gw_sessions *tbl,
                          void (*fn)(void *ud, const struct gw_session_info *info), void *ud);
 
-/* Drain: every session's sink is told system-shutdown and its upstream closed. */
+/* Stop at once: every session's sink is told system-shutdown and its upstream closed. */
 void gw_sessions_shutdown(struct gw_sessions *tbl);
+
+/* The end of a drain's grace: every session ends. One bound with XEP-0198 resumption enabled
+ * has its upstream closed without </stream:stream> (the server keeps the stream resumable) and
+ * its sink's closed() says system-shutdown with why->resumable set, so that the transport lets
+ * the client resume through another node; the others are told system-shutdown and their
+ * streams closed. Returns how many were left resumable. */
+size_t gw_sessions_end_drained(struct gw_sessions *tbl);
 
 /* ---- back-pressure: one rule for every queue between a session and its client ---- */
 

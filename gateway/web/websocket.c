@@ -247,6 +247,16 @@ static void sink_closed(void *t, const struct gw_close_reason *why)
 {
     struct conn *c = t;
     c->s = NULL;
+    if (why->resumable && !c->close_queued) {
+        /* A drain left the stream resumable: no stream error and no <close/>, only the
+         * WebSocket's "going away", so that the client reconnects (to another node) and resumes. */
+        GW_DEBUG(&c->ctx->log, NULL, NULL, "websocket closing with 1001 going away: resumable");
+        gw_ws_state_closing(&c->st);
+        c->close_queued = true;
+        c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
     if (why->cond == GW_COND_NONE) {
         if (!c->close_queued)
             enqueue_close(c, LWS_CLOSE_STATUS_NORMAL);
@@ -287,7 +297,9 @@ static void start_session(struct conn *c, const struct gw_ws_msg *m)
     c->s = gw_session_new(c->ctx, &so, &err);
     if (!c->s) {
         client_error(c, err == GW_ECLOSED ? GW_COND_system_shutdown : GW_COND_resource_constraint,
-                     err == GW_ELIMIT ? "too many sessions" : gw_strerror(err),
+                     err == GW_ELIMIT    ? "too many sessions"
+                     : err == GW_ECLOSED ? "the gateway is shutting down (draining)"
+                                         : gw_strerror(err),
                      LWS_CLOSE_STATUS_NORMAL);
         return;
     }

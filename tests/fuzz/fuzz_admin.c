@@ -267,6 +267,8 @@ static void check_routed_post(const struct input *in, const struct gw_admin_deci
     if (strcmp(in->method, "POST") != 0 || !json_type_could_pass(in->content_type) ||
         d->body_max == 0 || d->body_max > GW_HUB_PUBLISH_BODY_MAX || d->limit != 0)
         abort();
+    if (d->route == GW_ADMIN_ROUTE_DRAIN && d->body_max != GW_ADMIN_DRAIN_BODY_MAX)
+        abort(); /* POST /api/drain reads {} or nothing, never a publish-sized body */
     const char *n = in->length;
     if (n && *n && strspn(n, "0123456789") == strlen(n)) {
         n += strspn(n, "0");

@@ -253,6 +253,22 @@ static void test_post_routes(void)
     snprintf(cfg.admin_token, sizeof(cfg.admin_token), "%s", TOKEN);
     CHECK(decide(&pb).refusal == GW_ADMIN_ERR_NO_TOKEN);
     cfg.admin_token[0] = '\0';
+    /* POST /api/drain: a small JSON body at most, under the token like all of /api/. */
+    CHECK(gw_admin_route_is_post(GW_ADMIN_ROUTE_DRAIN));
+    CHECK_STR(gw_admin_route_path(GW_ADMIN_ROUTE_DRAIN), "/api/drain");
+    struct gw_admin_request dr = post("/api/drain", "2");
+    CHECK(decide(&dr).route == GW_ADMIN_ROUTE_DRAIN &&
+          decide(&dr).body_max == GW_ADMIN_DRAIN_BODY_MAX);
+    dr.content_length = "257";
+    CHECK(decide(&dr).refusal == GW_ADMIN_ERR_TOO_LARGE);
+    dr.content_length = "2";
+    dr.method = "GET";
+    CHECK(decide(&dr).refusal == GW_ADMIN_ERR_POST_ONLY);
+    dr.method = "POST";
+    dr.authorization = NULL;
+    snprintf(cfg.admin_token, sizeof(cfg.admin_token), "%s", TOKEN);
+    CHECK(decide(&dr).refusal == GW_ADMIN_ERR_NO_TOKEN);
+    cfg.admin_token[0] = '\0';
     struct gw_admin_request r = post("/api/publish", "120");
     struct gw_admin_decision d = decide(&r);
     CHECK(d.route == GW_ADMIN_ROUTE_PUBLISH && d.body_max == GW_HUB_PUBLISH_BODY_MAX);
