@@ -44,6 +44,9 @@ export function baseConfig() {
       node_modules: path.join(SOURCE_DIR, 'node_modules'),
     },
     log: { level: 'debug' },
+    // The harness stops a gateway with SIGTERM: no grace, so that it ends its sessions and exits
+    // about a second later (drain.test.mjs sets a grace of its own).
+    drain: { grace: 0 },
   };
 }
 
