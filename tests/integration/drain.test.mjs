@@ -12,7 +12,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { client as xmppClient, xml } from '@xmpp/client';
 import { startProsody } from './lib/prosody.mjs';
-import { startGateway, WRAPPER_SLACK } from './lib/gateway.mjs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startGateway, WRAPPER_SLACK, SOURCE_DIR } from './lib/gateway.mjs';
 import { login, stopAllClients, sleep } from './lib/clients.mjs';
 import { connect, openFrame, expectStreamError, rawLogin } from './lib/wsraw.mjs';
 
@@ -290,6 +292,13 @@ describe('drain without loss: two nodes, one Prosody', { timeout: 300000 }, () =
     } finally {
       assert.equal(await g1.stop(5000), 0);
     }
+  });
+
+  it('the shipped systemd unit waits longer than the example drain.grace + 5 s', async () => {
+    const unit = await readFile(path.join(SOURCE_DIR, 'docs', 'deploy', 'xmppgw.service'), 'utf8');
+    const example = JSON.parse(await readFile(path.join(SOURCE_DIR, 'config', 'xmppgw.example.json'), 'utf8'));
+    const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
+    assert.ok(stop > example.drain.grace + 5, `TimeoutStopSec=${stop}, drain.grace ${example.drain.grace}`);
   });
 
   it('a second SIGTERM stops at once', T, async () => {

@@ -104,6 +104,7 @@ struct rec {
     int send_rc, restart_rc, start_rc; /* what those calls returned */
     struct gw_session *end_on_close;   /* a session this owner ends from inside closed() */
     bool gone;                         /* closed() came: the session must not be touched */
+    bool resumable;                    /* closed() said the stream was left resumable */
 };
 
 struct fixture {
@@ -371,6 +372,7 @@ static void sink_closed(void *t, const struct gw_close_reason *why)
     struct rec *r = t;
     r->closed++;
     r->cond = why->cond;
+    r->resumable = why->resumable;
     r->has_text = why->text != NULL;
     copy_str(r->text, sizeof(r->text), why->text);
     r->has_err = why->err_xml != NULL;
@@ -1342,6 +1344,89 @@ static void test_shutdown(struct fixture *f)
         rec_cleanup(&r[i]);
 }
 
+#define SM_ENABLE "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+#define SM_ENABLED "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true' max='60'/>"
+
+/* The end of a drain: the session with XEP-0198 resumption enabled has its upstream closed
+ * without </stream:stream> and its owner told so; the other one gets system-shutdown and the
+ * stream's end. */
+static void test_end_drained(struct fixture *f)
+{
+    static const struct step script[] = {
+        UP_TO_BOUND("b1"), {"<enable", SM_ENABLED, false, NULL}, {NULL, NULL, false, NULL}};
+    f->script = script;
+    struct rec a, b;
+    open_client(f, &a);
+    open_client(f, &b);
+    CHECK(bring_up(f, &a));
+    CHECK(bring_up(f, &b));
+    CHECK(send_str(a.s, SM_ENABLE) == 0);
+    WAIT(f, a.delivered == 3 || a.closed);
+    CHECK(a.delivered == 3);
+    CHECK(gw_sessions_end_drained(f->ctx.sessions) == 1);
+    CHECK(gw_sessions_count(f->ctx.sessions) == 0);
+    CHECK(a.closed == 1 && a.cond == GW_COND_system_shutdown && a.resumable);
+    CHECK(b.closed == 1 && b.cond == GW_COND_system_shutdown && !b.resumable);
+    WAIT(f, peer_eof(f, 0) && peer_eof(f, 1));
+    CHECK(peer_eof(f, 0) && !peer_has(f, 0, STREAM_END));
+    CHECK(peer_eof(f, 1) && peer_has(f, 1, STREAM_END));
+    finish(f);
+    rec_cleanup(&a);
+    rec_cleanup(&b);
+}
+
+/* A stream another node left resumable, resumed here: the bare JID comes from the client's SASL
+ * identity, the full JID from the first stanza addressed to a full JID of it (not one to the bare
+ * JID, not one to another user). */
+static void resume_elsewhere(struct fixture *f, const char *auth, const char *bare,
+                             const char *full)
+{
+    static const struct step script[] = {
+        {"<stream:stream", HDR("s1") FEAT_SASL, false, NULL},
+        {"<auth", SUCCESS, false, NULL},
+        {"<stream:stream", HDR("s2") FEAT_BIND, false, NULL},
+        {"<resume",
+         "<resumed xmlns='urn:xmpp:sm:3' previd='elsewhere' h='0'/>"
+         "<message to='u@localhost'><body>1</body></message>"
+         "<message to='v@localhost/z'><body>2</body></message>",
+         false, NULL},
+        {"<r ",
+         "<iq type='get' id='p1' to='u@localhost/phone' from='localhost'>"
+         "<ping xmlns='urn:xmpp:ping'/></iq>"
+         "<message to='sc,ott@localhost/tab'><body>3</body></message>",
+         false, NULL},
+        {NULL, NULL, false, NULL}};
+    f->script = script;
+    struct rec r;
+    open_client(f, &r);
+    CHECK(r.s && gw_session_start(r.s, "localhost", NULL) == 0);
+    WAIT(f, r.ready == 1 || r.closed);
+    CHECK(send_str(r.s, auth) == 0);
+    WAIT(f, r.delivered == 1 || r.closed);
+    CHECK(gw_session_restart(r.s) == 0);
+    WAIT(f, r.ready == 2 || r.closed);
+    CHECK(send_str(r.s, "<resume xmlns='urn:xmpp:sm:3' previd='elsewhere' h='0'/>") == 0);
+    WAIT(f, r.delivered == 4 || r.closed);
+    CHECK(gw_session_state(r.s) == GW_SESSION_BOUND);
+    CHECK_STR(gw_session_jid(r.s), bare);
+    CHECK(send_str(r.s, "<r xmlns='urn:xmpp:sm:3'/>") == 0);
+    WAIT(f, r.delivered == 6 || r.closed);
+    CHECK_STR(gw_session_jid(r.s), full);
+    gw_session_end(r.s, GW_COND_NONE);
+    finish(f);
+    rec_cleanup(&r);
+}
+
+static void test_resumed_elsewhere(struct fixture *f)
+{
+    resume_elsewhere(f, AUTH, "u@localhost", "u@localhost/phone"); /* PLAIN "\0u\0p" */
+    /* SCRAM's client-first "n,,n=sc=2Cott,r=abc": the escaped ',' is undone. */
+    resume_elsewhere(f,
+                     "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"
+                     "biwsbj1zYz0yQ290dCxyPWFiYw==</auth>",
+                     "sc,ott@localhost", "sc,ott@localhost/tab");
+}
+
 static void test_table_limits(struct fixture *f)
 {
     unsigned saved = f->cfg.max_sessions;
@@ -1723,6 +1808,8 @@ int main(void)
         test_bound_jid_checked(f);
         test_end_and_lost(f);
         test_shutdown(f);
+        test_end_drained(f);
+        test_resumed_elsewhere(f);
         test_table_limits(f);
         test_back_pressure(f);
         test_visitor(f);
