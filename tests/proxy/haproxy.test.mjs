@@ -14,8 +14,10 @@ proxySuite('haproxy', {
     /timeout tunnel \S+/,
     /http-request del-header Forwarded/,
     /http-request set-header Forwarded "for=/,
-    /cookie xmppgw_lb insert/,
-    /balance source/,
+    /option http-buffer-request/,
+    /use-server node1 if sid_node1/,
+    /use-server node1 if \{ req\.cook\(xmppgw_node\) -m str node1 \}/,
+    /balance leastconn/,
     /http-check send meth GET uri \/readyz/,
   ],
 });

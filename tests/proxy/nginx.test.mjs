@@ -18,5 +18,6 @@ proxySuite('nginx', {
     /location \/chat\/http-bind \{[^}]*proxy_buffering off;/,
     /location \/chat\/events\/ \{[^}]*proxy_buffering off;/,
     /map \$cookie_xmppgw_node \$xmppgw_pool/,
+    /location \/chat\/http-bind \{[^}]*proxy_pass http:\/\/\$xmppgw_pool;/,
   ],
 });

@@ -16,14 +16,35 @@ export const HAPROXY_BIN = process.env.HAPROXY_BIN || '/usr/sbin/haproxy';
 /** The shipped recipe, as text. */
 export const recipe = (file) => readFile(path.join(SOURCE_DIR, 'docs', 'deploy', file), 'utf8');
 
-/** Replaces each [from, to] everywhere in text; throws when one does not occur at all. */
+/**
+ * Replaces each [from, to] everywhere in text, in one pass (so that one replacement is never
+ * taken for another's `from`: 127.0.0.1:5380 inside 127.0.0.1:53801; the longest `from` wins
+ * where several start at one place); throws when one does not occur at all.
+ */
 export function substitute(text, pairs) {
-  let out = text;
-  for (const [from, to] of pairs) {
-    if (!out.includes(from)) throw new Error(`the recipe no longer holds ${JSON.stringify(from)}`);
-    out = out.split(from).join(to);
+  const map = new Map(pairs);
+  for (const from of map.keys()) {
+    if (!text.includes(from)) throw new Error(`the recipe no longer holds ${JSON.stringify(from)}`);
   }
-  return out;
+  const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp([...map.keys()].sort((a, b) => b.length - a.length).map(esc).join('|'), 'g');
+  return text.replace(re, (m) => map.get(m));
+}
+
+/**
+ * The recipes' gateway nodes: node1 at 127.0.0.1:5280 (admin 5281) and node2 at 127.0.0.1:5380
+ * (admin 5381). gws: the gateways to put there, in that order ({ port, adminPort }); one gateway
+ * stands for both nodes (a single-node deployment with the shipped file).
+ */
+const NODES = [{ addr: '127.0.0.1:5280', admin: 'port 5281' }, { addr: '127.0.0.1:5380', admin: 'port 5381' }];
+function nodePairs(gws, { admin }) {
+  if (gws.length < 1 || gws.length > NODES.length) throw new Error(`the recipes name ${NODES.length} nodes`);
+  return NODES.flatMap((n, i) => {
+    const gw = gws[Math.min(i, gws.length - 1)];
+    const pairs = [[n.addr, `127.0.0.1:${gw.port}`]];
+    if (admin) pairs.push([n.admin, `port ${gw.adminPort}`]);
+    return pairs;
+  });
 }
 
 /** The active (uncommented) lines of a recipe. */
@@ -76,11 +97,12 @@ async function started(name, proc, port, dir, lines) {
 
 /**
  * nginx from docs/deploy/nginx.conf, included from a minimal main configuration that gives it its
- * own pid, logs and temp paths. gw: { port } of the gateway; tls: { certFile, keyFile }.
+ * own pid, logs and temp paths. gw: { port } of the gateway, or gws: the recipe's nodes (see
+ * NODES); tls: { certFile, keyFile }.
  * Resolves to { name, version, port, httpPort, origin ('https://localhost:P'), text (the site
  * file as run), logs(), stop() }.
  */
-export async function startNginx({ gw, tls }) {
+export async function startNginx({ gw, gws = [gw], tls }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'xmppgw-nginx-'));
   const [port, httpPort] = await freePorts(2);
   const text = substitute(await recipe('nginx.conf'), [
@@ -90,7 +112,7 @@ export async function startNginx({ gw, tls }) {
     ['listen [::]:443 ssl;', `listen [::1]:${port} ssl;`],
     ['/etc/ssl/xmppgw/fullchain.pem', tls.certFile],
     ['/etc/ssl/xmppgw/privkey.pem', tls.keyFile],
-    ['127.0.0.1:5280', `127.0.0.1:${gw.port}`],
+    ...nodePairs(gws, { admin: false }),
   ]);
   await writeFile(path.join(dir, 'xmppgw.conf'), text);
   const main = [
@@ -129,9 +151,9 @@ export async function startNginx({ gw, tls }) {
 
 /**
  * HAProxy from docs/deploy/haproxy.cfg (one PEM with certificate and key), in the foreground.
- * gw: { port, adminPort } of the gateway. Resolves like startNginx.
+ * gw: { port, adminPort } of the gateway, or gws as for startNginx. Resolves like startNginx.
  */
-export async function startHaproxy({ gw, tls }) {
+export async function startHaproxy({ gw, gws = [gw], tls }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'xmppgw-haproxy-'));
   const [port, httpPort] = await freePorts(2);
   const pem = path.join(dir, 'xmppgw.pem');
@@ -142,8 +164,7 @@ export async function startHaproxy({ gw, tls }) {
     ['bind :80', `bind 127.0.0.1:${httpPort}`],
     ['bind :443 ', `bind 127.0.0.1:${port} `],
     ['/etc/haproxy/certs/xmppgw.pem', pem],
-    ['127.0.0.1:5280', `127.0.0.1:${gw.port}`],
-    ['port 5281', `port ${gw.adminPort}`],
+    ...nodePairs(gws, { admin: true }),
   ]);
   const cfg = path.join(dir, 'haproxy.cfg');
   await writeFile(cfg, text);
