@@ -4,7 +4,8 @@
 // sessions already open go on exchanging messages during drain.grace; after it, an @xmpp/client
 // with stream management (its reconnect pointed at g2) resumes on g2, a node that never saw the
 // stream, and receives every message a peer sent before, during and after the drain once and in
-// order; a plain WebSocket client and a BOSH client get system-shutdown; g1 exits 0 within
+// order; a plain WebSocket client and a BOSH client get system-shutdown (and a prebind on g1 is
+// refused with 503); g1 exits 0 within
 // grace + 5 s; g2's own sessions see nothing.
 // Real parts: Prosody with mod_smacks, @xmpp/client (stream management, reconnect), Strophe.js
 // over BOSH, raw WebSockets.
@@ -183,6 +184,13 @@ describe('drain without loss: two nodes, one Prosody', { timeout: 300000 }, () =
       const refusedBosh = await boshCreate(g1);
       assert.match(refusedBosh.text, /type=['"]terminate['"]/);
       assert.match(refusedBosh.text, /condition=['"]system-shutdown['"]/);
+      const prebind = await fetch(`${g1.adminUrl}/api/prebind`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jid: 'drc@localhost', password: USERS.drc }),
+      });
+      assert.equal(prebind.status, 503, 'a prebind on a draining node');
+      await prebind.arrayBuffer();
       // The open ones still work within the grace: BOSH both ways, the WebSocket clients too.
       const boshIn = `to-bosh-${Date.now()}`;
       await peer.sendMessage(bosh.jid, boshIn);
@@ -203,7 +211,7 @@ describe('drain without loss: two nodes, one Prosody', { timeout: 300000 }, () =
       await until(() => bosh.statusLog.some((s) => s.condition === 'system-shutdown'), 5000,
         `BOSH system-shutdown (status: ${JSON.stringify(bosh.statusLog)})`);
       // ... and the stream-management client resumes on g2.
-      await until(() => a.resumed() === 1, 15000, 'the stream resumed on g2');
+      await until(() => a.resumed() === 1, 30000, 'the stream resumed on g2');
       const drop = a.events.find((e) => e.what === 'disconnect');
       const resumedAt = a.events.find((e) => e.what === 'resumed').at;
       measured.push(`${mechanism} ${resumedAt - drop.at}`);
