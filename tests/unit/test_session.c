@@ -791,6 +791,28 @@ static void test_domain_not_served(struct fixture *f)
     rec_cleanup(&r);
 }
 
+/* node_id prefixes every session's id: the id, '.', then the 128 random bits as without it. */
+static void test_sid_node_id(struct fixture *f)
+{
+    static const char *const ids[] = {"gw-2_b", "abcdefghijABCDEFGHIJ0123456789_-"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(f->cfg.node_id, sizeof(f->cfg.node_id), "%s", ids[i]);
+        struct rec r;
+        struct gw_session *s = open_client(f, &r);
+        if (!s)
+            break;
+        const char *sid = gw_session_id(s);
+        size_t n = strlen(ids[i]);
+        CHECK(strlen(sid) == n + 1 + GW_SID_LEN && strlen(sid) <= GW_SID_MAX);
+        CHECK(strncmp(sid, ids[i], n) == 0 && sid[n] == GW_SID_SEP);
+        CHECK(strspn(sid + n + 1, "0123456789abcdef") == GW_SID_LEN);
+        gw_session_end(s, GW_COND_NONE);
+        finish(f);
+        rec_cleanup(&r);
+    }
+    f->cfg.node_id[0] = '\0';
+}
+
 static void test_send_after_end(struct fixture *f)
 {
     static const struct step script[] = {
@@ -1794,6 +1816,7 @@ int main(void)
         test_held_across_restart(f);
         test_restart_and_start_codes(f);
         test_domain_not_served(f);
+        test_sid_node_id(f);
         test_send_after_end(f);
         test_send_limits(f);
         test_stream_error(f);
