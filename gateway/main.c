@@ -366,6 +366,10 @@ static int start(struct app *app, char *err, size_t errlen)
     if (!ctx->upstream_tls)
         return GW_EIO;
     ctx->sessions = gw_sessions_new(ctx);
+    if (ctx->sessions) { /* log lines with a sid name its client's address */
+        ctx->log.peer_of = gw_sessions_peer_of;
+        ctx->log.peer_ud = ctx->sessions;
+    }
     app->ws = gw_ws_new(ctx);
     app->bosh = gw_bosh_new(ctx);
     if (!ctx->sessions || !app->ws || !app->bosh) {
@@ -405,6 +409,7 @@ static void stop(struct app *app)
     gw_hub_free(app->hub);
     gw_bosh_free(app->bosh);
     gw_ws_free(app->ws);
+    ctx->log.peer_of = NULL;
     gw_sessions_free(ctx->sessions);
     close_signals(app);
     if (app->loop_open) {

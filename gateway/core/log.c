@@ -213,16 +213,22 @@ static void write_line(const char *p, size_t n)
     }
 }
 
-/* The plain line: prefix, sid, JID (cut to what room is left), message. */
+/* The plain line: prefix, sid, JID (cut to what room is left), addr, message. */
 static size_t plain_line(char *line, enum gw_log_level lvl, const char *sid, const char *jid,
-                         const char *msg, size_t msglen)
+                         const char *addr, const char *msg, size_t msglen)
 {
+    char addrf[GW_LOG_ADDR_MAX + 1];
+    size_t alen = put_field(addrf, GW_LOG_ADDR_MAX, addr);
     size_t o = put_prefix(line, PREFIX_MAX, lvl);
     o += put_field(line + o, GW_LOG_SID_MAX, sid);
     memcpy(line + o, " jid=", 5);
     o += 5;
-    size_t room = GW_LOG_LINE_MAX - o - 1 - msglen - 1; /* ' ' message '\n' */
+    size_t room = GW_LOG_LINE_MAX - o - 6 - alen - 1 - msglen - 1; /* " addr=" A ' ' message '\n' */
     o += put_field(line + o, room < GW_LOG_JID_MAX ? room : GW_LOG_JID_MAX, jid);
+    memcpy(line + o, " addr=", 6);
+    o += 6;
+    memcpy(line + o, addrf, alen);
+    o += alen;
     line[o++] = ' ';
     memcpy(line + o, msg, msglen);
     o += msglen;
@@ -249,13 +255,14 @@ static json_t *json_field(const char *escaped, bool absent)
  * GW_LOG_MSG_MAX / 2 bytes at most so that its quoting cannot crowd out the rest, and the JID
  * gives way as in a plain line. */
 static size_t json_line(char *line, enum gw_log_level lvl, const char *sid, const char *jid,
-                        const char *msg)
+                        const char *addr, const char *msg)
 {
-    char ts[32], sidf[GW_LOG_SID_MAX + 1], jidf[GW_LOG_JID_MAX + 1];
+    char ts[32], sidf[GW_LOG_SID_MAX + 1], jidf[GW_LOG_JID_MAX + 1], addrf[GW_LOG_ADDR_MAX + 1];
     put_time(ts, sizeof(ts));
     put_field(sidf, GW_LOG_SID_MAX, sid);
-    /* {"time":"","level":"","sid":,"jid":,"msg":} and the newline: 45 bytes, 64 kept. */
-    size_t fixed = 64 + strlen(ts) + json_len(sidf) + json_len(msg);
+    put_field(addrf, GW_LOG_ADDR_MAX, addr);
+    /* {"time":"","level":"","sid":,"jid":,"addr":,"msg":} and the newline: 53 bytes, 72 kept. */
+    size_t fixed = 72 + strlen(ts) + json_len(sidf) + json_len(addrf) + json_len(msg);
     size_t room = GW_LOG_LINE_MAX > fixed ? GW_LOG_LINE_MAX - fixed : 0;
     put_field(jidf, room < GW_LOG_JID_MAX ? room : GW_LOG_JID_MAX, jid);
     if (json_len(jidf) > room)
@@ -265,6 +272,7 @@ static size_t json_line(char *line, enum gw_log_level lvl, const char *sid, cons
         json_object_set_new(o, "level", json_string_nocheck(gw_log_level_name(lvl))) != 0 ||
         json_object_set_new(o, "sid", json_field(sidf, !sid || !*sid)) != 0 ||
         json_object_set_new(o, "jid", json_field(jidf, !jid || !*jid)) != 0 ||
+        json_object_set_new(o, "addr", json_field(addrf, !addr || !*addr)) != 0 ||
         json_object_set_new(o, "msg", json_string_nocheck(msg)) != 0) {
         json_decref(o);
         return 0;
@@ -294,10 +302,12 @@ void gw_log(const struct gw_log *log, enum gw_log_level lvl, const char *sid, co
     char msg[GW_LOG_MSG_MAX + 1];
     size_t msglen = gw_log_escape(msg, json ? GW_LOG_MSG_MAX / 2 + 1 : sizeof(msg), raw, rawlen);
 
+    /* The lookup is only asked about a line that goes out, and only with a sid. */
+    const char *addr = log && log->peer_of && sid && *sid ? log->peer_of(log->peer_ud, sid) : NULL;
     char line[GW_LOG_LINE_MAX];
-    size_t o = json ? json_line(line, lvl, sid, jid, msg) : 0;
+    size_t o = json ? json_line(line, lvl, sid, jid, addr, msg) : 0;
     if (o == 0)
-        o = plain_line(line, lvl, sid, jid, msg, msglen);
+        o = plain_line(line, lvl, sid, jid, addr, msg, msglen);
     write_line(line, o);
     errno = saved_errno;
 }

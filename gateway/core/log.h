@@ -5,14 +5,16 @@
  * escaped: C0 controls (CR, LF and TAB too), DEL, C1 controls, U+2028/U+2029, the bidirectional
  * embedding, override and isolate controls (U+202A..U+202E, U+2066..U+2069) and any byte that is
  * not part of valid UTF-8 become "\xNN" (lowercase hex, one per byte); a backslash becomes "\\".
- * In the sid and JID fields a space is escaped too, so that no field can forge the next one.
+ * In the sid, JID and addr fields a space is escaped too, so that no field can forge the next one.
  * Printable UTF-8 is kept as it is. In escaped text a backslash is only ever followed by '\' or
  * 'x', so the cut mark GW_LOG_CUT cannot be forged either.
  *
- * Two formats (log.format): "plain", a text line "TIME LEVEL sid=S jid=J message", and "json",
- * one JSON object per line, {"time","level","sid","jid","msg"} (sid and jid null when absent),
- * written by jansson from the same escaped fields: decoding a JSON line gives exactly what the
- * plain line shows. */
+ * Two formats (log.format): "plain", a text line "TIME LEVEL sid=S jid=J addr=A message", and
+ * "json", one JSON object per line, {"time","level","sid","jid","addr","msg"} (sid, jid and addr
+ * null when absent; "-" in a plain line). addr is the client address of the session the sid names,
+ * as the log's peer_of lookup gives it (the address the per-address limits count: behind a
+ * trusted proxy, the forwarded one); callers pass only the sid. JSON lines are written by jansson
+ * from the same escaped fields: decoding a JSON line gives exactly what the plain line shows. */
 #ifndef GW_CORE_LOG_H
 #define GW_CORE_LOG_H
 
@@ -25,6 +27,10 @@ enum gw_log_format { GW_LOG_PLAIN, GW_LOG_JSON };
 struct gw_log {
     enum gw_log_level level;   /* lines above this level are dropped */
     enum gw_log_format format; /* how a line is written */
+    /* The client address of a session, for the addr field of a line with a sid: NULL when
+     * unknown. Optional (NULL: every addr is "-"); main.c sets it to the session table's. */
+    const char *(*peer_of)(const void *ud, const char *sid);
+    const void *peer_ud;
 };
 
 /* Bounds of a line, in bytes after escaping. A field cut at its bound ends in GW_LOG_CUT; a cut
@@ -32,6 +38,7 @@ struct gw_log {
  * write() to a pipe is atomic: the message keeps its bound and the JID field gives way. */
 #define GW_LOG_SID_MAX 128   /* the sid field (a BOSH sid attribute is at most 96 bytes) */
 #define GW_LOG_JID_MAX 3071  /* the JID field: the longest valid JID */
+#define GW_LOG_ADDR_MAX 64   /* the addr field (an IPv6 address with a zone fits) */
 #define GW_LOG_MSG_MAX 2048  /* the formatted message */
 #define GW_LOG_LINE_MAX 4096 /* the whole line with its '\n' (PIPE_BUF on Linux) */
 #define GW_LOG_CUT "\\...[cut]"

@@ -611,6 +611,25 @@ size_t gw_sessions_end_drained(struct gw_sessions *tbl)
     return resumable;
 }
 
+const char *gw_sessions_peer_of(const void *ud, const char *sid)
+{
+    const struct gw_sessions *tbl = ud;
+    const struct gw_session *s = of_sid(gw_strmap_find(&tbl->by_sid, sid));
+    return s && s->peer[0] ? s->peer : NULL;
+}
+
+int gw_sessions_end_sid(struct gw_sessions *tbl, const char *sid, enum gw_condition cond,
+                        const char *text)
+{
+    struct gw_session *s = of_sid(gw_strmap_find(&tbl->by_sid, sid));
+    if (!s)
+        return GW_EINVAL;
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended by the admin port: %s",
+            gw_condition_name(cond));
+    session_fail(s, cond, text);
+    return 0;
+}
+
 void gw_sessions_shutdown(struct gw_sessions *tbl)
 {
     /* Telling an owner may make it end other sessions: take one at a time from the table. */

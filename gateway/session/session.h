@@ -152,6 +152,16 @@ struct gw_session_info {
 void gw_sessions_foreach(struct gw_sessions *tbl,
                          void (*fn)(void *ud, const struct gw_session_info *info), void *ud);
 
+/* The gateway ends the session with this sid (the admin port's DELETE): its sink is told cond (a
+ * stream error, a BOSH terminate) with text, and its upstream is closed with </stream:stream>.
+ * 0, or GW_EINVAL when no session has that sid. */
+int gw_sessions_end_sid(struct gw_sessions *tbl, const char *sid, enum gw_condition cond,
+                        const char *text);
+
+/* The client address of the session with this sid, NULL when there is none (or it has no
+ * address): the log's lookup (struct gw_log's peer_of, with the table as ud). */
+const char *gw_sessions_peer_of(const void *tbl, const char *sid);
+
 /* Stop at once: every session's sink is told system-shutdown and its upstream closed. */
 void gw_sessions_shutdown(struct gw_sessions *tbl);
 

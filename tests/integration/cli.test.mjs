@@ -218,7 +218,7 @@ describe('command line', { timeout: 200000 }, () => {
     for (const l of lines) {
       let o;
       assert.doesNotThrow(() => { o = JSON.parse(l); }, `not JSON: ${l}`);
-      assert.deepEqual(Object.keys(o), ['time', 'level', 'sid', 'jid', 'msg'], l);
+      assert.deepEqual(Object.keys(o), ['time', 'level', 'sid', 'jid', 'addr', 'msg'], l);
       assert.match(o.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, l);
       assert.ok(['error', 'warn', 'info', 'debug'].includes(o.level), l);
       assert.equal(typeof o.msg, 'string', l);

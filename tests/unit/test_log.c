@@ -246,14 +246,14 @@ static void test_line_fields(void)
             "http://e\r\nvil\x1b[2J", 0);
     capture_end();
     CHECK(one_clean_line());
-    CHECK_STR(after_time(), "warn sid=s1\\x20jid=x\\x1b jid=a@b\\x0a\\xe2\\x80\\xa8 origin "
+    CHECK_STR(after_time(), "warn sid=s1\\x20jid=x\\x1b jid=a@b\\x0a\\xe2\\x80\\xa8 addr=- origin "
                             "'http://e\\x0d\\x0avil\\x1b[2J' refused\\x00");
 
     capture_start();
     GW_INFO(&lg, NULL, "", "Grüße aus 日本 \\o/");
     capture_end();
     CHECK(one_clean_line());
-    CHECK_STR(after_time(), "info sid=- jid=- Grüße aus 日本 \\\\o/");
+    CHECK_STR(after_time(), "info sid=- jid=- addr=- Grüße aus 日本 \\\\o/");
 
     /* Dropped by level: nothing written, and errno kept either way. */
     capture_start();
@@ -264,7 +264,7 @@ static void test_line_fields(void)
     capture_end();
     CHECK(e == EAGAIN);
     CHECK(one_clean_line());
-    CHECK_STR(after_time(), "error sid=s jid=j shown");
+    CHECK_STR(after_time(), "error sid=s jid=j addr=- shown");
 }
 
 static void test_line_bounds(void)
@@ -279,8 +279,8 @@ static void test_line_bounds(void)
     gw_log(NULL, GW_LOG_INFO, "s", "j", "%s", big);
     capture_end();
     CHECK(one_clean_line());
-    const char *msg = strstr(line, " jid=j ");
-    CHECK(msg && strlen(msg + 7) == GW_LOG_MSG_MAX + 1);
+    const char *msg = strstr(line, " jid=j addr=- ");
+    CHECK(msg && strlen(msg + 14) == GW_LOG_MSG_MAX + 1);
     CHECK(line_len > strlen(GW_LOG_CUT) + 1 &&
           memcmp(line + line_len - 1 - strlen(GW_LOG_CUT), GW_LOG_CUT, strlen(GW_LOG_CUT)) == 0);
 
@@ -290,7 +290,7 @@ static void test_line_bounds(void)
     capture_end();
     CHECK(one_clean_line());
     const char *j = strstr(line, " jid=");
-    const char *end = j ? strstr(j, GW_LOG_CUT " short\n") : NULL;
+    const char *end = j ? strstr(j, GW_LOG_CUT " addr=- short\n") : NULL;
     CHECK(end && (size_t)(end - (j + 5)) + strlen(GW_LOG_CUT) == GW_LOG_JID_MAX);
 
     /* Everything long: the line within its bound, the message whole to its own bound. */
@@ -302,8 +302,8 @@ static void test_line_bounds(void)
     const char *s = strstr(line, " sid=");
     CHECK(s && strncmp(s + 5 + GW_LOG_SID_MAX - strlen(GW_LOG_CUT),
                        GW_LOG_CUT " jid=", strlen(GW_LOG_CUT) + 5) == 0);
-    msg = strstr(line, GW_LOG_CUT " m");
-    CHECK(msg && strlen(msg + strlen(GW_LOG_CUT) + 1) == GW_LOG_MSG_MAX + 1);
+    msg = strstr(line, GW_LOG_CUT " addr=- m");
+    CHECK(msg && strlen(msg + strlen(GW_LOG_CUT) + 8) == GW_LOG_MSG_MAX + 1);
 
     /* A message of controls: cut on an escape boundary. */
     memset(big, '\x1b', sizeof(big) - 1);
@@ -311,19 +311,19 @@ static void test_line_bounds(void)
     gw_log(NULL, GW_LOG_INFO, "s", "j", "%s", big);
     capture_end();
     CHECK(one_clean_line());
-    msg = strstr(line, " jid=j ");
-    size_t keep = msg ? strlen(msg + 7) - 1 - strlen(GW_LOG_CUT) : 1;
-    CHECK(keep % 4 == 0 && keep <= GW_LOG_MSG_MAX && msg && strncmp(msg + 7, "\\x1b", 4) == 0);
+    msg = strstr(line, " jid=j addr=- ");
+    size_t keep = msg ? strlen(msg + 14) - 1 - strlen(GW_LOG_CUT) : 1;
+    CHECK(keep % 4 == 0 && keep <= GW_LOG_MSG_MAX && msg && strncmp(msg + 14, "\\x1b", 4) == 0);
 }
 
-/* The captured line as one JSON object with exactly the five fields, or NULL. */
+/* The captured line as one JSON object with exactly the six fields, or NULL. */
 static json_t *json_of_line(void)
 {
     if (line_len == 0 || line[line_len - 1] != '\n' ||
         memchr(line, '\n', line_len) != line + line_len - 1 || line_len > GW_LOG_LINE_MAX)
         return NULL;
     json_t *o = json_loadb(line, line_len - 1, 0, NULL);
-    if (!o || !json_is_object(o) || json_object_size(o) != 5 ||
+    if (!o || !json_is_object(o) || json_object_size(o) != 6 || !json_object_get(o, "addr") ||
         !json_is_string(json_object_get(o, "time")) ||
         !json_is_string(json_object_get(o, "level")) || !json_object_get(o, "sid") ||
         !json_object_get(o, "jid") || !json_is_string(json_object_get(o, "msg"))) {
@@ -367,7 +367,8 @@ static void test_json_lines(void)
     GW_INFO(&lg, NULL, "", "no session");
     capture_end();
     o = json_of_line();
-    CHECK(o && json_is_null(json_object_get(o, "sid")) && json_is_null(json_object_get(o, "jid")));
+    CHECK(o && json_is_null(json_object_get(o, "sid")) && json_is_null(json_object_get(o, "jid")) &&
+          json_is_null(json_object_get(o, "addr")));
     json_decref(o);
 
     /* Everything long and full of what JSON quotes: one line within its bound, still JSON. */
@@ -389,6 +390,77 @@ static void test_json_lines(void)
     }
 }
 
+/* The addr field: what the lookup says for the line's sid, escaped like the sid; "-" (null in
+ * JSON) when there is no sid, no lookup, or no answer. The lookup is asked only with a sid. */
+static unsigned lookups;
+static const char *peer_of(const void *ud, const char *sid)
+{
+    lookups++;
+    if (strcmp(sid, "s1") == 0)
+        return "192.0.2.7";
+    if (strcmp(sid, "evil") == 0)
+        return (const char *)ud;
+    return NULL;
+}
+
+static void test_addr(void)
+{
+    static char jid[5000];
+    memset(jid, 'j', sizeof(jid) - 1);
+    const char *evil = "1.2.3.4 jid=forged\n";
+    struct gw_log lg = {.level = GW_LOG_INFO, .peer_of = peer_of, .peer_ud = evil};
+    capture_start();
+    GW_INFO(&lg, "s1", "a@b/r", "hello");
+    capture_end();
+    CHECK(one_clean_line());
+    CHECK_STR(after_time(), "info sid=s1 jid=a@b/r addr=192.0.2.7 hello");
+
+    lookups = 0;
+    capture_start();
+    GW_INFO(&lg, NULL, NULL, "no sid");
+    GW_INFO(&lg, "", NULL, "empty sid");
+    GW_DEBUG(&lg, "s1", NULL, "dropped");
+    capture_end();
+    CHECK(lookups == 0);
+
+    capture_start();
+    GW_INFO(&lg, "s2", NULL, "unknown");
+    capture_end();
+    CHECK(lookups == 1);
+    CHECK_STR(after_time(), "info sid=s2 jid=- addr=- unknown");
+
+    capture_start();
+    GW_WARN(&lg, "evil", NULL, "x");
+    capture_end();
+    CHECK(one_clean_line());
+    CHECK_STR(after_time(), "warn sid=evil jid=- addr=1.2.3.4\\x20jid=forged\\x0a x");
+
+    /* A long JID gives way to the address, the line stays within its bound. */
+    capture_start();
+    GW_INFO(&lg, "s1", jid, "short");
+    capture_end();
+    CHECK(one_clean_line() && line_len <= GW_LOG_LINE_MAX);
+    CHECK(strstr(line, GW_LOG_CUT " addr=192.0.2.7 short\n") != NULL);
+
+    lg.format = GW_LOG_JSON;
+    capture_start();
+    GW_INFO(&lg, "s1", "a@b/r", "hello");
+    capture_end();
+    json_t *o = json_of_line();
+    CHECK(o != NULL);
+    if (o) {
+        CHECK_STR(jstr(o, "addr"), "192.0.2.7");
+        CHECK_STR(jstr(o, "sid"), "s1");
+        json_decref(o);
+    }
+    capture_start();
+    GW_INFO(&lg, "s2", NULL, "unknown");
+    capture_end();
+    o = json_of_line();
+    CHECK(o && json_is_null(json_object_get(o, "addr")));
+    json_decref(o);
+}
+
 int main(void)
 {
     test_controls();
@@ -400,5 +472,6 @@ int main(void)
     test_line_fields();
     test_line_bounds();
     test_json_lines();
+    test_addr();
     return CHECK_SUMMARY();
 }
