@@ -28,12 +28,15 @@
 #include "admin/admin_proto.h"
 #include "config/config.h"
 #include "session/hub.h"
+#include "session/session.h"
 #include "web/bosh.h"
 
 #define ADMIN_TIMEOUT_S 30u             /* idle admin connections are closed after this */
 #define ADMIN_MAX_CONNECTIONS 256u      /* concurrent admin connections */
 #define ADMIN_CONN_MEMORY (32u * 1024u) /* per-connection memory for request line and headers */
 #define DRAIN_FACTOR 4u /* a body past its bound is read and dropped up to this many times it */
+
+#define LAG_PERIOD_MS 250u /* the lag timer's period */
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define PROMETHEUS_TEXT "text/plain; version=0.0.4; charset=utf-8"
@@ -45,6 +48,8 @@ struct gw_admin {
     struct MHD_Daemon *mhd;       /* the daemon, external polling, epoll */
     uv_poll_t poll;               /* readable when MHD's epoll fd has events */
     uv_timer_t timer;             /* fires when MHD_get_timeout() says MHD must run */
+    uv_timer_t lag;               /* every LAG_PERIOD_MS: how late it fires is the loop's lag */
+    uint64_t lag_due_ns;          /* uv_hrtime() when it should fire next */
     unsigned open_handles;        /* uv handles not closed yet; the struct goes with the last */
     uint16_t port;                /* the port bound */
     bool starting;                /* MHD messages go to start_err rather than the log */
@@ -80,6 +85,19 @@ static void run_mhd(struct gw_admin *a)
         uv_timer_stop(&a->timer);
 }
 
+/* A one-shot timer re-armed each time: its lateness is time the loop spent elsewhere (a long
+ * callback, a blocked write). The loop's clock is read at the start of each turn and may be a
+ * little behind uv_hrtime(), so the timer can fire before lag_due_ns: that counts as no lag. */
+static void on_lag(uv_timer_t *t)
+{
+    struct gw_admin *a = t->data;
+    uint64_t now = uv_hrtime();
+    gw_metrics_observe_lag(&a->ctx->metrics,
+                           now > a->lag_due_ns ? (now - a->lag_due_ns) / 1000 : 0);
+    a->lag_due_ns = now + (uint64_t)LAG_PERIOD_MS * 1000000u;
+    uv_timer_start(&a->lag, on_lag, LAG_PERIOD_MS, 0);
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct gw_admin *a = h->data;
@@ -92,6 +110,7 @@ static void close_handles(struct gw_admin *a)
 {
     uv_close((uv_handle_t *)&a->poll, on_closed);
     uv_close((uv_handle_t *)&a->timer, on_closed);
+    uv_close((uv_handle_t *)&a->lag, on_closed);
     MHD_stop_daemon(a->mhd);
     a->mhd = NULL;
 }
@@ -227,10 +246,56 @@ static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection 
 {
     struct gw_buf b;
     gw_buf_init(&b, GW_ADMIN_SESSIONS_MAX);
-    int rc = gw_admin_render_sessions(a->ctx, d->limit, &b);
+    const struct gw_admin_sessions_query q = {d->limit, d->offset, d->jid, d->address};
+    int rc = gw_admin_render_sessions(a->ctx, &q, &b);
     if (rc) {
         gw_buf_cleanup(&b);
         return reply_render_error(a, conn, "sessions", rc);
+    }
+    return reply_buf(conn, MHD_HTTP_OK, JSON_TYPE, &b);
+}
+
+/* Looking for the session whose id is wanted: its sid, copied out of the walk. */
+struct find_id {
+    const char *id;
+    char sid[GW_SID_LEN + 1];
+    const char *transport;
+    bool found;
+};
+
+static void match_id(void *ud, const struct gw_session_info *info)
+{
+    struct find_id *f = ud;
+    char id[GW_ADMIN_SID_HASH_LEN + 1];
+    if (f->found || !info->sid || strlen(info->sid) > GW_SID_LEN ||
+        gw_admin_sid_hash(info->sid, id) != 0 || strcmp(id, f->id) != 0)
+        return;
+    memcpy(f->sid, info->sid, strlen(info->sid) + 1);
+    f->transport = gw_transport_name(info->transport);
+    f->found = true;
+}
+
+/* DELETE /api/sessions/<id>: the session is told the condition (a WebSocket client gets the
+ * stream error and the close, a BOSH client the terminate) and its upstream is closed. */
+static enum MHD_Result serve_session_end(struct gw_admin *a, struct MHD_Connection *conn,
+                                         const struct gw_admin_decision *d)
+{
+    struct find_id f = {.id = d->id};
+    if (a->ctx->sessions)
+        gw_sessions_foreach(a->ctx->sessions, match_id, &f);
+    if (!f.found)
+        return reply_error(conn, GW_ADMIN_ERR_NO_SESSION);
+    enum gw_condition cond = (enum gw_condition)d->condition;
+    if (gw_sessions_end_sid(a->ctx->sessions, f.sid, cond, "ended by the operator") != 0)
+        return reply_error(conn, GW_ADMIN_ERR_NO_SESSION);
+    OPENSSL_cleanse(f.sid, sizeof(f.sid));
+    struct gw_buf b;
+    gw_buf_init(&b, 256);
+    if (gw_buf_printf(&b,
+                      "{\"id\":\"%s\",\"transport\":\"%s\",\"ended\":true,\"condition\":\"%s\"}\n",
+                      d->id, f.transport, gw_condition_name(cond)) != 0) {
+        gw_buf_cleanup(&b);
+        return reply_error(conn, GW_ADMIN_ERR_INTERNAL);
     }
     return reply_buf(conn, MHD_HTTP_OK, JSON_TYPE, &b);
 }
@@ -245,6 +310,7 @@ static const serve_fn serve[GW_ADMIN_ROUTE_COUNT] = {
     [GW_ADMIN_ROUTE_METRICS] = serve_metrics,
     [GW_ADMIN_ROUTE_STATUS] = serve_status,
     [GW_ADMIN_ROUTE_SESSIONS] = serve_sessions,
+    [GW_ADMIN_ROUTE_SESSION_END] = serve_session_end,
 };
 /* clang-format on */
 
@@ -283,6 +349,10 @@ static void decide(struct gw_admin *a, struct MHD_Connection *conn, const char *
         .method = method,
         .path = url,
         .limit = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit"),
+        .offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"),
+        .jid = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "jid"),
+        .address = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "address"),
+        .condition = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "condition"),
         .hosts = hl.values,
         .n_hosts = hl.n,
         .authorization =
@@ -763,9 +833,11 @@ struct gw_admin *gw_admin_start(struct gw_ctx *ctx, const struct gw_admin_servic
         return NULL;
     }
     uv_timer_init(ctx->loop, &a->timer);
+    uv_timer_init(ctx->loop, &a->lag);
     a->poll.data = a;
     a->timer.data = a;
-    a->open_handles = 2;
+    a->lag.data = a;
+    a->open_handles = 3;
     rc = uv_poll_start(&a->poll, UV_READABLE, on_poll);
     if (rc != 0) {
         snprintf(err, errlen, "admin: cannot listen on %s: cannot watch the server: %s", where,
@@ -775,6 +847,8 @@ struct gw_admin *gw_admin_start(struct gw_ctx *ctx, const struct gw_admin_servic
     }
     /* One run as soon as the loop turns, in case MHD already has something to do. */
     uv_timer_start(&a->timer, on_timer, 0, 0);
+    a->lag_due_ns = uv_hrtime() + (uint64_t)LAG_PERIOD_MS * 1000000u;
+    uv_timer_start(&a->lag, on_lag, LAG_PERIOD_MS, 0);
     struct gw_addr bound = *la;
     bound.port = a->port;
     format_addr(&bound, where, sizeof(where));

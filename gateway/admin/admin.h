@@ -11,6 +11,7 @@
 #ifndef GW_ADMIN_ADMIN_H
 #define GW_ADMIN_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "core/buf.h"
@@ -56,12 +57,15 @@ uint16_t gw_admin_port(const struct gw_admin *a);
 /* ---- response bodies (render.c), exposed for tests ---- */
 
 /* Bounds on what one response may hold. */
-#define GW_ADMIN_METRICS_MAX (64u * 1024u)    /* /metrics */
-#define GW_ADMIN_STATUS_MAX (4u * 1024u)      /* /status */
-#define GW_ADMIN_SESSIONS_MAX (16u << 20)     /* /api/sessions */
-#define GW_ADMIN_SESSIONS_LIMIT_DEFAULT 1000u /* /api/sessions?limit= when absent */
-#define GW_ADMIN_SESSIONS_LIMIT_MAX 10000u    /* largest limit= accepted */
-#define GW_ADMIN_SID_HASH_LEN 16u             /* hex characters of SHA-256(sid) shown per session */
+#define GW_ADMIN_METRICS_MAX (64u * 1024u)      /* /metrics */
+#define GW_ADMIN_STATUS_MAX (4u * 1024u)        /* /status */
+#define GW_ADMIN_SESSIONS_MAX (16u << 20)       /* /api/sessions */
+#define GW_ADMIN_SESSIONS_LIMIT_DEFAULT 1000u   /* /api/sessions?limit= when absent */
+#define GW_ADMIN_SESSIONS_LIMIT_MAX 10000u      /* largest limit= accepted */
+#define GW_ADMIN_SESSIONS_OFFSET_MAX 100000000u /* largest offset= accepted */
+#define GW_ADMIN_FILTER_JID_MAX 3071u           /* bytes of ?jid= (the longest valid JID) */
+#define GW_ADMIN_FILTER_ADDRESS_MAX 64u         /* bytes of ?address= */
+#define GW_ADMIN_SID_HASH_LEN 16u /* hex characters of SHA-256(sid) shown per session */
 #define GW_ADMIN_PREBIND_BODY_MAX (4u * 1024u) /* a POST /api/prebind body */
 #define GW_ADMIN_DRAIN_BODY_MAX 256u           /* a POST /api/drain body: {} or nothing */
 
@@ -71,12 +75,30 @@ uint16_t gw_admin_port(const struct gw_admin *a);
 int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub,
                             struct gw_buf *out) GW_MUST_CHECK;
 int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out) GW_MUST_CHECK;
-/* {"sessions":[{sid_hash, jid, domain, peer, transport, state, age_seconds, stanzas_in,
- * stanzas_out, upstream_tls}...], "count": sessions in the table, "listed": entries given,
- * "truncated": whether any were left out}. At most `limit` entries, and only as many as fit in
- * out's maximum. sid_hash is the first GW_ADMIN_SID_HASH_LEN hex characters of SHA-256(sid): the
- * sid itself (a BOSH session's bearer secret) is never shown. */
-int gw_admin_render_sessions(const struct gw_ctx *ctx, size_t limit,
+/* What GET /api/sessions asks: a page of the sessions that match the filters. */
+struct gw_admin_sessions_query {
+    size_t limit;        /* entries at most */
+    size_t offset;       /* matching sessions to skip first (in the table's order) */
+    const char *jid;     /* only this full JID, or bare JID (any resource); NULL: any */
+    const char *address; /* only this client address; NULL: any */
+};
+
+/* {"sessions":[{id, sid_hash, jid, domain, peer, transport, state, age_seconds, stanzas_in,
+ * stanzas_out, upstream_tls}...], "count": sessions in the table, "total": those that match,
+ * "offset": as asked, "listed": entries given, "next": the offset of the next page or null,
+ * "truncated": whether matching ones after offset were left out}. At most q->limit entries, and
+ * only as many as fit in out's maximum. id (and sid_hash, the same) is the first
+ * GW_ADMIN_SID_HASH_LEN hex characters of SHA-256(sid): the sid itself (a BOSH session's bearer
+ * secret) is never shown. The order is the session table's: a page follows the previous one
+ * exactly while no session comes or goes in between. */
+int gw_admin_render_sessions(const struct gw_ctx *ctx, const struct gw_admin_sessions_query *q,
                              struct gw_buf *out) GW_MUST_CHECK;
+
+struct gw_session_info;
+/* Does the session match q's filters (limit and offset aside)? */
+bool gw_admin_session_matches(const struct gw_admin_sessions_query *q,
+                              const struct gw_session_info *info);
+/* The id of a session: GW_ADMIN_SID_HASH_LEN hex characters of SHA-256(sid). 0 or GW_EIO. */
+int gw_admin_sid_hash(const char *sid, char out[GW_ADMIN_SID_HASH_LEN + 1]) GW_MUST_CHECK;
 
 #endif

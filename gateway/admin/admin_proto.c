@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include "admin/admin.h"
+#include "core/cond.h"
 #include "core/host.h"
 #include "session/hub.h"
 
@@ -25,6 +26,7 @@
 
 /* The limit's text below names the bound. */
 _Static_assert(GW_ADMIN_SESSIONS_LIMIT_MAX == 10000u, "ERR_LIMIT's text says 10000");
+_Static_assert(GW_ADMIN_SESSIONS_OFFSET_MAX == 100000000u, "ERR_OFFSET's text says 100000000");
 
 /* 421 Misdirected Request rather than 403 for a Host we do not serve (RFC 9110 section
  * 15.5.20): the request reached a server that will not answer for that host, which is exactly the
@@ -55,6 +57,17 @@ static const struct gw_admin_error errors[GW_ADMIN_ERR_COUNT] = {
     [GW_ADMIN_ERR_LIMIT] = ERROR_ENTRY(400, "limit must be between 1 and 10000", "bad-request",
         NULL, NULL),
     [GW_ADMIN_ERR_INTERNAL] = ERROR_ENTRY(500, "internal error", "internal-error", NULL, NULL),
+    [GW_ADMIN_ERR_OFFSET] = ERROR_ENTRY(400, "offset must be a number from 0 to 100000000",
+        "bad-request", NULL, NULL),
+    [GW_ADMIN_ERR_FILTER] = ERROR_ENTRY(400, "jid and address must not be empty or too long",
+        "bad-request", NULL, NULL),
+    [GW_ADMIN_ERR_DELETE_ONLY] = ERROR_ENTRY(405, "only DELETE is allowed", "method-not-allowed",
+        "Allow", "DELETE"),
+    [GW_ADMIN_ERR_CONDITION] = ERROR_ENTRY(400, "condition must be one of policy-violation, "
+        "system-shutdown, undefined-condition, internal-server-error, host-gone, "
+        "remote-connection-failed", "bad-request", NULL, NULL),
+    [GW_ADMIN_ERR_NO_SESSION] = ERROR_ENTRY(404, "no session has that id", "not-found", NULL,
+        NULL),
 };
 /* clang-format on */
 
@@ -66,6 +79,8 @@ const struct gw_admin_error *gw_admin_error(enum gw_admin_refusal r)
 }
 
 /* ---- routes ---- */
+
+#define SESSION_PREFIX "/api/sessions/"
 
 struct route_def {
     const char *path; /* as requested, exactly */
@@ -82,6 +97,7 @@ static const struct route_def routes[GW_ADMIN_ROUTE_COUNT] = {
     [GW_ADMIN_ROUTE_PUBLISH] = {"/api/publish", GW_HUB_PUBLISH_BODY_MAX},
     [GW_ADMIN_ROUTE_PREBIND] = {"/api/prebind", GW_ADMIN_PREBIND_BODY_MAX},
     [GW_ADMIN_ROUTE_DRAIN] = {"/api/drain", GW_ADMIN_DRAIN_BODY_MAX},
+    [GW_ADMIN_ROUTE_SESSION_END] = {SESSION_PREFIX, 0}, /* a prefix: the id follows */
 };
 /* clang-format on */
 
@@ -99,6 +115,8 @@ bool gw_admin_route_is_post(enum gw_admin_route r)
 
 static enum gw_admin_route find_route(const char *path)
 {
+    if (strncmp(path, SESSION_PREFIX, sizeof(SESSION_PREFIX) - 1) == 0)
+        return GW_ADMIN_ROUTE_SESSION_END;
     for (int r = GW_ADMIN_ROUTE_NONE + 1; r < GW_ADMIN_ROUTE_COUNT; r++)
         if (strcmp(routes[r].path, path) == 0)
             return (enum gw_admin_route)r;
@@ -218,6 +236,84 @@ static bool parse_limit(const char *s, size_t *out)
     return true;
 }
 
+/* ---- the other query arguments ---- */
+
+/* "offset": absent = 0; digits only, up to GW_ADMIN_SESSIONS_OFFSET_MAX. */
+static bool parse_offset(const char *s, size_t *out)
+{
+    size_t v = 0;
+    *out = 0;
+    if (!s)
+        return true;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (size_t)(*s - '0');
+        if (v > GW_ADMIN_SESSIONS_OFFSET_MAX)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A filter is absent, or 1..max bytes. */
+static bool filter_ok(const char *s, size_t max)
+{
+    return !s || (s[0] && strnlen(s, max + 1) <= max);
+}
+
+bool gw_admin_end_condition_ok(int c)
+{
+    switch (c) {
+    case GW_COND_policy_violation:
+    case GW_COND_system_shutdown:
+    case GW_COND_undefined_condition:
+    case GW_COND_internal_server_error:
+    case GW_COND_host_gone:
+    case GW_COND_remote_connection_failed:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The id and the condition of DELETE /api/sessions/<id>. */
+static enum gw_admin_refusal parse_end(const struct gw_admin_request *req,
+                                       struct gw_admin_decision *out)
+{
+    const char *id = req->path + sizeof(SESSION_PREFIX) - 1;
+    if (strlen(id) != GW_ADMIN_SID_HASH_LEN ||
+        strspn(id, "0123456789abcdef") != GW_ADMIN_SID_HASH_LEN)
+        return GW_ADMIN_ERR_NO_SESSION;
+    enum gw_condition c = GW_COND_policy_violation;
+    if (req->condition) {
+        c = gw_condition_from_name(req->condition);
+        if (!gw_admin_end_condition_ok(c))
+            return GW_ADMIN_ERR_CONDITION;
+    }
+    out->id = id;
+    out->condition = c;
+    return GW_ADMIN_OK;
+}
+
+/* limit, offset, jid, address of GET /api/sessions. */
+static enum gw_admin_refusal parse_listing(const struct gw_admin_request *req,
+                                           struct gw_admin_decision *out)
+{
+    if (!parse_limit(req->limit, &out->limit))
+        return GW_ADMIN_ERR_LIMIT;
+    if (!parse_offset(req->offset, &out->offset))
+        return GW_ADMIN_ERR_OFFSET;
+    if (!filter_ok(req->jid, GW_ADMIN_FILTER_JID_MAX) ||
+        !filter_ok(req->address, GW_ADMIN_FILTER_ADDRESS_MAX))
+        return GW_ADMIN_ERR_FILTER;
+    out->jid = req->jid;
+    out->address = req->address;
+    return GW_ADMIN_OK;
+}
+
 /* ---- bodies of POST routes ---- */
 
 /* "application/json", in any case, alone or with parameters ("; charset=utf-8"). */
@@ -250,6 +346,11 @@ static bool length_over(const char *cl, size_t max)
 static enum gw_admin_refusal refuse_body(const struct gw_admin_request *req,
                                          enum gw_admin_route route)
 {
+    if (route == GW_ADMIN_ROUTE_SESSION_END) {
+        if (strcmp(req->method, "DELETE") != 0)
+            return GW_ADMIN_ERR_DELETE_ONLY;
+        return req->has_body ? GW_ADMIN_ERR_BODY : GW_ADMIN_OK;
+    }
     if (!gw_admin_route_is_post(route)) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             return GW_ADMIN_ERR_METHOD;
@@ -295,8 +396,14 @@ void gw_admin_decide(const struct gw_config *cfg, const struct gw_admin_request 
         out->at_once = true;
         return;
     }
-    if (route == GW_ADMIN_ROUTE_SESSIONS && !parse_limit(req->limit, &out->limit)) {
-        out->refusal = GW_ADMIN_ERR_LIMIT;
+    if (route == GW_ADMIN_ROUTE_SESSIONS)
+        out->refusal = parse_listing(req, out);
+    else if (route == GW_ADMIN_ROUTE_SESSION_END)
+        out->refusal = parse_end(req, out);
+    if (out->refusal != GW_ADMIN_OK) {
+        out->limit = out->offset = 0;
+        out->jid = out->address = out->id = NULL;
+        out->condition = 0;
         return;
     }
     out->route = route;

@@ -4,11 +4,14 @@
  * (count, foreach), session/hub (publish counts), config, core; OpenSSL (SHA-256 of sids). */
 #include "admin/admin.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include "config/config.h"
@@ -23,12 +26,73 @@
  * so this is far more than any real entry needs. */
 #define ENTRY_MAX (32u * 1024u)
 /* Room kept at the end of the sessions body for the closing fields. */
-#define SESSIONS_TAIL 160u
+#define SESSIONS_TAIL 256u
 
 static uint64_t get_uptime(const struct gw_ctx *ctx)
 {
     uint64_t now = uv_now(ctx->loop);
     return now > ctx->started_ms ? (now - ctx->started_ms) / 1000 : 0;
+}
+
+/* Sessions in the table by transport and state: one walk, no allocation. */
+struct census {
+    size_t by_transport[GW_TRANSPORT_COUNT];
+    size_t by_state[GW_TRANSPORT_COUNT][GW_SESSION_STATE_COUNT];
+};
+
+static void count_session(void *ud, const struct gw_session_info *info)
+{
+    struct census *c = ud;
+    if ((unsigned)info->transport >= GW_TRANSPORT_COUNT)
+        return;
+    c->by_transport[info->transport]++;
+    if ((unsigned)info->state < GW_SESSION_STATE_COUNT)
+        c->by_state[info->transport][info->state]++;
+}
+
+static void take_census(const struct gw_ctx *ctx, struct census *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (ctx->sessions)
+        gw_sessions_foreach(ctx->sessions, count_session, c);
+}
+
+/* ---- the process, from /proc (Linux) ---- */
+
+/* Resident set size in bytes from /proc/self/statm (its second field, in pages); 0 if unknown. */
+static uint64_t process_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
+}
+
+/* Descriptors open now: the entries of /proc/self/fd, less the one reading it. */
+static uint64_t process_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    uint64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0;
+}
+
+static uint64_t process_max_fds(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    return (uint64_t)rl.rlim_cur;
 }
 
 /* ---- Prometheus text format 0.0.4 ---- */
@@ -83,6 +147,82 @@ static void put_labeled(struct text *t, const char *name, const char *label, con
     }
     esc[n] = '\0';
     put_line(t, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, esc, v);
+}
+
+/* Two labels: transport and a second one (state, condition). */
+static void put_two(struct text *t, const char *name, const char *tr, const char *label,
+                    const char *value, uint64_t v)
+{
+    put_line(t, "%s{transport=\"%s\",%s=\"%s\"} %" PRIu64 "\n", name, tr, label, value, v);
+}
+
+static void put_sessions_by_state(const struct gw_ctx *ctx, struct text *t)
+{
+    struct census c;
+    take_census(ctx, &c);
+    put_family(t, "xmppgw_sessions_by_state", "gauge",
+               "Sessions in the table now, by transport and state.");
+    for (int tr = 0; tr < GW_TRANSPORT_COUNT; tr++)
+        for (int st = 0; st < GW_SESSION_STATE_COUNT; st++)
+            if (st != GW_SESSION_CLOSED) /* a closed session is out of the table at once */
+                put_two(t, "xmppgw_sessions_by_state", gw_transport_name((enum gw_transport)tr),
+                        "state", gw_session_state_name((enum gw_session_state)st),
+                        c.by_state[tr][st]);
+}
+
+/* Each condition where its transport may send it: BOSH terminates apart from the stream errors
+ * of WebSocket (stream_errors counts both). */
+static void put_conditions(const struct gw_metrics *m, struct text *t)
+{
+    put_family(t, "xmppgw_conditions_total", "counter",
+               "Stream errors (websocket) and terminate conditions (bosh) sent to clients.");
+    for (int c = 0; c < GW_COND_COUNT; c++) {
+        const char *name = gw_condition_name((enum gw_condition)c);
+        uint64_t bosh = m->bosh_terminates[c];
+        if (gw_condition_is_stream((enum gw_condition)c))
+            put_two(t, "xmppgw_conditions_total", "websocket", "condition", name,
+                    m->stream_errors[c] > bosh ? m->stream_errors[c] - bosh : 0);
+        if (gw_condition_is_bosh((enum gw_condition)c))
+            put_two(t, "xmppgw_conditions_total", "bosh", "condition", name, bosh);
+    }
+}
+
+static void put_lag(const struct gw_metrics *m, struct text *t)
+{
+    static const char name[] = "xmppgw_event_loop_lag_seconds";
+    put_family(t, name, "histogram", "How late a 250 ms timer on the event loop fires.");
+    uint64_t cum = 0;
+    for (int i = 0; i < GW_LAG_BUCKETS; i++) {
+        cum += m->lag_buckets[i];
+        uint64_t us = gw_lag_bounds_us[i];
+        put_line(t, "%s_bucket{le=\"%" PRIu64 ".%06" PRIu64 "\"} %" PRIu64 "\n", name,
+                 us / 1000000u, us % 1000000u, cum);
+    }
+    put_line(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, m->lag_count);
+    put_line(t, "%s_sum %" PRIu64 ".%06" PRIu64 "\n", name, m->lag_sum_us / 1000000u,
+             m->lag_sum_us % 1000000u);
+    put_line(t, "%s_count %" PRIu64 "\n", name, m->lag_count);
+}
+
+/* The families that are not plain counters of the context. */
+static void put_more(const struct gw_ctx *ctx, struct text *t)
+{
+    const struct gw_metrics *m = &ctx->metrics;
+    put_sessions_by_state(ctx, t);
+    put_conditions(m, t);
+    put_family(t, "xmppgw_bosh_held_requests", "gauge", "BOSH requests held open now.");
+    put_plain(t, "xmppgw_bosh_held_requests", m->bosh_held);
+    put_family(t, "xmppgw_sse_viewers", "gauge", "Live-update (/events) streams open now.");
+    put_plain(t, "xmppgw_sse_viewers", m->sse_viewers);
+    put_lag(m, t);
+    put_family(t, "xmppgw_process_resident_memory_bytes", "gauge",
+               "Resident memory of the process (/proc/self/statm).");
+    put_plain(t, "xmppgw_process_resident_memory_bytes", process_rss());
+    put_family(t, "xmppgw_process_open_fds", "gauge", "File descriptors open now.");
+    put_plain(t, "xmppgw_process_open_fds", process_fds());
+    put_family(t, "xmppgw_process_max_fds", "gauge",
+               "The descriptor limit (RLIMIT_NOFILE soft limit; 0 when unlimited).");
+    put_plain(t, "xmppgw_process_max_fds", process_max_fds());
 }
 
 int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub, struct gw_buf *out)
@@ -156,6 +296,8 @@ int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub, 
                     gw_hub_pub_outcome_name((enum gw_hub_pub_outcome)o),
                     gw_hub_pub_count(hub, (enum gw_hub_pub_outcome)o));
 
+    put_more(ctx, &t);
+
     put_family(&t, "xmppgw_uptime_seconds", "gauge", "Seconds since the gateway started.");
     put_plain(&t, "xmppgw_uptime_seconds", get_uptime(ctx));
 
@@ -211,43 +353,49 @@ static json_t *new_count(uint64_t v)
     return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
-struct census {
-    size_t by_transport[GW_TRANSPORT_COUNT];
-};
-
-static void count_session(void *ud, const struct gw_session_info *info)
+/* {"open", "websocket", "bosh", "internal", "max", "by_state": {transport: {state: n}}} */
+static json_t *status_sessions(const struct gw_ctx *ctx, int *rc)
 {
-    struct census *c = ud;
-    if ((unsigned)info->transport < GW_TRANSPORT_COUNT)
-        c->by_transport[info->transport]++;
+    struct census c;
+    take_census(ctx, &c);
+    json_t *o = json_object(), *by = json_object();
+    if (!o || !by) {
+        json_decref(o);
+        json_decref(by);
+        *rc = GW_ENOMEM;
+        return NULL;
+    }
+    set_value(o, "open", new_count(ctx->sessions ? gw_sessions_count(ctx->sessions) : 0), rc);
+    for (int tr = 0; tr < GW_TRANSPORT_COUNT; tr++) {
+        const char *name = gw_transport_name((enum gw_transport)tr);
+        set_value(o, name, new_count(c.by_transport[tr]), rc);
+        json_t *st = json_object();
+        for (int i = 0; st && i < GW_SESSION_STATE_COUNT; i++)
+            if (i != GW_SESSION_CLOSED)
+                set_value(st, gw_session_state_name((enum gw_session_state)i),
+                          new_count(c.by_state[tr][i]), rc);
+        set_value(by, name, st, rc);
+    }
+    set_value(o, "max", new_count(ctx->cfg->max_sessions), rc);
+    set_value(o, "by_state", by, rc);
+    return o;
 }
 
 int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out)
 {
-    struct census census = {{0}};
-    size_t open = 0;
-    if (ctx->sessions) {
-        open = gw_sessions_count(ctx->sessions);
-        gw_sessions_foreach(ctx->sessions, count_session, &census);
-    }
-
+    const struct gw_config *cfg = ctx->cfg;
     int rc = 0;
     json_t *root = json_object();
-    json_t *sessions = json_object();
-    if (!root || !sessions) {
-        json_decref(root);
-        json_decref(sessions);
+    if (!root)
         return GW_ENOMEM;
-    }
     set_value(root, "version", json_string(XMPPGW_VERSION), &rc);
     set_value(root, "uptime_seconds", new_count(get_uptime(ctx)), &rc);
+    set_value(root, "node_id", cfg->node_id[0] ? new_text(cfg->node_id) : json_null(), &rc);
+    set_value(root, "config_digest", cfg->digest[0] ? json_string(cfg->digest) : json_null(), &rc);
     set_value(root, "draining", json_boolean(ctx->draining), &rc);
-    set_value(sessions, "open", new_count(open), &rc);
-    for (int tr = 0; tr < GW_TRANSPORT_COUNT; tr++)
-        set_value(sessions, gw_transport_name((enum gw_transport)tr),
-                  new_count(census.by_transport[tr]), &rc);
-    set_value(sessions, "max", new_count(ctx->cfg->max_sessions), &rc);
-    set_value(root, "sessions", sessions, &rc);
+    set_value(root, "sessions", status_sessions(ctx, &rc), &rc);
+    set_value(root, "sse_viewers", new_count(ctx->metrics.sse_viewers), &rc);
+    set_value(root, "bosh_held_requests", new_count(ctx->metrics.bosh_held), &rc);
     if (!rc)
         rc = dump_json(root, out);
     json_decref(root);
@@ -256,44 +404,47 @@ int gw_admin_render_status(const struct gw_ctx *ctx, struct gw_buf *out)
 
 /* State of one walk over the session table for /api/sessions. */
 struct listing {
-    uint64_t now;        /* uv_now() once for the whole answer */
-    size_t limit;        /* entries wanted at most */
-    size_t budget;       /* out may grow to this many bytes with entries */
-    struct gw_buf *out;  /* the body */
-    struct gw_buf entry; /* one entry, serialized before it is appended */
-    size_t seen;         /* sessions in the table */
-    size_t listed;       /* entries written */
-    bool truncated;      /* some were left out (limit or budget) */
-    int rc;              /* first hard error (allocation) */
+    uint64_t now;                            /* uv_now() once for the whole answer */
+    const struct gw_admin_sessions_query *q; /* what is asked */
+    size_t budget;                           /* out may grow to this many bytes with entries */
+    struct gw_buf *out;                      /* the body */
+    struct gw_buf entry;                     /* one entry, serialized before it is appended */
+    size_t seen;                             /* sessions in the table */
+    size_t total;                            /* sessions that match the filters */
+    size_t listed;                           /* entries written */
+    bool truncated;                          /* some matching ones after offset were left out */
+    int rc;                                  /* first hard error (allocation) */
 };
 
 /* A BOSH sid is the session's bearer secret: whoever holds it can speak as the session. The list
  * shows a digest instead, enough to tell sessions apart and to find one whose sid is known, and
  * nothing to act with. */
-static json_t *new_sid_hash(const char *sid)
+int gw_admin_sid_hash(const char *sid, char out[GW_ADMIN_SID_HASH_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    char out[GW_ADMIN_SID_HASH_LEN + 1];
     if (!sid || EVP_Digest(sid, strlen(sid), md, &mdlen, EVP_sha256(), NULL) != 1 ||
         mdlen * 2 < GW_ADMIN_SID_HASH_LEN)
-        return NULL;
+        return GW_EIO;
     for (size_t i = 0; i < GW_ADMIN_SID_HASH_LEN; i++)
         out[i] = hex[(md[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
     out[GW_ADMIN_SID_HASH_LEN] = '\0';
-    return json_string(out);
+    return 0;
 }
 
 static json_t *describe_session(const struct gw_session_info *info, uint64_t now, int *rc)
 {
     json_t *o = json_object();
-    if (!o) {
+    char id[GW_ADMIN_SID_HASH_LEN + 1];
+    if (!o || gw_admin_sid_hash(info->sid, id) != 0) {
+        json_decref(o);
         *rc = GW_ENOMEM;
         return NULL;
     }
     uint64_t age = now > info->created_ms ? (now - info->created_ms) / 1000 : 0;
-    set_value(o, "sid_hash", new_sid_hash(info->sid), rc);
+    set_value(o, "id", json_string(id), rc);
+    set_value(o, "sid_hash", json_string(id), rc);
     set_value(o, "jid", new_text(info->jid), rc);
     set_value(o, "domain", new_text(info->domain), rc);
     set_value(o, "peer", new_text(info->peer), rc);
@@ -306,16 +457,26 @@ static json_t *describe_session(const struct gw_session_info *info, uint64_t now
     return o;
 }
 
-static void list_session(void *ud, const struct gw_session_info *info)
+/* ?jid= is the full JID, or the bare JID (the full one up to its '/'); ?address= the peer. */
+bool gw_admin_session_matches(const struct gw_admin_sessions_query *q,
+                              const struct gw_session_info *info)
 {
-    struct listing *l = ud;
-    l->seen++;
-    if (l->rc || l->truncated)
-        return;
-    if (l->listed >= l->limit) {
-        l->truncated = true;
-        return;
-    }
+    if (q->address && (!info->peer || strcmp(q->address, info->peer) != 0))
+        return false;
+    if (!q->jid)
+        return true;
+    const char *jid = info->jid ? info->jid : "";
+    if (strcmp(q->jid, jid) == 0)
+        return true;
+    const char *slash = strchr(jid, '/');
+    size_t n = strlen(q->jid);
+    return slash && !strchr(q->jid, '/') && (size_t)(slash - jid) == n &&
+           strncmp(q->jid, jid, n) == 0;
+}
+
+/* One entry into out, when it fits the budget; else the listing is marked truncated. */
+static void append_entry(struct listing *l, const struct gw_session_info *info)
+{
     json_t *o = describe_session(info, l->now, &l->rc);
     gw_buf_reset(&l->entry);
     if (!l->rc)
@@ -342,13 +503,32 @@ static void list_session(void *ud, const struct gw_session_info *info)
         l->listed++;
 }
 
-int gw_admin_render_sessions(const struct gw_ctx *ctx, size_t limit, struct gw_buf *out)
+/* Every session is looked at (string compares only, to count the matches); only the page's
+ * entries are hashed and serialized. */
+static void list_session(void *ud, const struct gw_session_info *info)
+{
+    struct listing *l = ud;
+    l->seen++;
+    if (!gw_admin_session_matches(l->q, info))
+        return;
+    size_t index = l->total++;
+    if (l->rc || index < l->q->offset)
+        return;
+    if (l->truncated || l->listed >= l->q->limit) {
+        l->truncated = true;
+        return;
+    }
+    append_entry(l, info);
+}
+
+int gw_admin_render_sessions(const struct gw_ctx *ctx, const struct gw_admin_sessions_query *q,
+                             struct gw_buf *out)
 {
     if (out->max < gw_buf_size(out) + SESSIONS_TAIL + 16)
         return GW_ELIMIT;
     struct listing l = {
         .now = uv_now(ctx->loop),
-        .limit = limit,
+        .q = q,
         .budget = out->max - SESSIONS_TAIL,
         .out = out,
     };
@@ -358,8 +538,14 @@ int gw_admin_render_sessions(const struct gw_ctx *ctx, size_t limit, struct gw_b
     if (!l.rc && ctx->sessions)
         gw_sessions_foreach(ctx->sessions, list_session, &l);
     gw_buf_cleanup(&l.entry);
+    char next[24] = "null";
+    if (l.truncated)
+        snprintf(next, sizeof(next), "%zu", q->offset + l.listed);
     if (!l.rc)
-        l.rc = gw_buf_printf(out, "],\"count\":%zu,\"listed\":%zu,\"truncated\":%s}", l.seen,
-                             l.listed, l.truncated ? "true" : "false");
+        l.rc = gw_buf_printf(out,
+                             "],\"count\":%zu,\"total\":%zu,\"offset\":%zu,\"listed\":%zu,"
+                             "\"next\":%s,\"truncated\":%s}",
+                             l.seen, l.total, q->offset, l.listed, next,
+                             l.truncated ? "true" : "false");
     return l.rc;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <openssl/evp.h>
 #include "core/host.h"
 
 #define KIB 1024ULL
@@ -1320,6 +1321,22 @@ int gw_config_load_string(struct gw_config *cfg, const char *json, const char *n
     return rc;
 }
 
+/* SHA-256 of the file's bytes in hex ("" if OpenSSL fails): any change to the file changes it. */
+static void file_digest(const char *text, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    out[0] = '\0';
+    if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen * 2 + 1 > outlen)
+        return;
+    for (unsigned i = 0; i < mdlen; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[2 * mdlen] = '\0';
+}
+
 int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t errlen)
 {
     if (!path) {
@@ -1369,6 +1386,8 @@ int gw_config_load(struct gw_config *cfg, const char *path, char *err, size_t er
         } else {
             rc = gw_config_load_string(cfg, text, path, err, errlen);
         }
+        if (rc == 0)
+            file_digest(text, len, cfg->digest, sizeof(cfg->digest));
     }
     free(text);
     fclose(f);

@@ -153,6 +153,9 @@ struct gw_config {
     enum gw_log_level log_level; /* "log.level": "info" */
     char log_format[8];          /* "log.format": "plain" (text lines) or "json" (JSON lines) */
 
+    char digest[65]; /* not a key: SHA-256 (hex) of the file's bytes as gw_config_load read them;
+                        "" when no file was loaded (shown by the admin /status) */
+
     unsigned drain_grace; /* "drain.grace" s: 20 (0..3600) from the start of a drain until its
                              sessions are ended */
 };

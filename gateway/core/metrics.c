@@ -22,6 +22,30 @@ void gw_metrics_count_condition(struct gw_metrics *m, enum gw_condition c)
     m->stream_errors[c >= 0 && c < GW_COND_COUNT ? c : GW_COND_undefined_condition]++;
 }
 
+void gw_metrics_count_terminate(struct gw_metrics *m, enum gw_condition c)
+{
+    if (c == GW_COND_NONE)
+        return;
+    gw_metrics_count_condition(m, c);
+    m->bosh_terminates[c >= 0 && c < GW_COND_COUNT ? c : GW_COND_undefined_condition]++;
+}
+
+/* From 1 ms (a loop at rest) to 2.5 s (a loop stuck in one callback). */
+const uint64_t gw_lag_bounds_us[GW_LAG_BUCKETS] = {1000,   5000,   10000,  25000,   50000,
+                                                   100000, 250000, 500000, 1000000, 2500000};
+
+void gw_metrics_observe_lag(struct gw_metrics *m, uint64_t lag_us)
+{
+    for (int i = 0; i < GW_LAG_BUCKETS; i++) {
+        if (lag_us <= gw_lag_bounds_us[i]) {
+            m->lag_buckets[i]++;
+            break;
+        }
+    }
+    m->lag_count++;
+    m->lag_sum_us += lag_us;
+}
+
 const char *gw_limit_name(enum gw_limit l)
 {
     static const char *const names[GW_LIMIT_COUNT] = {

@@ -23,6 +23,8 @@ enum gw_limit {
     GW_LIMIT_COUNT
 };
 
+#define GW_LAG_BUCKETS 10 /* bounds of the event-loop lag histogram */
+
 struct gw_metrics {
     uint64_t sessions_open[GW_TRANSPORT_COUNT];  /* gauge */
     uint64_t sessions_total[GW_TRANSPORT_COUNT]; /* counter */
@@ -40,7 +42,26 @@ struct gw_metrics {
     uint64_t http_requests;                /* public port */
     uint64_t http_errors;                  /* public port 4xx/5xx answers */
     uint64_t refused[GW_LIMIT_COUNT];      /* clients refused or cut, by limit */
+    /* BOSH terminate conditions, by condition (stream_errors counts them too) */
+    uint64_t bosh_terminates[GW_COND_COUNT];
+    /* gauges that the transports keep: BOSH requests held open, /events streams open */
+    uint64_t bosh_held;
+    uint64_t sse_viewers;
+    /* event-loop lag: how late a periodic timer fired (admin.c), a histogram over
+     * gw_lag_bounds_us; each bucket counts the observations within it alone (not cumulative) */
+    uint64_t lag_buckets[GW_LAG_BUCKETS];
+    uint64_t lag_count;  /* observations */
+    uint64_t lag_sum_us; /* their sum, in microseconds */
 };
+
+/* The lag histogram's upper bounds, in microseconds (+Inf is lag_count). */
+extern const uint64_t gw_lag_bounds_us[GW_LAG_BUCKETS];
+
+/* One lag observation. */
+void gw_metrics_observe_lag(struct gw_metrics *m, uint64_t lag_us);
+
+/* A BOSH terminate condition was sent: counted in stream_errors and, apart, in bosh_terminates. */
+void gw_metrics_count_terminate(struct gw_metrics *m, enum gw_condition c);
 
 const char *gw_transport_name(enum gw_transport t);
 

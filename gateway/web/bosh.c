@@ -390,7 +390,7 @@ static int on_post(struct lws *wsi, struct pss *pss, const char *cors, const cha
     if (!gw_bosh_parse_uint(clen, &cl))
         return early(wsi, 400, cors, NULL, NULL, true);
     if (cl == 0) {
-        gw_metrics_count_condition(&ctx->metrics, GW_COND_bad_request);
+        gw_metrics_count_terminate(&ctx->metrics, GW_COND_bad_request);
         return early(wsi, 400, cors, NULL, bad_request_body, false);
     }
     return start_body(wsi, pss, cl, cors, origin, peer);

@@ -225,6 +225,8 @@ static void list_insert(struct bsess *bs, struct req_list *l, struct gw_bosh_req
         l->head = r;
     l->n++;
     r->bs = bs;
+    if (l == &bs->held)
+        bs->t->ctx->metrics.bosh_held++;
 }
 
 static void list_remove(struct req_list *l, struct gw_bosh_req *r)
@@ -237,6 +239,8 @@ static void list_remove(struct req_list *l, struct gw_bosh_req *r)
         r->next->prev = r->prev;
     else
         l->tail = r->prev;
+    if (r->bs && l == &r->bs->held)
+        r->bs->t->ctx->metrics.bosh_held--;
     r->prev = r->next = NULL;
     r->bs = NULL;
     l->n--;
@@ -328,7 +332,7 @@ static int build_end(struct gw_bosh_req *r, enum gw_condition cond, unsigned sta
     int rc = gw_bosh_build_terminate(&r->resp, cond, buf_ptr(payload), buf_size(payload),
                                      buf_ptr(err_xml), buf_size(err_xml));
     if (!rc && cond != GW_COND_NONE)
-        gw_metrics_count_condition(&r->t->ctx->metrics, cond);
+        gw_metrics_count_terminate(&r->t->ctx->metrics, cond);
     finish(r, status, rc);
     return rc;
 }

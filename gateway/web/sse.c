@@ -289,6 +289,7 @@ static int open_viewer(struct lws *wsi, struct pss *pss, struct addr_viewers *fr
         sse->viewers->prev = v;
     sse->viewers = v;
     sse->n_viewers++;
+    sse->ctx->metrics.sse_viewers++;
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0); /* a stream has no end of its own */
     GW_DEBUG(&sse->ctx->log, NULL, NULL, "events: viewer %s of %s/%s (%u open)", v->peer, service,
              node, sse->n_viewers);
@@ -396,6 +397,7 @@ static void on_gone(struct gw_sse *sse, struct pss *pss)
     if (v->next)
         v->next->prev = v->prev;
     sse->n_viewers--;
+    sse->ctx->metrics.sse_viewers--;
     v->from->n--;
     addr_release(sse, v->from);
     GW_DEBUG(&sse->ctx->log, NULL, NULL, "events: viewer %s gone (%u open)", v->peer,

@@ -2,16 +2,20 @@
  * first byte: M method, P path with query, H a Host header (repeatable: none, one or several), A
  * Authorization, B a body comes, C Content-Type, N Content-Length, L an admin.hosts entry
  * (repeatable), T admin.token. The query is read as the HTTP server would give it (the first
- * "limit" argument, decoded). Invariants: not exactly one Host, or one with a control, space or
- * byte outside ASCII, is always refused with 400; any other Host that no rule could allow (a name
- * that is no IPv4 address, bracketed IPv6, localhost or admin.hosts entry; a bad port) is always
- * refused with 421; under /api/ with a token set, a missing or wrong bearer never gets routed; a
- * routed request is on its route's path, GET or HEAD without a body on a GET route, POST with a
- * JSON type and no announced length past the bound it gets on a POST route, and a routed
- * /api/sessions has 1 <= limit <= GW_ADMIN_SESSIONS_LIMIT_MAX (the number given, when one was);
- * the decision is the same when asked twice; every refusal's body is JSON naming its condition.
- * A plain GET /healthz from 127.0.0.1 must be routed, so the policy cannot pass by refusing
- * everything. Calls: admin_proto, config, core/host; jansson. */
+ * "limit", "offset", "jid", "address" and "condition" arguments, decoded). Invariants: not exactly
+ * one Host, or one with a control, space or byte outside ASCII, is always refused with 400; any
+ * other Host that no rule could allow (a name that is no IPv4 address, bracketed IPv6, localhost or
+ * admin.hosts entry; a bad port) is always refused with 421; under /api/ with a token set, a
+ * missing or wrong bearer never gets routed; a routed request is on its route's path, GET or HEAD
+ * without a body on a GET route, POST with a JSON type and no announced length past the bound it
+ * gets on a POST route, and a routed /api/sessions has 1 <= limit <= GW_ADMIN_SESSIONS_LIMIT_MAX
+ * (the number given, when one was), an offset within its bound and the filters as given; a routed
+ * DELETE /api/sessions/<id> is DELETE without a body, its id GW_ADMIN_SID_HASH_LEN lowercase hex
+ * characters at the end of the path, and a condition gw_admin_end_condition_ok() takes
+ * (policy-violation when none was given); the decision is the same when asked twice; every
+ * refusal's body is JSON naming its condition. A plain GET /healthz from 127.0.0.1 must be routed,
+ * so the policy cannot pass by refusing everything. Calls: admin_proto, config, core/host; jansson.
+ */
 #include "admin/admin_proto.h"
 
 #include <stdbool.h>
@@ -22,6 +26,7 @@
 #include <jansson.h>
 #include "admin/admin.h"
 #include "config/config.h"
+#include "core/cond.h"
 #include "core/host.h"
 #include "session/hub.h"
 
@@ -42,6 +47,8 @@ struct input {
     const char *length;        /* N: Content-Length (the first), or NULL */
     char limit[FIELD_MAX];     /* the decoded limit argument, when has_limit */
     bool has_limit;
+    char offset[FIELD_MAX], jid[FIELD_MAX], address[FIELD_MAX], condition[FIELD_MAX];
+    bool has_offset, has_jid, has_address, has_condition;
 };
 
 static struct gw_config cfg;
@@ -78,9 +85,9 @@ static void decode(const char *s, size_t n, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-/* The first "limit" argument of the query (name compared without case): absent, "limit" alone
- * (no value: absent too), or "limit=value". */
-static void find_limit(struct input *in)
+/* The first `name` argument of the query (name compared without case): absent, the name alone
+ * (no value: absent too), or "name=value". */
+static void find_arg(const struct input *in, const char *name, char *out, size_t outlen, bool *has)
 {
     for (const char *p = in->query; p && *p;) {
         const char *end = strchr(p, '&');
@@ -89,10 +96,10 @@ static void find_limit(struct input *in)
         size_t klen = eq ? (size_t)(eq - p) : len;
         char key[16];
         decode(p, klen, key, sizeof(key));
-        if (strcasecmp(key, "limit") == 0 && klen < sizeof(key)) {
+        if (strcasecmp(key, name) == 0 && klen < sizeof(key)) {
             if (eq) {
-                decode(eq + 1, len - klen - 1, in->limit, sizeof(in->limit));
-                in->has_limit = true;
+                decode(eq + 1, len - klen - 1, out, outlen);
+                *has = true;
             }
             return;
         }
@@ -175,7 +182,11 @@ static bool read_input(struct input *in, const uint8_t *data, size_t size)
             read_line(in, line[0], line + 1);
         line = nl ? nl + 1 : NULL;
     }
-    find_limit(in);
+    find_arg(in, "limit", in->limit, sizeof(in->limit), &in->has_limit);
+    find_arg(in, "offset", in->offset, sizeof(in->offset), &in->has_offset);
+    find_arg(in, "jid", in->jid, sizeof(in->jid), &in->has_jid);
+    find_arg(in, "address", in->address, sizeof(in->address), &in->has_address);
+    find_arg(in, "condition", in->condition, sizeof(in->condition), &in->has_condition);
     return true;
 }
 
@@ -277,10 +288,42 @@ static void check_routed_post(const struct input *in, const struct gw_admin_deci
     }
 }
 
+/* DELETE /api/sessions/<id>. */
+static void check_routed_end(const struct input *in, const struct gw_admin_decision *d)
+{
+    const char *prefix = gw_admin_route_path(d->route);
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (!prefix || strncmp(in->path, prefix, n) != 0 || strcmp(in->method, "DELETE") != 0 ||
+        in->has_body || d->body_max != 0 || d->limit != 0 || !d->id || d->id != in->path + n ||
+        strlen(d->id) != GW_ADMIN_SID_HASH_LEN ||
+        strspn(d->id, "0123456789abcdef") != GW_ADMIN_SID_HASH_LEN ||
+        !gw_admin_end_condition_ok(d->condition))
+        abort();
+    if (in->has_condition ? d->condition != gw_condition_from_name(in->condition)
+                          : d->condition != GW_COND_policy_violation)
+        abort();
+}
+
+static void check_routed_listing(const struct input *in, const struct gw_admin_decision *d)
+{
+    if (d->offset > GW_ADMIN_SESSIONS_OFFSET_MAX || (!in->has_offset && d->offset != 0) ||
+        (in->has_offset && (strspn(in->offset, "0123456789") != strlen(in->offset) ||
+                            strtoul(in->offset, NULL, 10) != d->offset)))
+        abort();
+    if ((d->jid != NULL) != in->has_jid || (d->address != NULL) != in->has_address ||
+        (d->jid && (strcmp(d->jid, in->jid) != 0 || !d->jid[0])) ||
+        (d->address && (strcmp(d->address, in->address) != 0 || !d->address[0])))
+        abort();
+}
+
 static void check_routed(const struct input *in, const struct gw_admin_decision *d)
 {
+    if (d->route == GW_ADMIN_ROUTE_SESSION_END) {
+        check_routed_end(in, d);
+        return;
+    }
     const char *path = gw_admin_route_path(d->route);
-    if (!path || strcmp(path, in->path) != 0)
+    if (!path || strcmp(path, in->path) != 0 || d->id)
         abort();
     if (gw_admin_route_is_post(d->route)) {
         check_routed_post(in, d);
@@ -290,10 +333,11 @@ static void check_routed(const struct input *in, const struct gw_admin_decision 
         (strcmp(in->method, "GET") != 0 && strcmp(in->method, "HEAD") != 0))
         abort();
     if (d->route != GW_ADMIN_ROUTE_SESSIONS) {
-        if (d->limit != 0)
+        if (d->limit != 0 || d->offset != 0 || d->jid || d->address)
             abort();
         return;
     }
+    check_routed_listing(in, d);
     if (d->limit < 1 || d->limit > GW_ADMIN_SESSIONS_LIMIT_MAX)
         abort();
     if (!in->has_limit && d->limit != GW_ADMIN_SESSIONS_LIMIT_DEFAULT)
@@ -318,9 +362,12 @@ static void check(const struct input *in, const struct gw_admin_decision *d)
     if (host_ok && api && !token_ok && d->refusal != GW_ADMIN_ERR_HOST &&
         d->refusal != GW_ADMIN_ERR_NO_TOKEN && d->refusal != GW_ADMIN_ERR_BAD_TOKEN)
         abort();
-    /* Only the limit waits for the end of the request; the adapter's own refusal is not ours. */
-    if (d->refusal == GW_ADMIN_ERR_INTERNAL ||
-        (d->refusal != GW_ADMIN_OK && d->at_once != (d->refusal != GW_ADMIN_ERR_LIMIT)) ||
+    /* Only the query's arguments wait for the end of the request; the adapter's own refusal is
+     * not ours. */
+    bool late = d->refusal == GW_ADMIN_ERR_LIMIT || d->refusal == GW_ADMIN_ERR_OFFSET ||
+                d->refusal == GW_ADMIN_ERR_FILTER || d->refusal == GW_ADMIN_ERR_CONDITION ||
+                d->refusal == GW_ADMIN_ERR_NO_SESSION;
+    if (d->refusal == GW_ADMIN_ERR_INTERNAL || (d->refusal != GW_ADMIN_OK && d->at_once != !late) ||
         (d->refusal == GW_ADMIN_OK && d->at_once))
         abort();
     if (d->refusal == GW_ADMIN_OK)
@@ -361,6 +408,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .method = in.method,
         .path = in.path,
         .limit = in.has_limit ? in.limit : NULL,
+        .offset = in.has_offset ? in.offset : NULL,
+        .jid = in.has_jid ? in.jid : NULL,
+        .address = in.has_address ? in.address : NULL,
+        .condition = in.has_condition ? in.condition : NULL,
         .hosts = in.hosts,
         .n_hosts = in.n_hosts,
         .authorization = in.authorization,
@@ -372,7 +423,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gw_admin_decide(&cfg, &req, &d);
     gw_admin_decide(&cfg, &req, &again);
     if (d.route != again.route || d.refusal != again.refusal || d.limit != again.limit ||
-        d.at_once != again.at_once || d.body_max != again.body_max)
+        d.at_once != again.at_once || d.body_max != again.body_max || d.offset != again.offset ||
+        d.id != again.id || d.condition != again.condition || d.jid != again.jid ||
+        d.address != again.address)
         abort();
     check(&in, &d);
     check_served(&req);

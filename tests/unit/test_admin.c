@@ -709,7 +709,18 @@ static void test_render(struct fixture *f)
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
     CHECK(gw_admin_render_metrics(&f->ctx, NULL, &b) == 0);
     CHECK(strncmp(gw_buf_ptr(&b), "# HELP xmppgw_sessions_open ", 28) == 0);
-    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 16);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 24);
+    CHECK(strstr(gw_buf_ptr(&b), "\n# TYPE xmppgw_event_loop_lag_seconds histogram\n") != NULL);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_event_loop_lag_seconds_bucket{") ==
+          GW_LAG_BUCKETS + 1);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_event_loop_lag_seconds_bucket{le=\"0.001000\"} ") !=
+          NULL);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_sessions_by_state{transport=\"bosh\",state=\"bound\"} "
+                                 "0\n") != NULL);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_conditions_total{transport=\"bosh\",condition=\"item-"
+                                 "not-found\"} 0\n") != NULL);
+    CHECK(strstr(gw_buf_ptr(&b), "{transport=\"websocket\",condition=\"item-not-found\"}") == NULL);
+    CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_process_resident_memory_bytes 0\n") == NULL);
     CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_publish_total{") == GW_HUB_PUB_COUNT);
     CHECK(strstr(gw_buf_ptr(&b), "\nxmppgw_publish_total{outcome=\"timeout\"} 0\n") != NULL);
     CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_refused_total{") == GW_LIMIT_COUNT);
@@ -724,7 +735,8 @@ static void test_render(struct fixture *f)
     gw_buf_cleanup(&b);
 
     gw_buf_init(&b, GW_ADMIN_SESSIONS_MAX);
-    CHECK(gw_admin_render_sessions(&f->ctx, GW_ADMIN_SESSIONS_LIMIT_DEFAULT, &b) == 0);
+    struct gw_admin_sessions_query q = {GW_ADMIN_SESSIONS_LIMIT_DEFAULT, 0, NULL, NULL};
+    CHECK(gw_admin_render_sessions(&f->ctx, &q, &b) == 0);
     j = json_loads(gw_buf_ptr(&b), 0, NULL);
     CHECK(j != NULL);
     CHECK(json_is_false(json_object_get(j, "truncated")));
@@ -735,8 +747,9 @@ static void test_render(struct fixture *f)
     gw_buf_cleanup(&b);
 
     /* A bound that holds the frame but no entry: still valid JSON, marked truncated. */
-    gw_buf_init(&b, 260);
-    CHECK(gw_admin_render_sessions(&f->ctx, 10, &b) == 0);
+    gw_buf_init(&b, 360);
+    q.limit = 10;
+    CHECK(gw_admin_render_sessions(&f->ctx, &q, &b) == 0);
     j = json_loads(gw_buf_ptr(&b), 0, NULL);
     CHECK(j != NULL);
     CHECK(json_array_size(json_object_get(j, "sessions")) == 0);
@@ -746,7 +759,7 @@ static void test_render(struct fixture *f)
 
     /* A body bound too small for even the frame. */
     gw_buf_init(&b, 64);
-    CHECK(gw_admin_render_sessions(&f->ctx, 10, &b) == GW_ELIMIT);
+    CHECK(gw_admin_render_sessions(&f->ctx, &q, &b) == GW_ELIMIT);
     gw_buf_cleanup(&b);
 }
 

@@ -382,6 +382,111 @@ static void test_limit(void)
     CHECK(d.route == GW_ADMIN_ROUTE_METRICS && d.limit == 0);
 }
 
+/* GET /api/sessions: offset (digits, 0..GW_ADMIN_SESSIONS_OFFSET_MAX), jid and address (1..their
+ * bounds) handed on as given; refused after the limit, never at once, and only there. */
+static void test_listing(void)
+{
+    struct gw_admin_request r = base("/api/sessions", loopback);
+    struct gw_admin_decision d = decide(&r);
+    CHECK(d.route == GW_ADMIN_ROUTE_SESSIONS && d.offset == 0 && !d.jid && !d.address);
+    r.offset = "100000000";
+    r.jid = "alice@localhost";
+    r.address = "127.0.0.1";
+    d = decide(&r);
+    CHECK(d.route == GW_ADMIN_ROUTE_SESSIONS && d.offset == 100000000u);
+    CHECK(d.jid == r.jid && d.address == r.address);
+    const char *bad_offsets[] = {"", "-1", "100000001", "1e3", " 1", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad_offsets) / sizeof(bad_offsets[0]); i++) {
+        r.offset = bad_offsets[i];
+        d = decide(&r);
+        CHECK(d.refusal == GW_ADMIN_ERR_OFFSET && !d.at_once && d.offset == 0 && !d.jid);
+    }
+    r.offset = "0";
+    r.limit = "0";
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_LIMIT); /* the limit first */
+    r.limit = NULL;
+    char big[GW_ADMIN_FILTER_JID_MAX + 2];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    r.jid = big;
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_FILTER);
+    big[GW_ADMIN_FILTER_JID_MAX] = '\0';
+    CHECK(decide(&r).route == GW_ADMIN_ROUTE_SESSIONS);
+    r.jid = "";
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_FILTER);
+    r.jid = NULL;
+    big[GW_ADMIN_FILTER_ADDRESS_MAX + 1] = '\0';
+    r.address = big;
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_FILTER);
+    big[GW_ADMIN_FILTER_ADDRESS_MAX] = '\0';
+    CHECK(decide(&r).route == GW_ADMIN_ROUTE_SESSIONS);
+    /* Elsewhere they mean nothing. */
+    struct gw_admin_request m = base("/metrics", loopback);
+    m.offset = "x";
+    m.jid = "";
+    CHECK(decide(&m).route == GW_ADMIN_ROUTE_METRICS);
+}
+
+/* DELETE /api/sessions/<id>: DELETE only (405, Allow: DELETE), no body, under the token; the id
+ * is GW_ADMIN_SID_HASH_LEN lowercase hex characters (else 404 as for an unknown one); the
+ * condition is policy-violation unless ?condition= names one of the allowed ones (else 400). */
+static void test_session_end(void)
+{
+    static const char id[] = "0123456789abcdef";
+    struct gw_admin_request r = base("/api/sessions/0123456789abcdef", loopback);
+    struct gw_admin_decision d = decide(&r);
+    CHECK(d.refusal == GW_ADMIN_ERR_DELETE_ONLY && d.at_once);
+    r.method = "DELETE";
+    d = decide(&r);
+    CHECK(d.route == GW_ADMIN_ROUTE_SESSION_END && d.condition == GW_COND_policy_violation);
+    CHECK(d.id && strcmp(d.id, id) == 0 && d.body_max == 0);
+    CHECK_STR(gw_admin_route_path(GW_ADMIN_ROUTE_SESSION_END), "/api/sessions/");
+    CHECK(!gw_admin_route_is_post(GW_ADMIN_ROUTE_SESSION_END));
+    const char *ok[] = {"policy-violation",      "system-shutdown", "undefined-condition",
+                        "internal-server-error", "host-gone",       "remote-connection-failed"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        r.condition = ok[i];
+        d = decide(&r);
+        CHECK(d.route == GW_ADMIN_ROUTE_SESSION_END &&
+              d.condition == gw_condition_from_name(ok[i]));
+    }
+    const char *bad[] = {"",         "see-other-uri",    "item-not-found",    "bad-request",
+                         "conflict", "Policy-Violation", "policy-violation ", "nope"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r.condition = bad[i];
+        d = decide(&r);
+        CHECK(d.refusal == GW_ADMIN_ERR_CONDITION && !d.at_once && !d.id);
+    }
+    r.condition = NULL;
+    const char *ids[] = {"/api/sessions/",
+                         "/api/sessions/0123456789ABCDEF",
+                         "/api/sessions/0123456789abcde",
+                         "/api/sessions/0123456789abcdef0",
+                         "/api/sessions/0123456789abcdef/",
+                         "/api/sessions/../status"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        r.path = ids[i];
+        CHECK(decide(&r).refusal == GW_ADMIN_ERR_NO_SESSION);
+        r.condition = "nope"; /* the id first */
+        CHECK(decide(&r).refusal == GW_ADMIN_ERR_NO_SESSION);
+        r.condition = NULL;
+    }
+    r.path = "/api/sessions/0123456789abcdef";
+    r.has_body = true;
+    d = decide(&r);
+    CHECK(d.refusal == GW_ADMIN_ERR_BODY && d.at_once);
+    r.has_body = false;
+    snprintf(cfg.admin_token, sizeof(cfg.admin_token), "s3cret");
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_NO_TOKEN);
+    r.authorization = "Bearer wrong";
+    CHECK(decide(&r).refusal == GW_ADMIN_ERR_BAD_TOKEN);
+    r.authorization = "Bearer s3cret";
+    CHECK(decide(&r).route == GW_ADMIN_ROUTE_SESSION_END);
+    cfg.admin_token[0] = '\0';
+    CHECK(gw_admin_end_condition_ok(GW_COND_policy_violation));
+    CHECK(!gw_admin_end_condition_ok(GW_COND_NONE) && !gw_admin_end_condition_ok(GW_COND_COUNT));
+}
+
 /* Every refusal: its status and extra header, and a body {"error": text, "condition": cond} with
  * nothing else, the condition the table names. */
 static void test_errors(void)
@@ -404,6 +509,11 @@ static void test_errors(void)
         {GW_ADMIN_ERR_MEDIA_TYPE, 415, "unsupported-media-type", NULL},
         {GW_ADMIN_ERR_TOO_LARGE, 413, "payload-too-large", NULL},
         {GW_ADMIN_ERR_INTERNAL, 500, "internal-error", NULL},
+        {GW_ADMIN_ERR_OFFSET, 400, "bad-request", NULL},
+        {GW_ADMIN_ERR_FILTER, 400, "bad-request", NULL},
+        {GW_ADMIN_ERR_DELETE_ONLY, 405, "method-not-allowed", "Allow"},
+        {GW_ADMIN_ERR_CONDITION, 400, "bad-request", NULL},
+        {GW_ADMIN_ERR_NO_SESSION, 404, "not-found", NULL},
     };
     CHECK(sizeof(want) / sizeof(want[0]) == GW_ADMIN_ERR_COUNT - 1);
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -428,6 +538,7 @@ static void test_errors(void)
               "Bearer realm=\"xmppgw\", error=\"invalid_token\"");
     CHECK_STR(gw_admin_error(GW_ADMIN_ERR_METHOD)->value, "GET, HEAD");
     CHECK_STR(gw_admin_error(GW_ADMIN_ERR_POST_ONLY)->value, "POST");
+    CHECK_STR(gw_admin_error(GW_ADMIN_ERR_DELETE_ONLY)->value, "DELETE");
     CHECK(strstr(gw_admin_error(GW_ADMIN_ERR_LIMIT)->body, "10000") != NULL);
     CHECK(gw_admin_error(GW_ADMIN_OK) == NULL);
     CHECK(gw_admin_error(GW_ADMIN_ERR_COUNT) == NULL);
@@ -463,6 +574,8 @@ int main(void)
     test_limit();
     test_post_routes();
     test_errors();
+    test_listing();
+    test_session_end();
     test_hosts_config();
     return CHECK_SUMMARY();
 }

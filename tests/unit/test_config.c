@@ -1677,6 +1677,10 @@ static void test_docs_and_shipped_files(void)
     d->upstream = c->upstream;
     memcpy(d->upstream_map, c->upstream_map, sizeof(d->upstream_map));
     d->n_upstream_map = c->n_upstream_map;
+    /* The file's digest: SHA-256 in hex, the one field a file sets that is no key. */
+    CHECK(strlen(c->digest) == 64 && strspn(c->digest, "0123456789abcdef") == 64);
+    CHECK(d->digest[0] == '\0');
+    memcpy(d->digest, c->digest, sizeof(d->digest));
     CHECK(memcmp(c, d, sizeof(*c)) == 0);
 
     /* The working default for a local Prosody. */
