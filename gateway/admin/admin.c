@@ -258,7 +258,7 @@ static enum MHD_Result serve_sessions(struct gw_admin *a, struct MHD_Connection 
 /* Looking for the session whose id is wanted: its sid, copied out of the walk. */
 struct find_id {
     const char *id;
-    char sid[GW_SID_LEN + 1];
+    char sid[GW_SID_MAX + 1];
     const char *transport;
     bool found;
 };
@@ -267,7 +267,7 @@ static void match_id(void *ud, const struct gw_session_info *info)
 {
     struct find_id *f = ud;
     char id[GW_ADMIN_SID_HASH_LEN + 1];
-    if (f->found || !info->sid || strlen(info->sid) > GW_SID_LEN ||
+    if (f->found || !info->sid || strlen(info->sid) > GW_SID_MAX ||
         gw_admin_sid_hash(info->sid, id) != 0 || strcmp(id, f->id) != 0)
         return;
     memcpy(f->sid, info->sid, strlen(info->sid) + 1);
