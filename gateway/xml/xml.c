@@ -76,7 +76,13 @@ struct qname {
 
 struct gw_xml_parser {
     unsigned long hash_salt;    /* expat hash salt, random once per parser */
-    XML_Parser xp;              /* created with namespace processing, UTF-8 forced */
+    XML_Parser xp;              /* created with namespace processing, UTF-8 forced; NULL while
+                                   released between stanzas (opts.release_idle) */
+    int64_t xp_shift;           /* absolute offset = expat's offset + xp_shift (rebuilt parsers
+                                   start with the replayed root tag) */
+    struct gw_buf root_tag;     /* release_idle: the depth-0 start tag, name and namespace
+                                   declarations only, replayed into a rebuilt parser */
+    bool replaying;             /* feeding root_tag: no event is ours */
     struct gw_xml_opts opts;    /* as given to gw_xml_new */
     struct gw_xml_callbacks cb; /* as given to gw_xml_new */
     void *ud;                   /* the callbacks' first argument */
@@ -177,7 +183,8 @@ static bool names_utf8(const char *s)
 static uint64_t event_start(const struct gw_xml_parser *p)
 {
     XML_Index i = XML_GetCurrentByteIndex(p->xp);
-    return i > 0 ? (uint64_t)i : 0;
+    int64_t at = (int64_t)(i > 0 ? i : 0) + p->xp_shift;
+    return at > 0 ? (uint64_t)at : 0;
 }
 
 static uint64_t event_end(const struct gw_xml_parser *p)
@@ -201,6 +208,8 @@ static void fail(struct gw_xml_parser *p, int err, const char *cond, const char 
     va_start(ap, fmt);
     int n = vsnprintf(p->errtext, sizeof(p->errtext), fmt, ap);
     va_end(ap);
+    if (!p->xp) /* released, and rebuilding it failed */
+        return;
     if (n >= 0 && (size_t)n < sizeof(p->errtext))
         snprintf(p->errtext + n, sizeof(p->errtext) - (size_t)n, " (line %llu, column %llu)",
                  (unsigned long long)XML_GetCurrentLineNumber(p->xp),
@@ -224,7 +233,7 @@ static void fail_limit(struct gw_xml_parser *p, const char *what)
 
 static bool is_live(const struct gw_xml_parser *p)
 {
-    return !p->stopped && !p->paused;
+    return !p->stopped && !p->paused && !p->replaying;
 }
 
 /* ---- arena: per-stanza tree memory, bounded, freed in one go ---- */
@@ -642,6 +651,33 @@ static void trim_buf(struct gw_buf *b)
         gw_buf_reset(b);
 }
 
+/* release_idle: "<prefix:name xmlns='uri' xmlns:p='uri'>", what a rebuilt expat must have read to
+ * be where this one is between stanzas (attributes other than declarations do not matter there). */
+static int save_root_tag(struct gw_xml_parser *p, const struct qname *q)
+{
+    gw_buf_reset(&p->root_tag);
+    if (!p->opts.release_idle || p->opts.mode != GW_XML_STREAM)
+        return 0;
+    int rc = gw_buf_append_str(&p->root_tag, "<");
+    if (!rc && q->prefix_len)
+        rc = gw_buf_printf(&p->root_tag, "%.*s:", (int)q->prefix_len, q->prefix);
+    if (!rc)
+        rc = gw_buf_append(&p->root_tag, q->local, q->local_len);
+    const char *s = p->decls.data;
+    for (unsigned i = 0; s && i < p->n_decls && !rc; i++) {
+        const char *uri = s + strlen(s) + 1;
+        rc = gw_buf_printf(&p->root_tag, *s ? " xmlns:%s='" : " xmlns%s='", s);
+        if (!rc)
+            rc = gw_buf_append_xml_escaped(&p->root_tag, uri, strlen(uri));
+        if (!rc)
+            rc = gw_buf_append_str(&p->root_tag, "'");
+        s = uri + strlen(uri) + 1;
+    }
+    if (!rc)
+        rc = gw_buf_append_str(&p->root_tag, ">");
+    return rc;
+}
+
 static void open_root(struct gw_xml_parser *p, const XML_Char *name, const XML_Char **atts,
                       unsigned n_atts, uint64_t at, uint64_t end)
 {
@@ -649,14 +685,16 @@ static void open_root(struct gw_xml_parser *p, const XML_Char *name, const XML_C
         fail_limit(p, "start tag");
         return;
     }
+    struct qname q;
+    split_name(name, &q);
     int rc = save_context(p);
+    if (!rc)
+        rc = save_root_tag(p, &q);
     if (rc) {
         fail_buf(p, rc, "root namespace declarations");
         return;
     }
     arena_reset(p);
-    struct qname q;
-    split_name(name, &q);
     const char *ns = intern(p, q.ns, q.ns_len);
     const char *local = arena_strndup(p, q.local, q.local_len);
     const struct gw_xml_attr *a = copy_attrs(p, atts, n_atts);
@@ -996,6 +1034,7 @@ static void clear_state(struct gw_xml_parser *p)
     trim_buf(&p->inj);
     trim_buf(&p->out);
     trim_buf(&p->text);
+    gw_buf_reset(&p->root_tag);
     p->n_decls = 0;
     p->inj_at = 0;
     p->n_frames = 0;
@@ -1200,6 +1239,61 @@ static int feed_all(struct gw_xml_parser *p, const char *data, size_t len, bool 
 
 /* ---- public ---- */
 
+/* A new expat with our handlers; offsets count from its first byte. */
+static int create_expat(struct gw_xml_parser *p)
+{
+    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
+    if (!p->xp)
+        return GW_ENOMEM;
+    p->xp_shift = 0;
+    setup_expat(p);
+    return 0;
+}
+
+/* release_idle, after a feed: if the stream stands between stanzas with nothing pending, free
+ * expat and the buffers. What comes next is rebuilt by revive(). */
+static void release_idle(struct gw_xml_parser *p)
+{
+    if (!p->opts.release_idle || !p->xp || p->stopped || p->paused || p->depth != 1 ||
+        p->in_stanza || gw_buf_size(&p->in) || p->lex != LEX_TEXT || !gw_buf_size(&p->root_tag))
+        return;
+    XML_ParserFree(p->xp);
+    p->xp = NULL;
+    gw_buf_cleanup(&p->in);
+    gw_buf_cleanup(&p->decls);
+    gw_buf_cleanup(&p->inj);
+    gw_buf_cleanup(&p->out);
+    gw_buf_cleanup(&p->text);
+    free(p->frames);
+    p->frames = NULL;
+    p->n_frames = p->cap_frames = 0;
+    arena_reset(p);
+}
+
+/* A released parser's next bytes: a new expat that has read the root tag again (its events are
+ * not ours), with offsets shifted so that the next byte is at chunk_base as before. */
+static int revive(struct gw_xml_parser *p)
+{
+    if (p->xp)
+        return 0;
+    if (create_expat(p) != 0) {
+        fail(p, GW_ENOMEM, "internal-server-error", "out of memory (parser)");
+        return p->err;
+    }
+    size_t n = gw_buf_size(&p->root_tag);
+    p->replaying = true;
+    enum XML_Status st = XML_Parse(p->xp, gw_buf_ptr(&p->root_tag), (int)n, XML_FALSE);
+    p->replaying = false;
+    if (st != XML_STATUS_OK || p->depth != 1) {
+        fail(p, GW_EPROTO, "internal-server-error", "the stream parser could not be rebuilt");
+        return p->err;
+    }
+    p->xp_shift = (int64_t)p->chunk_base - (int64_t)n;
+    return 0;
+}
+
+/* ---- public ---- */
+
 struct gw_xml_parser *gw_xml_new(const struct gw_xml_opts *opts, const struct gw_xml_callbacks *cb,
                                  void *ud)
 {
@@ -1218,6 +1312,7 @@ struct gw_xml_parser *gw_xml_new(const struct gw_xml_opts *opts, const struct gw
     gw_buf_init(&p->inj, inj_max);
     gw_buf_init(&p->out, sat_add(max, inj_max));
     gw_buf_init(&p->text, max);
+    gw_buf_init(&p->root_tag, inj_max);
     p->arena_max = sat_add(sat_mul(max, ARENA_FACTOR), 4096);
     p->arena0.hdr.size = ARENA_INLINE;
     p->arena = &p->arena0.hdr;
@@ -1228,12 +1323,10 @@ struct gw_xml_parser *gw_xml_new(const struct gw_xml_opts *opts, const struct gw
         return NULL;
     }
     p->hash_salt = (unsigned long)salt | 1; /* 0 would make expat draw its own */
-    p->xp = XML_ParserCreateNS("UTF-8", NS_SEP);
-    if (!p->xp) {
+    if (create_expat(p) != 0) {
         free(p);
         return NULL;
     }
-    setup_expat(p);
     return p;
 }
 
@@ -1241,12 +1334,14 @@ void gw_xml_free(struct gw_xml_parser *p)
 {
     if (!p)
         return;
-    XML_ParserFree(p->xp);
+    if (p->xp)
+        XML_ParserFree(p->xp);
     gw_buf_cleanup(&p->in);
     gw_buf_cleanup(&p->decls);
     gw_buf_cleanup(&p->inj);
     gw_buf_cleanup(&p->out);
     gw_buf_cleanup(&p->text);
+    gw_buf_cleanup(&p->root_tag);
     free_context(p);
     arena_reset(p);
     free(p->frames);
@@ -1256,10 +1351,18 @@ void gw_xml_free(struct gw_xml_parser *p)
 int gw_xml_reset(struct gw_xml_parser *p)
 {
     clear_state(p);
+    if (!p->xp) {
+        if (create_expat(p) != 0) {
+            fail_buf(p, GW_ENOMEM, "parser reset");
+            return GW_ENOMEM;
+        }
+        return 0;
+    }
     if (!XML_ParserReset(p->xp, "UTF-8")) {
         fail_buf(p, GW_ENOMEM, "parser reset");
         return GW_ENOMEM;
     }
+    p->xp_shift = 0;
     setup_expat(p);
     return 0;
 }
@@ -1273,9 +1376,14 @@ int gw_xml_feed(struct gw_xml_parser *p, const char *data, size_t len, size_t *c
         return GW_EINVAL; /* a paused stream is done: the caller resets it */
     if (p->stopped)
         return p->err;
-    int rc = feed_all(p, data, len, false, &used);
+    int rc = revive(p);
+    if (rc)
+        return rc;
+    rc = feed_all(p, data, len, false, &used);
     if (consumed)
         *consumed = used;
+    if (rc == 0)
+        release_idle(p);
     return rc == FEED_PAUSED ? 0 : rc;
 }
 
@@ -1295,6 +1403,11 @@ int gw_xml_parse_document(struct gw_xml_parser *p, const char *data, size_t len)
 void gw_xml_pause(struct gw_xml_parser *p)
 {
     p->pause_asked = true;
+}
+
+bool gw_xml_released(const struct gw_xml_parser *p)
+{
+    return !p->xp;
 }
 
 const char *gw_xml_error_condition(const struct gw_xml_parser *p)

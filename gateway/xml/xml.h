@@ -97,6 +97,12 @@ struct gw_xml_opts {
     /* Document mode only: the root element itself is the one stanza (RFC 7395 frames): on_stanza is
      * called for it (on_open/on_close are not). */
     bool root_is_stanza;
+    /* Stream mode only: between stanzas, free expat and the input, stanza and text buffers (about
+     * 12 KiB for an XMPP stream), and build them again on the next byte from the depth-0 start
+     * tag's name and namespace declarations, the only state a stream has between stanzas. An idle
+     * stream then holds the parser struct and its context. Line and column numbers in error texts
+     * count from the rebuild. */
+    bool release_idle;
 };
 
 struct gw_xml_parser;
@@ -130,6 +136,9 @@ void gw_xml_pause(struct gw_xml_parser *p);
  * text (e.g. expat's message with line and column). */
 const char *gw_xml_error_condition(const struct gw_xml_parser *p);
 const char *gw_xml_error_text(const struct gw_xml_parser *p);
+
+/* release_idle: expat and the buffers are released (the stream is idle between stanzas). */
+bool gw_xml_released(const struct gw_xml_parser *p);
 
 /* Small helpers for the trees. */
 const char *gw_xml_attr(const struct gw_xml_attr *attrs, unsigned n, const char *name);

@@ -157,11 +157,15 @@ static void on_close(void *ud)
 
 static const struct gw_xml_callbacks cbs = {on_open, want_tree, on_stanza, on_close};
 
+/* The stream tests run twice: with the parser kept, and released between stanzas. */
+static bool release_idle;
+
 static struct gw_xml_opts stream_opts(void)
 {
     struct gw_xml_opts o = {.mode = GW_XML_STREAM,
                             .limits = {.max_stanza = 256 * 1024, .max_depth = 32, .max_attrs = 32},
-                            .inject_context = true};
+                            .inject_context = true,
+                            .release_idle = release_idle};
     return o;
 }
 
@@ -1099,22 +1103,82 @@ static void test_no_holdback(void)
     gw_buf_cleanup(&r.log);
 }
 
+/* release_idle: expat goes between stanzas and comes back with the root's name and namespaces. */
+static void test_release_idle(void)
+{
+    struct gw_xml_opts o = stream_opts();
+    o.release_idle = true;
+    struct rec r;
+    rec_init(&r, true);
+    struct gw_xml_parser *p = gw_xml_new(&o, &cbs, &r);
+    if (!p)
+        abort();
+    r.p = p;
+    const char *open = "<?xml version='1.0'?><s:stream xmlns:s='http://etherx.jabber.org/streams' "
+                       "xmlns='jabber:client' xmlns:x='urn:x&amp;y' to='example.com'>";
+    CHECK(gw_xml_feed(p, open, strlen(open), NULL) == 0);
+    CHECK(r.opens == 1 && gw_xml_released(p));
+    const char *m1 = "<message><body>one</body></message>";
+    CHECK(gw_xml_feed(p, m1, strlen(m1), NULL) == 0);
+    CHECK(r.stanzas == 1 && gw_xml_released(p));
+    CHECK_STR(r.last, "<message xmlns='jabber:client'><body>one</body></message>");
+    /* a stanza over two reads: kept while it is open, released after */
+    CHECK(gw_xml_feed(p, " <x:a><x:b ", 11, NULL) == 0);
+    CHECK(!gw_xml_released(p));
+    CHECK(gw_xml_feed(p, "c='1'/></x:a>", 13, NULL) == 0);
+    CHECK(r.stanzas == 2 && gw_xml_released(p));
+    CHECK_STR(r.last, "<x:a xmlns='jabber:client' xmlns:x='urn:x&amp;y'><x:b c='1'/></x:a>");
+    /* whitespace keeps nothing either; the rebuilt parser still knows the root's name */
+    CHECK(gw_xml_feed(p, "\n", 1, NULL) == 0);
+    CHECK(gw_xml_released(p));
+    CHECK(gw_xml_feed(p, "</s:stream>", 11, NULL) == 0);
+    CHECK(r.closes == 1);
+    gw_xml_free(p);
+    gw_buf_cleanup(&r.log);
+
+    /* errors are still errors after a rebuild: a wrong end tag, an undeclared prefix */
+    const char *bad[] = {"</stream>", "<y:m/>", "<message><b></message>"};
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rec_init(&r, false);
+        p = gw_xml_new(&o, &cbs, &r);
+        if (!p)
+            abort();
+        r.p = p;
+        CHECK(gw_xml_feed(p, open, strlen(open), NULL) == 0);
+        CHECK(gw_xml_released(p));
+        CHECK(gw_xml_feed(p, bad[i], strlen(bad[i]), NULL) == GW_EPROTO);
+        CHECK_STR(gw_xml_error_condition(p), "not-well-formed");
+        CHECK(r.closes == 0);
+        /* a reset after the error starts a new stream from scratch */
+        CHECK(gw_xml_reset(p) == 0);
+        CHECK(gw_xml_feed(p, STREAM_OPEN "<iq/>", strlen(STREAM_OPEN "<iq/>"), NULL) == 0);
+        CHECK(r.opens == 2 && r.stanzas == 1 && gw_xml_released(p));
+        gw_xml_free(p);
+        gw_buf_cleanup(&r.log);
+    }
+}
+
 int main(void)
 {
-    test_stream_header();
-    test_injection();
-    test_every_split();
-    test_trees();
+    for (int round = 0; round < 2; round++) {
+        release_idle = round == 1;
+        test_stream_header();
+        test_injection();
+        test_every_split();
+        test_trees();
+        test_restricted();
+        test_malformed();
+        test_limits();
+        test_pause();
+        test_many_stanzas();
+        test_big_trees();
+        test_long_tokens();
+    }
+    release_idle = false;
+    test_no_holdback(); /* its large inputs take long: once */
+    test_release_idle();
     test_child_lookup();
     test_bosh_body();
     test_ws_frames();
-    test_restricted();
-    test_malformed();
-    test_limits();
-    test_pause();
-    test_many_stanzas();
-    test_big_trees();
-    test_long_tokens();
-    test_no_holdback();
     return CHECK_SUMMARY();
 }
