@@ -38,7 +38,8 @@ enum after_pause { AFTER_NONE, AFTER_TLS, AFTER_STREAM };
 
 struct gw_upstream {
     struct gw_ctx *ctx;
-    struct gw_upstream_cfg cfg;        /* copy: the config may be reloaded meanwhile */
+    struct gw_addr addr; /* copies: the config may be reloaded meanwhile */
+    enum gw_upstream_tls tls_mode;
     char domain[256];                  /* XMPP domain: to='', SNI and certificate name */
     char lang[64];                     /* xml:lang for our stream headers */
     char sid[80];                      /* for log lines (a session id: GW_SID_MAX, 65) */
@@ -46,19 +47,16 @@ struct gw_upstream {
     const struct gw_upstream_ops *ops; /* NULL once closed: no callback after that */
     void *ud;
     enum state state;
-    uv_getaddrinfo_t gai;       /* resolution request */
-    struct addrinfo *addrs;     /* result list, owned */
-    struct addrinfo *next_addr; /* next address to try */
-    uv_tcp_t tcp;               /* the socket */
-    uv_connect_t conn;          /* connect request */
-    uv_timer_t timer;           /* connect/handshake deadline */
-    uv_shutdown_t shut;         /* graceful close */
-    struct gw_tls *tls;         /* NULL until TLS starts; then between socket and parser */
-    struct gw_xml_parser *xml;  /* the stream parser */
-    char stream_id[256];        /* header attributes of the current stream */
-    char stream_from[256];
-    char stream_version[16];
-    char stream_lang[64];
+    uv_getaddrinfo_t gai;         /* resolution request */
+    struct addrinfo *addrs;       /* result list, owned */
+    struct addrinfo *next_addr;   /* next address to try */
+    uv_tcp_t tcp;                 /* the socket */
+    uv_connect_t conn;            /* connect request */
+    uv_timer_t timer;             /* connect/handshake deadline */
+    uv_shutdown_t shut;           /* graceful close */
+    struct gw_tls *tls;           /* NULL until TLS starts; then between socket and parser */
+    struct gw_xml_parser *xml;    /* the stream parser */
+    struct stream_hdr *hdr;       /* the current stream's header, from it until its features */
     bool header_seen;             /* current stream's header arrived */
     bool restart_due;             /* the session said this stream restarts */
     enum after_pause after_pause; /* what the bytes after a paused element are */
@@ -68,6 +66,14 @@ struct gw_upstream {
     bool timer_open;              /* timer handle not yet closed */
     unsigned pending;             /* requests in flight (resolve, connect, writes, shutdown) */
     size_t queued;                /* bytes in write requests in flight */
+};
+
+/* Header attributes of a stream: kept only until its features are handed up. */
+struct stream_hdr {
+    char id[256];
+    char from[256];
+    char version[16];
+    char lang[64];
 };
 
 struct wreq {
@@ -92,6 +98,7 @@ static void maybe_free(struct gw_upstream *u)
         uv_freeaddrinfo(u->addrs);
     gw_tls_free(u->tls);
     gw_xml_free(u->xml);
+    free(u->hdr);
     free(u->jid);
     free(u);
 }
@@ -228,8 +235,8 @@ static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream %s:%u (%s) failed: %s", u->cfg.addr.host,
-            u->cfg.addr.port, u->domain, text);
+    GW_WARN(&u->ctx->log, u->sid, u->jid, "upstream %s:%u (%s) failed: %s", u->addr.host,
+            u->addr.port, u->domain, text);
     if (tls_failure)
         u->ctx->metrics.upstream_tls_failures++;
     else
@@ -335,14 +342,20 @@ static void on_open(void *ud, const char *ns, const char *name, const struct gw_
              "upstream sent <%s/> instead of a stream header", name);
         return;
     }
-    copy_attr(u->stream_id, sizeof(u->stream_id), gw_xml_attr(attrs, n_attrs, "id"));
-    copy_attr(u->stream_from, sizeof(u->stream_from), gw_xml_attr(attrs, n_attrs, "from"));
-    copy_attr(u->stream_version, sizeof(u->stream_version), gw_xml_attr(attrs, n_attrs, "version"));
+    struct stream_hdr *h = u->hdr ? u->hdr : malloc(sizeof(*h));
+    if (!h) {
+        fail(u, GW_COND_internal_server_error, false, "out of memory");
+        return;
+    }
+    u->hdr = h;
+    copy_attr(h->id, sizeof(h->id), gw_xml_attr(attrs, n_attrs, "id"));
+    copy_attr(h->from, sizeof(h->from), gw_xml_attr(attrs, n_attrs, "from"));
+    copy_attr(h->version, sizeof(h->version), gw_xml_attr(attrs, n_attrs, "version"));
     const char *lang = gw_xml_attr(attrs, n_attrs, "xml:lang");
-    copy_attr(u->stream_lang, sizeof(u->stream_lang), lang ? lang : u->lang);
-    if (strcmp(u->stream_version, "1.0") != 0) {
+    copy_attr(h->lang, sizeof(h->lang), lang ? lang : u->lang);
+    if (strcmp(h->version, "1.0") != 0) {
         fail(u, GW_COND_remote_connection_failed, false, "upstream stream version '%s' is not 1.0",
-             u->stream_version);
+             h->version);
         return;
     }
     u->header_seen = true;
@@ -353,6 +366,10 @@ static void start_tls(struct gw_upstream *u, const char *data, size_t len);
 /* Hand the features up, with <starttls/> cut out. */
 static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st)
 {
+    if (!u->hdr) {
+        fail(u, GW_COND_remote_connection_failed, false, "upstream sent features without a header");
+        return;
+    }
     const struct gw_xml_node *tls = gw_xml_child(st->tree, GW_NS_TLS, "starttls");
     struct gw_buf b;
     gw_buf_init(&b, st->len + 1);
@@ -376,22 +393,25 @@ static void features_ready(struct gw_upstream *u, const struct gw_xml_stanza *st
         if (u->timer_open)
             uv_timer_stop(&u->timer);
     }
+    struct stream_hdr *h = u->hdr;
+    u->hdr = NULL;
     struct gw_stream_info hdr = {
-        .id = u->stream_id,
-        .from = u->stream_from[0] ? u->stream_from : u->domain,
-        .version = u->stream_version,
-        .lang = u->stream_lang,
+        .id = h->id,
+        .from = h->from[0] ? h->from : u->domain,
+        .version = h->version,
+        .lang = h->lang,
     };
-    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream stream %s ready (%s)", u->stream_id,
+    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream stream %s ready (%s)", h->id,
              u->tls ? gw_tls_version(u->tls) : "plain");
     if (u->ops)
         u->ops->on_features(u->ud, &hdr, gw_buf_ptr(&b), gw_buf_size(&b), st->tree);
     gw_buf_cleanup(&b);
+    free(h);
 }
 
 static void on_features(struct gw_upstream *u, const struct gw_xml_stanza *st)
 {
-    if (u->state == ST_STREAM && u->cfg.tls == GW_UPSTREAM_TLS_STARTTLS) {
+    if (u->state == ST_STREAM && u->tls_mode == GW_UPSTREAM_TLS_STARTTLS) {
         if (!gw_xml_child(st->tree, GW_NS_TLS, "starttls")) {
             fail(u, GW_COND_remote_connection_failed, true,
                  "upstream does not offer STARTTLS, and upstream tls is 'starttls'");
@@ -665,16 +685,16 @@ static void on_connected(uv_connect_t *req, int status)
             return;
         }
         fail(u, GW_COND_remote_connection_failed, false, "cannot connect to %s:%u: %s",
-             u->cfg.addr.host, u->cfg.addr.port, uv_strerror(status));
+             u->addr.host, u->addr.port, uv_strerror(status));
         maybe_free(u);
         return;
     }
     uv_tcp_nodelay(&u->tcp, 1);
     /* Notice an upstream that vanished without a FIN (crash, network cut) on an idle stream. */
     uv_tcp_keepalive(&u->tcp, 1, 60);
-    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connected to %s:%u", u->cfg.addr.host,
-             u->cfg.addr.port);
-    if (u->cfg.tls == GW_UPSTREAM_TLS_OFF) {
+    GW_DEBUG(&u->ctx->log, u->sid, u->jid, "upstream connected to %s:%u", u->addr.host,
+             u->addr.port);
+    if (u->tls_mode == GW_UPSTREAM_TLS_OFF) {
         u->state = ST_STREAM;
         update_reading(u);
         (void)open_stream(u);
@@ -686,7 +706,7 @@ static void on_connected(uv_connect_t *req, int status)
         maybe_free(u);
         return;
     }
-    if (u->cfg.tls == GW_UPSTREAM_TLS_DIRECT) {
+    if (u->tls_mode == GW_UPSTREAM_TLS_DIRECT) {
         u->state = ST_HANDSHAKE;
         update_reading(u);
         start_tls(u, NULL, 0);
@@ -704,7 +724,7 @@ static void try_next_address(struct gw_upstream *u)
     struct addrinfo *ai = u->next_addr;
     u->next_addr = ai ? ai->ai_next : NULL;
     if (!ai) {
-        fail(u, GW_COND_remote_connection_failed, false, "no address for %s", u->cfg.addr.host);
+        fail(u, GW_COND_remote_connection_failed, false, "no address for %s", u->addr.host);
         return;
     }
     if (uv_tcp_init(u->ctx->loop, &u->tcp) != 0) {
@@ -721,7 +741,7 @@ static void try_next_address(struct gw_upstream *u)
             return;
         }
         fail(u, GW_COND_remote_connection_failed, false, "cannot connect to %s:%u: %s",
-             u->cfg.addr.host, u->cfg.addr.port, uv_strerror(rc));
+             u->addr.host, u->addr.port, uv_strerror(rc));
         return;
     }
     u->pending++;
@@ -740,7 +760,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (status < 0 || !res) {
         fail(u, GW_COND_remote_connection_failed, false, "cannot resolve upstream host '%s': %s",
-             u->cfg.addr.host, uv_strerror(status));
+             u->addr.host, uv_strerror(status));
         maybe_free(u);
         return;
     }
@@ -759,7 +779,8 @@ struct gw_upstream *gw_upstream_open(struct gw_ctx *ctx, const struct gw_upstrea
     if (!u)
         return NULL;
     u->ctx = ctx;
-    u->cfg = *cfg;
+    u->addr = cfg->addr;
+    u->tls_mode = cfg->tls;
     snprintf(u->domain, sizeof(u->domain), "%s", domain);
     snprintf(u->lang, sizeof(u->lang), "%s", lang && *lang ? lang : "en");
     snprintf(u->sid, sizeof(u->sid), "%s", log_sid ? log_sid : "");
@@ -771,6 +792,7 @@ struct gw_upstream *gw_upstream_open(struct gw_ctx *ctx, const struct gw_upstrea
                    .max_depth = ctx->cfg->max_depth,
                    .max_attrs = ctx->cfg->max_attrs},
         .inject_context = true,
+        .release_idle = true, /* an idle session holds no expat (docs/design-notes.md) */
     };
     u->xml = gw_xml_new(&xo, &xml_cb, u);
     if (!u->xml) {
