@@ -244,8 +244,8 @@ static int probe_listen(const struct gw_addr *a, char *err, size_t errlen)
 static void set_protocols(struct gw_web *web, const struct gw_web_transports *tr)
 {
     web->protocols[0] = (struct lws_protocols){HTTP_PROTOCOL, http_callback, 0, 0, 0, web, 0};
-    web->protocols[1] =
-        (struct lws_protocols){GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(), 0, 0, tr->ws, 0};
+    web->protocols[1] = (struct lws_protocols){
+        GW_WS_PROTOCOL, gw_ws_callback, gw_ws_pss_size(), GW_WS_RX_BUFFER, 0, tr->ws, 0};
     web->protocols[2] = (struct lws_protocols){
         GW_BOSH_PROTOCOL, gw_bosh_callback, gw_bosh_pss_size(), 0, 0, tr->bosh, 0};
     web->protocols[3] = (struct lws_protocols){

@@ -9,6 +9,9 @@
 #include "core/ctx.h"
 
 #define GW_WS_PROTOCOL "xmpp"
+/* lws's receive buffer of each connection (rx_buffer_size; its default is pt_serv_buf_size,
+ * 4 KiB). A longer frame arrives in several RECEIVE callbacks and is reassembled anyway. */
+#define GW_WS_RX_BUFFER 1024
 
 struct gw_ws;
 
