@@ -4,11 +4,10 @@
  * (the cursor into its ring is the replay the hub hands over) and a bounded queue of shared event
  * references: events are serialized once by the hub, never per viewer. A viewer whose queue
  * passes limits.send_queue bytes is disconnected (it reconnects with its last id). Writes happen
- * only in HTTP_WRITEABLE, one lws_write per callback. One client address may hold at most
- * limits.per_address_sessions streams at once (counted apart from its XMPP sessions); past it,
- * 429 with a JSON error.
- * Owns: struct viewer, struct addr_viewers. Calls: session/hub, web helpers (http.c), config,
- * core, lws. */
+ * at once while lws holds nothing back for the socket, else in HTTP_WRITEABLE (flush_now). One
+ * client address may hold at most limits.per_address_sessions streams at once (counted apart from
+ * its XMPP sessions); past it, 429 with a JSON error. Owns: struct viewer, struct addr_viewers.
+ * Calls: session/hub, web helpers (http.c), config, core, lws. */
 #include "web/sse.h"
 
 #include <stdio.h>
@@ -40,23 +39,26 @@ struct addr_viewers {
 
 /* One event stream. */
 struct viewer {
-    struct gw_sse *sse;         /* the transport */
-    struct lws *wsi;            /* its connection */
-    struct pss *pss;            /* the connection's user data pointing here */
-    struct viewer *prev, *next; /* the transport's viewers */
-    struct gw_hub_watch watch;  /* on the hub's node */
-    char last_id[ID_MAX];       /* Last-Event-ID or ?last_event_id= */
-    bool has_last;              /* last_id was given */
-    bool cache;                 /* replay the cache without an id (not ?replay=0) */
-    struct gw_hub_event **q;    /* queued events, circular */
-    unsigned qcap, qhead, qn;   /* slots, oldest slot, events queued */
-    size_t qbytes;              /* bytes queued (all of the head event counted) */
-    size_t qoff;                /* bytes of the head event already written */
-    bool hb_due;                /* a heartbeat is due if nothing else goes */
-    bool ended;                 /* the final event went: close when lws has flushed it */
-    bool slow;                  /* disconnected for its queue */
-    char peer[64];              /* client address */
-    struct addr_viewers *from;  /* that address's count */
+    struct gw_sse *sse;           /* the transport */
+    struct lws *wsi;              /* its connection */
+    struct pss *pss;              /* the connection's user data pointing here */
+    struct viewer *prev, *next;   /* the transport's viewers */
+    struct gw_hub_watch watch;    /* on the hub's node */
+    char last_id[ID_MAX];         /* Last-Event-ID or ?last_event_id= */
+    bool has_last;                /* last_id was given */
+    bool cache;                   /* replay the cache without an id (not ?replay=0) */
+    struct gw_hub_event **q;      /* queued events, circular */
+    unsigned qcap, qhead, qn;     /* slots, oldest slot, events queued */
+    size_t qbytes;                /* bytes queued (all of the head event counted) */
+    size_t qoff;                  /* bytes of the head event already written */
+    bool hb_due;                  /* a heartbeat is due if nothing else goes */
+    bool asked;                   /* a WRITEABLE callback is asked for */
+    struct viewer *dprev, *dnext; /* in gw_sse.dirty while it has events not yet written */
+    bool dirty;                   /* on that list */
+    bool ended;                   /* the final event went: close when lws has flushed it */
+    bool slow;                    /* disconnected for its queue */
+    char peer[64];                /* client address */
+    struct addr_viewers *from;    /* that address's count */
 };
 
 /* lws's per-connection user data. */
@@ -72,6 +74,9 @@ struct gw_sse {
     struct gw_strmap by_addr;                   /* struct addr_viewers by client address */
     uv_timer_t hb;                              /* the heartbeat */
     bool hb_open;                               /* hb is initialised */
+    struct viewer *dirty;                       /* viewers with new events, written in flush */
+    uv_check_t flush;                           /* after this loop turn's I/O: write them */
+    bool flush_open;                            /* flush is initialised */
     unsigned char scratch[LWS_PRE + WRITE_MAX]; /* what one WRITEABLE writes */
 };
 
@@ -135,20 +140,17 @@ static void queue_push(struct viewer *v, struct gw_hub_event *ev)
         disconnect_slow(v);
         return;
     }
-    /* A queue that held something has a writeable callback asked for already (by the push that
-     * filled it, or by on_writeable() leaving some behind): asking again costs two epoll_ctl
-     * calls per event on lws's libuv loop, and nothing more gets written. */
-    bool asked = v->qn > 0;
     v->q[(v->qhead + v->qn) % v->qcap] = gw_hub_event_ref(ev);
     v->qn++;
     v->qbytes += ev->len;
     if (gw_queue_over(v->qbytes, v->sse->ctx->cfg->send_queue))
         disconnect_slow(v);
-    else if (!asked)
-        lws_callback_on_writable(v->wsi);
 }
 
 /* ---- what the hub tells a viewer ---- */
+
+static void flush_now(struct viewer *v);
+static void on_flush(uv_check_t *h);
 
 static void replay(struct viewer *v)
 {
@@ -157,7 +159,7 @@ static void replay(struct viewer *v)
         gw_hub_replay(&v->watch, v->has_last ? v->last_id : NULL, v->cache, ev, REPLAY_MAX);
     for (unsigned i = 0; i < n; i++)
         queue_push(v, ev[i]);
-    lws_callback_on_writable(v->wsi);
+    flush_now(v);
 }
 
 static void on_ready(void *ud)
@@ -165,9 +167,56 @@ static void on_ready(void *ud)
     replay(ud);
 }
 
+/* Events of one loop turn (several items in one upstream read) leave in one write per viewer:
+ * the viewer is written after the turn's I/O callbacks (on_flush). */
+static void mark_dirty(struct viewer *v)
+{
+    struct gw_sse *sse = v->sse;
+    if (v->dirty || !sse->flush_open)
+        return;
+    if (!sse->dirty)
+        uv_check_start(&sse->flush, on_flush);
+    v->dirty = true;
+    v->dprev = NULL;
+    v->dnext = sse->dirty;
+    if (sse->dirty)
+        sse->dirty->dprev = v;
+    sse->dirty = v;
+}
+
+static void unmark_dirty(struct viewer *v)
+{
+    if (!v->dirty)
+        return;
+    v->dirty = false;
+    if (v->dprev)
+        v->dprev->dnext = v->dnext;
+    else
+        v->sse->dirty = v->dnext;
+    if (v->dnext)
+        v->dnext->dprev = v->dprev;
+    v->dprev = v->dnext = NULL;
+}
+
+static void on_flush(uv_check_t *h)
+{
+    struct gw_sse *sse = h->data;
+    while (sse->dirty) {
+        struct viewer *v = sse->dirty;
+        unmark_dirty(v);
+        flush_now(v);
+    }
+    uv_check_stop(h);
+}
+
 static void on_event(void *ud, struct gw_hub_event *ev)
 {
-    queue_push(ud, ev);
+    struct viewer *v = ud;
+    queue_push(v, ev);
+    if (v->sse->flush_open)
+        mark_dirty(v);
+    else
+        flush_now(v);
 }
 
 static const struct gw_hub_watch_ops watch_ops = {.ready = on_ready, .event = on_event};
@@ -291,6 +340,9 @@ static int open_viewer(struct lws *wsi, struct pss *pss, struct addr_viewers *fr
     sse->n_viewers++;
     sse->ctx->metrics.sse_viewers++;
     lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0); /* a stream has no end of its own */
+    /* Everything the stream needs from the request is copied: its header table (about 4 KiB)
+     * goes back to lws for the life of the stream. */
+    lws_http_headers_detach(wsi);
     GW_DEBUG(&sse->ctx->log, NULL, NULL, "events: viewer %s of %s/%s (%u open)", v->peer, service,
              node, sse->n_viewers);
     if (rc == 1)
@@ -350,12 +402,12 @@ static int on_http(struct lws *wsi, struct pss *pss)
     return admit_viewer(wsi, pss, service, node, origin, cors);
 }
 
-static int on_writeable(struct lws *wsi, struct viewer *v)
+/* Up to WRITE_MAX bytes of the queue (or a due heartbeat) in one lws_write. -1: the write failed;
+ * else the bytes written. */
+static int write_queued(struct viewer *v)
 {
     unsigned char *start = v->sse->scratch + LWS_PRE;
     size_t n = 0;
-    if (v->slow)
-        return -1;
     while (v->qn && n < WRITE_MAX && !v->ended) {
         struct gw_hub_event *ev = v->q[v->qhead];
         size_t take = ev->len - v->qoff < WRITE_MAX - n ? ev->len - v->qoff : WRITE_MAX - n;
@@ -372,12 +424,52 @@ static int on_writeable(struct lws *wsi, struct viewer *v)
         n = sizeof(HEARTBEAT) - 1;
     }
     v->hb_due = false;
+    if (n && lws_write(v->wsi, start, n, LWS_WRITE_HTTP) < (int)n)
+        return -1;
+    return (int)n;
+}
+
+static void ask_writeable(struct viewer *v)
+{
+    if (!v->asked) {
+        v->asked = true;
+        lws_callback_on_writable(v->wsi);
+    }
+}
+
+/* Something to send: write it now unless lws still holds part of an earlier write (then the socket
+ * is full, and WRITEABLE comes when it drains). On lws's libuv loop every WRITEABLE round costs
+ * four epoll_ctl calls (POLLOUT on, then off); a write now costs one send(). lws keeps what the
+ * socket did not take and asks for POLLOUT itself. The final event closes in a callback. */
+static void flush_now(struct viewer *v)
+{
+    if (v->asked || v->slow)
+        return;
+    if (lws_partial_buffered(v->wsi)) {
+        ask_writeable(v);
+        return;
+    }
+    if (write_queued(v) < 0) {
+        lws_set_timeout(v->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (v->qn || v->ended)
+        ask_writeable(v);
+}
+
+static int on_writeable(struct lws *wsi, struct viewer *v)
+{
+    (void)wsi;
+    v->asked = false;
+    if (v->slow)
+        return -1;
+    int n = write_queued(v);
+    if (n < 0)
+        return -1;
     if (!n)
         return v->ended ? -1 : 0;
-    if (lws_write(wsi, start, n, LWS_WRITE_HTTP) < (int)n)
-        return -1;
     if (v->qn || v->ended)
-        lws_callback_on_writable(wsi);
+        ask_writeable(v);
     return 0;
 }
 
@@ -388,6 +480,7 @@ static void on_gone(struct gw_sse *sse, struct pss *pss)
     if (!v)
         return;
     pss->v = NULL;
+    unmark_dirty(v);
     gw_hub_unwatch(&v->watch);
     queue_clear(v);
     if (v->prev)
@@ -439,7 +532,7 @@ static void on_heartbeat(uv_timer_t *t)
     struct gw_sse *sse = t->data;
     for (struct viewer *v = sse->viewers; v; v = v->next) {
         v->hb_due = true;
-        lws_callback_on_writable(v->wsi);
+        flush_now(v);
     }
 }
 
@@ -460,13 +553,23 @@ struct gw_sse *gw_sse_new(struct gw_ctx *ctx, struct gw_hub *hub)
         sse->hb.data = sse;
         uv_timer_start(&sse->hb, on_heartbeat, every, every);
         sse->hb_open = true;
+        uv_check_init(ctx->loop, &sse->flush);
+        sse->flush.data = sse;
+        sse->flush_open = true;
     }
     return sse;
 }
 
+/* The two handles close apart: the last one frees the transport. */
 static void free_after_close(uv_handle_t *h)
 {
-    free(h->data);
+    struct gw_sse *sse = h->data;
+    if (h == (uv_handle_t *)&sse->hb)
+        sse->hb_open = false;
+    else
+        sse->flush_open = false;
+    if (!sse->hb_open && !sse->flush_open)
+        free(sse);
 }
 
 void gw_sse_free(struct gw_sse *sse)
@@ -484,4 +587,6 @@ void gw_sse_free(struct gw_sse *sse)
     }
     uv_timer_stop(&sse->hb);
     uv_close((uv_handle_t *)&sse->hb, free_after_close);
+    uv_check_stop(&sse->flush);
+    uv_close((uv_handle_t *)&sse->flush, free_after_close);
 }
