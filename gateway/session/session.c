@@ -611,10 +611,20 @@ size_t gw_sessions_end_drained(struct gw_sessions *tbl)
     return resumable;
 }
 
+/* Sessions closed in this loop turn wait in the graveyard, the latest first: a transport's last
+ * line about one (from its sink's closed()) still finds it there. Only the first few are looked
+ * at, so that a mass shutdown does not make every line walk a long list. */
+#define PEER_GRAVE_LOOKS 8
+
 const char *gw_sessions_peer_of(const void *ud, const char *sid)
 {
     const struct gw_sessions *tbl = ud;
     const struct gw_session *s = of_sid(gw_strmap_find(&tbl->by_sid, sid));
+    unsigned looks = 0;
+    for (const struct gw_session *d = tbl->graveyard; !s && d && looks < PEER_GRAVE_LOOKS;
+         d = d->next_dead, looks++)
+        if (strcmp(d->sid, sid) == 0)
+            s = d;
     return s && s->peer[0] ? s->peer : NULL;
 }
 

@@ -321,6 +321,11 @@ describe('admin API with real sessions', { timeout: 240000 }, () => {
     assert.ok(lines.length > 0, 'lines for alice');
     for (const l of lines) assert.match(l, / addr=127\.0\.0\.1 /, l);
     for (const l of gw.logs().filter((x) => / sid=- /.test(x))) assert.match(l, / addr=- /, l);
+    // Every session here came from 127.0.0.1, and every line naming one says so, the transports'
+    // last lines about a session that just ended included.
+    const sessionLines = gw.logs().filter((l) => / sid=(?!- )/.test(l));
+    assert.ok(sessionLines.some((l) => /BOSH session ended|session ended/.test(l)));
+    for (const l of sessionLines) assert.match(l, / addr=127\.0\.0\.1 /, l);
   });
 });
 
