@@ -1366,6 +1366,42 @@ static void test_shutdown(struct fixture *f)
         rec_cleanup(&r[i]);
 }
 
+/* One session ended by sid (the admin port's DELETE): its owner told the condition and text, its
+ * upstream closed with the stream's end; the other untouched; an unknown sid GW_EINVAL. The
+ * peer lookup of the log: the session's address by sid, still while it waits in the graveyard,
+ * NULL for an unknown sid. */
+static void test_end_sid(struct fixture *f)
+{
+    static const struct step script[] = {UP_TO_BOUND("e1"), {NULL, NULL, false, NULL}};
+    f->script = script;
+    struct rec r[2];
+    if (!open_client(f, &r[0]) || !open_client(f, &r[1]))
+        return;
+    CHECK(bring_up(f, &r[0]));
+    CHECK(gw_session_start(r[1].s, "localhost", NULL) == 0);
+    WAIT(f, r[1].ready == 1);
+    char sid[GW_SID_MAX + 1];
+    snprintf(sid, sizeof(sid), "%s", gw_session_id(r[0].s));
+    CHECK_STR(gw_sessions_peer_of(f->ctx.sessions, sid), "192.0.2.7");
+    CHECK(gw_sessions_peer_of(f->ctx.sessions, "nope") == NULL);
+    CHECK(gw_sessions_end_sid(f->ctx.sessions, "nope", GW_COND_policy_violation, "x") == GW_EINVAL);
+    CHECK(gw_sessions_end_sid(f->ctx.sessions, sid, GW_COND_policy_violation, "by the operator") ==
+          0);
+    CHECK(r[0].closed == 1 && r[0].cond == GW_COND_policy_violation);
+    CHECK(r[0].has_text && strcmp(r[0].text, "by the operator") == 0);
+    CHECK(r[1].closed == 0 && gw_sessions_count(f->ctx.sessions) == 1);
+    /* Out of the table, not yet freed: the address is still known in this turn. */
+    CHECK_STR(gw_sessions_peer_of(f->ctx.sessions, sid), "192.0.2.7");
+    CHECK(gw_sessions_end_sid(f->ctx.sessions, sid, GW_COND_policy_violation, "x") == GW_EINVAL);
+    WAIT(f, peer_eof(f, 0));
+    CHECK(peer_has(f, 0, STREAM_END));
+    CHECK(gw_sessions_peer_of(f->ctx.sessions, sid) == NULL); /* freed since */
+    gw_session_end(r[1].s, GW_COND_NONE);
+    finish(f);
+    for (unsigned i = 0; i < 2; i++)
+        rec_cleanup(&r[i]);
+}
+
 #define SM_ENABLE "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
 #define SM_ENABLED "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true' max='60'/>"
 
@@ -1831,6 +1867,7 @@ int main(void)
         test_bound_jid_checked(f);
         test_end_and_lost(f);
         test_shutdown(f);
+        test_end_sid(f);
         test_end_drained(f);
         test_resumed_elsewhere(f);
         test_table_limits(f);
