@@ -20,7 +20,7 @@
 //   node bench/cm.mjs [--runs 3] [--quick] [--columns LIST] [--json FILE] [--svg FILE] [--md FILE]
 // The gateway is $XMPPGW_BIN, else build/xmppgw; node-xmpp-bosh comes from bench/node_modules
 // (npm ci --prefix bench). bash bench/run.sh does both.
-import { fork, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -33,6 +33,7 @@ import {
   parseArgs, summarize, table, procStatus, cpuTimes, countFds, openFileLimit, sleep, machine,
 } from './lib/common.mjs';
 import { renderSvg } from './lib/chart.mjs';
+import { updateReadme } from './lib/readme.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WORKER = path.join(HERE, 'lib', 'load_worker.mjs');
@@ -71,6 +72,8 @@ const USAGE = `usage: node bench/cm.mjs [options]
   --json FILE         results (default $BENCH_OUT/cm-STAMP.json, else build-bench/out/)
   --svg FILE          chart (default next to the JSON)
   --md FILE           the tables as Markdown (default next to the JSON)
+  --readme            also put the tables into bench/README.md ("Latest run") and the chart into
+                      bench/cm.svg
 `;
 
 const quick = process.argv.includes('--quick');
@@ -79,7 +82,7 @@ const opts = parseArgs(process.argv.slice(2), {
   'rtt-count': quick ? 300 : 2000, 'rtt-warmup': quick ? 50 : 200, pairs: 50, inflight: 10,
   seconds: quick ? 3 : 20, 'warm-seconds': quick ? 1 : 2, logins: quick ? '200,500' : '1000,5000',
   parallel: 100, idle: quick ? 1000 : 9000, hub: quick ? '200' : '1000,10000', 'hub-items': quick ? 10 : 50,
-  'settle-seconds': quick ? 1 : 2, json: '', svg: '', md: '',
+  'settle-seconds': quick ? 1 : 2, json: '', svg: '', md: '', readme: false,
 }, USAGE);
 const columns = opts.columns.split(',').filter(Boolean);
 for (const c of columns) if (!COLUMNS[c]) throw new Error(`unknown column ${c}\n${USAGE}`);
@@ -575,8 +578,13 @@ async function main() {
   const seconds = (Date.now() - started) / 1000;
   console.log(`\n${(seconds / 60).toFixed(1)} minutes in all; load average now ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
+  let commit = null;
+  try {
+    commit = execFileSync('git', ['-C', path.join(HERE, '..'), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch { /* not a git checkout */ }
+  const argv = process.argv.slice(2).filter((a, i, all) => !['--json', '--svg', '--md'].includes(a) && !['--json', '--svg', '--md'].includes(all[i - 1]) && a !== '--readme');
   const result = {
-    bench: 'cm', when: new Date().toISOString(), seconds, opts, header, columns: Object.fromEntries(columns.map((c) => [c, COLUMNS[c]])),
+    bench: 'cm', when: new Date().toISOString(), seconds, commit, argv, opts, header, columns: Object.fromEntries(columns.map((c) => [c, COLUMNS[c]])),
     figures: FIGURES.map(({ key, label, lower }) => ({ key, label, lower })), runs, medians: med, extra, targets: tg,
     failure: failure ? String(failure.stack ?? failure) : null,
   };
@@ -584,6 +592,10 @@ async function main() {
   await writeFile(svgFile, renderSvg(result));
   await writeFile(mdFile, `${header.map((l) => `    ${l}`).join('\n')}\n\n${markdown(t)}\n`);
   console.log(`JSON ${jsonFile}\nSVG  ${svgFile}\nMarkdown ${mdFile}`);
+  if (opts.readme) {
+    await updateReadme(jsonFile, mdFile, svgFile);
+    console.log('bench/README.md and bench/cm.svg updated');
+  }
   if (failure) throw failure;
 }
 
