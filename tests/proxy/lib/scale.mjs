@@ -32,7 +32,7 @@ const env = (k, d) => Number(process.env[k] ?? d);
 const N_BOSH = env('XMPPGW_SCALE_BOSH', 300);
 const N_WS = env('XMPPGW_SCALE_WS', 150); // plain WebSocket
 const N_SM = env('XMPPGW_SCALE_SM', 150); // WebSocket with stream management (@xmpp/client)
-const LOGINS_AT_ONCE = env('XMPPGW_SCALE_CONCURRENCY', 30);
+const LOGINS_AT_ONCE = env('XMPPGW_SCALE_CONCURRENCY', 40);
 const USERS = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`scale${i}`, `scale-pw-${i}`]));
 const SRC = Array.from({ length: 64 }, (_, i) => `127.0.0.${10 + i}`); // client addresses
 const SRC_RE = /^127\.0\.0\.(\d+)$/;
@@ -190,7 +190,10 @@ export function scaleSuite(name, { start, bodyRouting }) {
         if (g.exited) continue;
         const r = await fetch(`${g.adminUrl}/api/sessions?limit=10000`);
         const list = (await r.json()).sessions.filter((x) => x.transport !== 'internal');
-        for (const x of list) if (x.jid) at.set(x.jid, g.node);
+        for (const x of list) {
+          if (x.jid) at.set(x.jid, g.node);
+          assert.match(x.peer ?? '', SRC_RE, `node ${g.node} lists ${x.jid} from ${x.peer}`);
+        }
       }
       return at;
     };
@@ -361,6 +364,7 @@ export function scaleSuite(name, { start, bodyRouting }) {
       const relogin = async (s) => {
         const ended = s.client.ended;
         s.endedWith = ended.condition;
+        s.endedAt = ended.at;
         for (let tries = 1; ; tries++) {
           try {
             await loginSlot(s);
@@ -376,8 +380,10 @@ export function scaleSuite(name, { start, bodyRouting }) {
       const relogins = [];
       for (const s of goneOther) s.client.onEnd = () => relogins.push(relogin(s));
 
+      let exitedAt = null;
+      g.process.once('exit', () => { exitedAt = Date.now(); });
       const t0 = Date.now();
-      const r = await fetch(`${g.adminUrl}/api/drain`, { method: 'POST' });
+      const r = await fetch(`${g.adminUrl}/api/drain`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
       await r.arrayBuffer();
       assert.ok(r.status >= 200 && r.status < 300, `POST /api/drain: ${r.status}`);
       const ready = await fetch(`${g.adminUrl}/readyz`);
@@ -401,10 +407,13 @@ export function scaleSuite(name, { start, bodyRouting }) {
       await until(() => reconnects.length === goneOther.length, 45000,
         () => `${goneOther.length - reconnects.length} of ${goneOther.length} plain sessions not back (ended: ${goneOther.filter((s) => s.client.ended).length}; e.g. ${goneOther.filter((s) => !reconnects.some((x) => x.s === s)).slice(0, 3).map((s) => `${s.label}: ${s.client.ended?.condition ?? 'not ended'} ${s.lastError ?? ''}`).join('; ')})`);
       await Promise.all(relogins);
-      figures.drain_to_end_ms = Math.min(...gone.map((s) => (s.kind === 'sm' ? s.client.disconnects.at(-1) : s.client.ended?.at ?? Infinity))) - t0;
-      const resumeMs = goneSm.filter((s) => s.client.resumes.length).map((s) => s.client.resumes.at(-1) - s.client.disconnects.at(-1));
-      const resumeFromDrain = goneSm.filter((s) => s.client.resumes.length).map((s) => s.client.resumes.at(-1) - t0);
-      figures.resume_ms = { n: resumeMs.length, p50: pct(resumeMs, 50), max: pct(resumeMs, 100), from_drain_p50: pct(resumeFromDrain, 50), from_drain_max: pct(resumeFromDrain, 100) };
+      const dropAt = (s) => s.client.disconnects.find((x) => x >= t0); // its first drop in the drain
+      const endAt = (s) => (s.kind === 'sm' ? dropAt(s) : s.endedAt) ?? Infinity;
+      figures.drain_to_end_ms = { first: Math.min(...gone.map(endAt)) - t0, last: Math.max(...gone.map(endAt)) - t0 };
+      const resumed = goneSm.filter((s) => s.client.resumes.length && dropAt(s));
+      const resumeMs = resumed.map((s) => s.client.resumes.at(-1) - dropAt(s));
+      const resumeFromDrain = resumed.map((s) => s.client.resumes.at(-1) - t0);
+      figures.resume_ms = { n: resumeMs.length, p50: pct(resumeMs, 50), max: pct(resumeMs, 100), from_drain_p50: pct(resumeFromDrain, 50), from_drain_max: pct(resumeFromDrain, 100), attempts_max: Math.max(0, ...resumed.map((s) => s.client.disconnects.filter((x) => x >= t0).length)) };
       const rc = reconnects.filter((x) => x.ms !== null).map((x) => x.ms);
       figures.reconnect_ms = { n: rc.length, p50: pct(rc, 50), max: pct(rc, 100), tries_max: Math.max(0, ...reconnects.map((x) => x.tries)) };
 
@@ -426,6 +435,7 @@ export function scaleSuite(name, { start, bodyRouting }) {
       assert.deepEqual([...stayDisconnects].filter(([s, n]) => s.client.disconnects.length !== n).map(([s]) => s.label), [], 'stream-management sessions of the other nodes that were disconnected');
       for (const s of stay) assert.equal(s.nodeAfter, s.node, `${s.label} moved`);
       const c = await g.stop();
+      figures.drained.exit_ms = exitedAt - t0;
       assert.equal(c, 0, `the drained node exited ${c}`);
     });
 
