@@ -51,6 +51,16 @@ class SourcedWebSocket extends WebSocket {
 }
 globalThis.WebSocket = SourcedWebSocket;
 
+/** What one client received: message id -> times, and when each first came. */
+class Inbox extends Map {
+  at = new Map();
+
+  set(id, n) {
+    if (!this.at.has(id)) this.at.set(id, Date.now());
+    return super.set(id, n);
+  }
+}
+
 /** Runs fn over items, at most n at once; resolves the results in order. */
 async function pool(items, n, fn) {
   const out = new Array(items.length);
@@ -201,7 +211,7 @@ export function scaleSuite(name, { start, bodyRouting }) {
     let msgSeq = 0;
     const sendTo = (from, to, phase) => {
       const id = `${phase}-${++msgSeq}`;
-      sent.set(id, { to, from, phase });
+      sent.set(id, { to, from, phase, at: Date.now() });
       from.client.send(to.jid, id);
     };
     const missing = (phase) => [...sent].filter(([id, m]) => (!phase || m.phase === phase) && !m.to.received.has(id));
@@ -217,7 +227,8 @@ export function scaleSuite(name, { start, bodyRouting }) {
         users: USERS, smacks: true, logLevel: 'warn',
         extraGlobal: 'smacks_hibernation_time = 120\nsmacks_max_unacked_stanzas = 0\nc2s_stanza_size_limit = 262144',
       });
-      gws.push(...await Promise.all(NODES.map(async (node) => {
+      // One after the other: each takes free ports that the one before holds by then.
+      for (const node of NODES) {
         const g = await startGateway({
           prosody,
           config: {
@@ -231,8 +242,9 @@ export function scaleSuite(name, { start, bodyRouting }) {
           },
         });
         g.node = node;
-        return g;
-      })));
+        gws.push(g);
+      }
+      assert.equal(new Set(gws.map((g) => g.port)).size, NODES.length, 'each node on its own port');
       proxy = await start({ gws, tls: cert });
       figures.proxy_version = proxy.version;
       // What the gateways can do: a BOSH session created straight at n1 says whether node_id
@@ -275,7 +287,7 @@ export function scaleSuite(name, { start, bodyRouting }) {
       const add = (kind, n, extra = () => ({})) => {
         for (let i = 0; i < n; i++) {
           const label = `${kind}${i}`;
-          slots.push({ label, kind, user: users[slots.length % users.length], resource: label, src: SRC[slots.length % SRC.length], received: new Map(), ...extra(i) });
+          slots.push({ label, kind, user: users[slots.length % users.length], resource: label, src: SRC[slots.length % SRC.length], received: new Inbox(), ...extra(i) });
         }
       };
       if (features.boshSticky) add('bosh', N_BOSH, (i) => ({ cookies: !bodyRouting || i % 2 === 0 }));
@@ -402,12 +414,13 @@ export function scaleSuite(name, { start, bodyRouting }) {
       goneSm.forEach((s, i) => sendTo(pick(i + 2), s, 'd-after'));
       stay.forEach((s, i) => sendTo(s, stay[(i + 29) % stay.length], 'o-after'));
 
+      const dropAt = (s) => s.client.disconnects.find((x) => x >= t0); // its first drop in the drain
+      const drainLog = () => g.logs().filter((l) => /drain|signal|exit|stopp/i.test(l)).slice(-8).join('\n');
       await until(() => goneSm.every((s) => s.client.resumes.length > 0 || s.client.newSessions > 0), 40000,
-        () => `${goneSm.filter((s) => !s.client.resumes.length).length} of ${goneSm.length} stream-management sessions not resumed`);
+        () => `${goneSm.filter((s) => !s.client.resumes.length).length} of ${goneSm.length} stream-management sessions not resumed (${goneSm.filter((s) => dropAt(s)).length} dropped; e.g. ${goneSm.filter((s) => !s.client.resumes.length).slice(0, 3).map((s) => `${s.label}: ${s.client.client.status}`).join(', ')}); node ${drainedNode} said:\n${drainLog()}`);
       await until(() => reconnects.length === goneOther.length, 45000,
         () => `${goneOther.length - reconnects.length} of ${goneOther.length} plain sessions not back (ended: ${goneOther.filter((s) => s.client.ended).length}; e.g. ${goneOther.filter((s) => !reconnects.some((x) => x.s === s)).slice(0, 3).map((s) => `${s.label}: ${s.client.ended?.condition ?? 'not ended'} ${s.lastError ?? ''}`).join('; ')})`);
       await Promise.all(relogins);
-      const dropAt = (s) => s.client.disconnects.find((x) => x >= t0); // its first drop in the drain
       const endAt = (s) => (s.kind === 'sm' ? dropAt(s) : s.endedAt) ?? Infinity;
       figures.drain_to_end_ms = { first: Math.min(...gone.map(endAt)) - t0, last: Math.max(...gone.map(endAt)) - t0 };
       const resumed = goneSm.filter((s) => s.client.resumes.length && dropAt(s));
@@ -446,7 +459,16 @@ export function scaleSuite(name, { start, bodyRouting }) {
       for (const s of slots) for (const [id, k] of s.received) if (sent.has(id) && k > 1) dups++;
       const byPhase = {};
       for (const [, m] of sent) byPhase[m.phase] = (byPhase[m.phase] ?? 0) + 1;
-      figures.messages = { sent: total, received: total - lost.length, lost: lost.length, duplicates: dups, by_phase: byPhase };
+      const latency = {};
+      for (const [id, m] of sent) {
+        const at = m.to.received.at.get(id);
+        if (at !== undefined) (latency[m.phase] ??= []).push(at - m.at);
+      }
+      figures.messages = {
+        sent: total, received: total - lost.length, lost: lost.length, duplicates: dups, by_phase: byPhase,
+        latency_ms: Object.fromEntries(Object.entries(latency).map(([p, xs]) => [p, { p50: pct(xs, 50), max: pct(xs, 100) }])),
+        lost_by_phase: lost.reduce((o, [, m]) => ({ ...o, [m.phase]: (o[m.phase] ?? 0) + 1 }), {}),
+      };
       assert.equal(lost.length, 0, `lost: ${lost.slice(0, 10).map(([id, m]) => `${id} to ${m.to.label}`).join(', ')}`);
       assert.equal(dups, 0, 'messages received twice');
     });

@@ -192,11 +192,12 @@ export function boshLogin(opts) {
   const wrap = (inner = '', extra = '') =>
     `<body xmlns="${NS_BOSH}" rid="${rid++}" sid="${c.sid}"${extra}>${inner}</body>`;
 
-  // The body's condition when it is a terminate, else null; notes its messages.
+  // Notes the body's messages (a terminate body may carry the last ones too); returns its
+  // condition when it is a terminate, else null.
   const take = (text) => {
     const head = text.slice(0, text.indexOf('>') + 1);
-    if (attr(head, 'type') === 'terminate') return attr(head, 'condition') ?? 'terminate';
     if (text.includes('<message')) for (const m of messages(text)) c.note(m.id);
+    if (attr(head, 'type') === 'terminate') return attr(head, 'condition') ?? 'terminate';
     const se = STREAM_ERROR_RE.exec(text);
     if (se) return se[1];
     return null;
