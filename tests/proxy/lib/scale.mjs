@@ -1,7 +1,7 @@
 // The scale-out suite, run once per proxy (scale_nginx.test.mjs, scale_haproxy.test.mjs): one
-// Prosody with mod_smacks, three gateway nodes (node_id n1, n2, n3) behind the real proxy started
-// from its shipped recipe with three server lines (lib/proxies.mjs; ports substituted), and
-// hundreds of clients reaching the proxy over TLS from loopback addresses 127.0.0.10 and up:
+// Prosody with mod_smacks, three gateway nodes (node_id node1, node2, node3) behind the real
+// proxy started from its shipped recipe (lib/proxies.mjs: ports substituted, the third node its
+// comments show made active), and hundreds of clients reaching the proxy over TLS from loopback addresses 127.0.0.10 and up:
 // raw BOSH sessions (lib/xmppraw.mjs; with cookies, as a browser keeps them, and for HAProxy half
 // of them without any, so that only the sid in the body can route them; both kinds change their
 // source address with every request, as mobile clients do, so that the client's address routes
@@ -25,7 +25,7 @@ import { startGateway, stopGatewayChecked } from '../../integration/lib/gateway.
 import { WebSocket, sleep } from '../../integration/lib/clients.mjs';
 import { wsLogin, boshLogin, boshAgent } from './xmppraw.mjs';
 
-const NODES = ['n1', 'n2', 'n3'];
+const NODES = ['node1', 'node2', 'node3']; // the recipes' node names
 const GRACE_S = 3;
 const env = (k, d) => Number(process.env[k] ?? d);
 // Sessions of each kind (XMPPGW_SCALE_* make a run smaller for a quick check).
@@ -247,10 +247,10 @@ export function scaleSuite(name, { start, bodyRouting }) {
       assert.equal(new Set(gws.map((g) => g.port)).size, NODES.length, 'each node on its own port');
       proxy = await start({ gws, tls: cert });
       figures.proxy_version = proxy.version;
-      // What the gateways can do: a BOSH session created straight at n1 says whether node_id
-      // prefixes the sid and names the node in a cookie (sticky BOSH), and an empty POST to
-      // /api/drain on n1's admin port whether the drain exists (405/400 for a wrong request
-      // there; 404 when there is no such route).
+      // What the gateways can do: a BOSH session created through the proxy says whether node_id
+      // prefixes the sid and names the node in a cookie (sticky BOSH), and a POST of a JSON
+      // array to /api/drain on the first node's admin port whether the drain exists (404 when
+      // there is no such route, else 400: the body must be an object, and nothing drains).
       const probe = await new Promise((resolve, reject) => {
         const req = https.request(boshUrl(), { method: 'POST', agent: false, ...tls, localAddress: SRC[0], headers: { 'Content-Type': 'text/xml; charset=utf-8' } }, (res) => {
           let t = '';
@@ -261,10 +261,11 @@ export function scaleSuite(name, { start, bodyRouting }) {
         req.end("<body rid='100' to='localhost' wait='1' hold='1' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>");
       });
       const sid = /sid=["']([^"']+)/.exec(probe.body)?.[1] ?? '';
-      features.boshSticky = /^n[123]\./.test(sid) && /xmppgw_node=n[123]/.test(String(probe.headers['set-cookie'] ?? ''));
-      const d = await fetch(`${gws[0].adminUrl}/api/drain`, { method: 'GET' });
+      features.boshSticky = /^node[123]\./.test(sid) && /xmppgw_node=node[123]/.test(String(probe.headers['set-cookie'] ?? ''));
+      const d = await fetch(`${gws[0].adminUrl}/api/drain`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '[]' });
       await d.arrayBuffer();
       features.drain = d.status !== 404;
+      if (features.drain) assert.equal(d.status, 400, 'a drain request with an array for a body is refused');
       console.log(`${proxy.version}; gateways ${gws.map((g) => `${g.node}:${g.port}`).join(' ')}; sticky BOSH: ${features.boshSticky} (sid ${sid.slice(0, 4)}...), drain: ${features.drain}`);
     });
 
