@@ -37,14 +37,39 @@ export function substitute(text, pairs) {
  * stands for both nodes (a single-node deployment with the shipped file).
  */
 const NODES = [{ addr: '127.0.0.1:5280', admin: 'port 5281' }, { addr: '127.0.0.1:5380', admin: 'port 5381' }];
+// The third node the recipes show in comments (node3, 127.0.0.1:5480, admin 5481).
+const NODE3 = { addr: '127.0.0.1:5480', admin: 'port 5481' };
 function nodePairs(gws, { admin }) {
-  if (gws.length < 1 || gws.length > NODES.length) throw new Error(`the recipes name ${NODES.length} nodes`);
-  return NODES.flatMap((n, i) => {
+  if (gws.length < 1 || gws.length > NODES.length + 1) throw new Error(`the recipes name ${NODES.length + 1} nodes`);
+  return [...NODES, ...(gws.length > NODES.length ? [NODE3] : [])].flatMap((n, i) => {
     const gw = gws[Math.min(i, gws.length - 1)];
     const pairs = [[n.addr, `127.0.0.1:${gw.port}`]];
     if (admin) pairs.push([n.admin, `port ${gw.adminPort}`]);
     return pairs;
   });
+}
+
+/**
+ * A recipe with its commented third node made active, as its comments tell an operator to do:
+ * every commented line that names node3 or 127.0.0.1:5480, and the commented upstream block of
+ * node3 (nginx). Throws when there is none: the recipe changed.
+ */
+export function withThirdNode(text) {
+  let inBlock = false;
+  let n = 0;
+  const out = text.split('\n').map((line) => {
+    const m = /^(\s*)# ?(.*)$/.exec(line);
+    if (!m) return line;
+    const body = m[2];
+    if (/^upstream xmppgw_node3 \{/.test(body)) inBlock = true;
+    const take = inBlock || /\bnode3\b|127\.0\.0\.1:5480/.test(body);
+    if (inBlock && /^\}/.test(body)) inBlock = false;
+    if (!take) return line;
+    n++;
+    return `${m[1]}${body.replace(/\s+# .*$/, '')}`;
+  });
+  if (!n) throw new Error('the recipe shows no third node (node3, 127.0.0.1:5480) in its comments');
+  return out.join('\n');
 }
 
 /** The active (uncommented) lines of a recipe. */
@@ -105,7 +130,8 @@ async function started(name, proc, port, dir, lines) {
 export async function startNginx({ gw, gws = [gw], tls }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'xmppgw-nginx-'));
   const [port, httpPort] = await freePorts(2);
-  const text = substitute(await recipe('nginx.conf'), [
+  const shipped = await recipe('nginx.conf');
+  const text = substitute(gws.length > NODES.length ? withThirdNode(shipped) : shipped, [
     ['listen 80;', `listen 127.0.0.1:${httpPort};`],
     ['listen [::]:80;', `listen [::1]:${httpPort};`],
     ['listen 443 ssl;', `listen 127.0.0.1:${port} ssl;`],
@@ -158,7 +184,8 @@ export async function startHaproxy({ gw, gws = [gw], tls }) {
   const [port, httpPort] = await freePorts(2);
   const pem = path.join(dir, 'xmppgw.pem');
   await writeFile(pem, `${await readFile(tls.certFile, 'utf8')}${await readFile(tls.keyFile, 'utf8')}`);
-  const text = substitute(await recipe('haproxy.cfg'), [
+  const shipped = await recipe('haproxy.cfg');
+  const text = substitute(gws.length > NODES.length ? withThirdNode(shipped) : shipped, [
     ['bind :::80 v6only', `bind ::1:${httpPort} v6only`],
     ['bind :::443 v6only ', `bind ::1:${port} v6only `],
     ['bind :80', `bind 127.0.0.1:${httpPort}`],

@@ -214,7 +214,12 @@ export function scaleSuite(name, { start, bodyRouting }) {
       sent.set(id, { to, from, phase, at: Date.now() });
       from.client.send(to.jid, id);
     };
-    const missing = (phase) => [...sent].filter(([id, m]) => (!phase || m.phase === phase) && !m.to.received.has(id));
+    // Messages to and from a plain session of the drained node while it drains may be on their
+    // way when the session ends: without stream management nothing brings them back. They are
+    // counted apart (cut by the shutdown); on a quiet machine none is, on a loaded one the last
+    // few are (stanzas then take seconds). Every other message must arrive.
+    const CUT_OK = ['d-grace-plain', 'd-from-plain'];
+    const missing = (phase) => [...sent].filter(([id, m]) => (phase ? m.phase === phase : !CUT_OK.includes(m.phase)) && !m.to.received.has(id));
     const waitDelivered = (phase, ms) => until(() => missing(phase).length === 0, ms,
       () => `${missing(phase).length} messages of ${phase} not received, e.g. ${missing(phase).slice(0, 5).map(([id, m]) => `${id} to ${m.to.label} (${m.to.kind}, node ${m.to.node})`).join(', ')}`);
 
@@ -404,9 +409,11 @@ export function scaleSuite(name, { start, bodyRouting }) {
       assert.equal(ready.status, 503, '/readyz fails at once');
       for (const o of gws.filter((x) => x !== g)) assert.equal((await fetch(`${o.adminUrl}/readyz`)).status, 200);
 
-      // During the grace: a message to every session of the drained node, and a round among the rest.
-      await sleep(500);
-      gone.forEach((s, i) => sendTo(pick(i), s, 'd-grace'));
+      await sleep(300);
+      // During the grace: a message to every session of the drained node, one from each of them
+      // (its node must still carry them), and a round among the rest.
+      gone.forEach((s, i) => sendTo(pick(i), s, s.kind === 'sm' ? 'd-grace' : 'd-grace-plain'));
+      gone.forEach((s, i) => sendTo(s, pick(i + 3), s.kind === 'sm' ? 'd-from' : 'd-from-plain'));
       stay.forEach((s, i) => sendTo(s, stay[(i + 13) % stay.length], 'o-grace'));
       // After the grace: the stream-management sessions are away or resuming; more for them.
       await until(() => Date.now() - t0 > GRACE_S * 1000 + 300, 10000, 'the grace');
@@ -424,6 +431,7 @@ export function scaleSuite(name, { start, bodyRouting }) {
       await Promise.all(relogins);
       const endAt = (s) => (s.kind === 'sm' ? dropAt(s) : s.endedAt) ?? Infinity;
       figures.drain_to_end_ms = { first: Math.min(...gone.map(endAt)) - t0, last: Math.max(...gone.map(endAt)) - t0 };
+      assert.ok(figures.drain_to_end_ms.first >= GRACE_S * 1000 - 100, `a session of the drained node ended ${figures.drain_to_end_ms.first} ms into a grace of ${GRACE_S} s`);
       const resumed = goneSm.filter((s) => s.client.resumes.length && dropAt(s));
       const resumeMs = resumed.map((s) => s.client.resumes.at(-1) - dropAt(s));
       const resumeFromDrain = resumed.map((s) => s.client.resumes.at(-1) - t0);
@@ -453,9 +461,10 @@ export function scaleSuite(name, { start, bodyRouting }) {
       assert.equal(c, 0, `the drained node exited ${c}`);
     });
 
-    it('counts: every message sent was received, none twice', async () => {
+    it('counts: every message sent was received (but those cut by the shutdown of a plain session), none twice', async () => {
       const total = sent.size;
       const lost = missing();
+      const cut = CUT_OK.flatMap((p) => missing(p));
       let dups = 0;
       for (const s of slots) for (const [id, k] of s.received) if (sent.has(id) && k > 1) dups++;
       const byPhase = {};
@@ -466,11 +475,17 @@ export function scaleSuite(name, { start, bodyRouting }) {
         if (at !== undefined) (latency[m.phase] ??= []).push(at - m.at);
       }
       figures.messages = {
-        sent: total, received: total - lost.length, lost: lost.length, duplicates: dups, by_phase: byPhase,
+        sent: total, received: total - lost.length - cut.length, lost: lost.length, cut_by_shutdown: cut.length, duplicates: dups, by_phase: byPhase,
         latency_ms: Object.fromEntries(Object.entries(latency).map(([p, xs]) => [p, { p50: pct(xs, 50), max: pct(xs, 100) }])),
         lost_by_phase: lost.reduce((o, [, m]) => ({ ...o, [m.phase]: (o[m.phase] ?? 0) + 1 }), {}),
       };
       assert.equal(lost.length, 0, `lost: ${lost.slice(0, 10).map(([id, m]) => `${id} to ${m.to.label}`).join(', ')}`);
+      if (drainedNode) {
+        // The drained node carried its plain sessions' traffic during the grace: most of it
+        // arrived (all of it unless the machine is so loaded that stanzas take seconds).
+        const plain = [...sent.values()].filter((m) => CUT_OK.includes(m.phase)).length;
+        assert.ok(cut.length <= plain / 2, `${cut.length} of ${plain} messages to and from the drained node's plain sessions during the grace cut`);
+      }
       assert.equal(dups, 0, 'messages received twice');
     });
   });
