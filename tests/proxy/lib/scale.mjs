@@ -451,7 +451,21 @@ export function scaleSuite(name, { start, bodyRouting }) {
       const failedResume = goneSm.filter((s) => s.client.newSessions > 0 || !s.client.resumes.length);
       assert.deepEqual(failedResume.map((s) => s.label), [], 'stream-management sessions that did not resume');
       assert.deepEqual(reconnects.filter((x) => x.ms === null).map((x) => `${x.s.label}: ${x.error}`), []);
-      assert.deepEqual([...new Set(goneOther.map((s) => s.endedWith))], ['system-shutdown'], 'the plain sessions were told system-shutdown');
+      // Told system-shutdown. Behind nginx many BOSH sessions of the drained node see a 502 from
+      // nginx instead (nginx does not send a POST again once it went to a node that then
+      // closed): counted apart in the figures; the client starts anew just the same. Behind
+      // HAProxy every one was told system-shutdown in the runs so far.
+      const endedWith = {};
+      for (const s of goneOther) {
+        const k = /^request failed: HTTP (\d+)/.exec(s.endedWith)?.[1] ?? s.endedWith;
+        endedWith[`${s.kind} ${k}`] = (endedWith[`${s.kind} ${k}`] ?? 0) + 1;
+      }
+      figures.drained.ended_with = endedWith;
+      for (const s of goneOther) {
+        const ok = s.endedWith === 'system-shutdown' || (s.kind === 'bosh' && /^request failed: HTTP 502/.test(s.endedWith));
+        assert.ok(ok, `${s.label} (${s.kind}) ended with ${s.endedWith}, not system-shutdown`);
+      }
+      assert.ok(goneOther.some((s) => s.endedWith === 'system-shutdown'), `told system-shutdown: ${JSON.stringify(endedWith)}`);
       for (const s of gone) assert.ok(s.nodeAfter && s.nodeAfter !== drainedNode, `${s.label} is on ${s.nodeAfter} after the drain`);
       assert.deepEqual(stay.filter((s) => s.client.ended).map((s) => `${s.label}: ${s.client.ended.condition}`), [], 'sessions of the other nodes that ended');
       assert.deepEqual([...stayDisconnects].filter(([s, n]) => s.client.disconnects.length !== n).map(([s]) => s.label), [], 'stream-management sessions of the other nodes that were disconnected');
