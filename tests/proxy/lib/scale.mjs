@@ -451,10 +451,10 @@ export function scaleSuite(name, { start, bodyRouting }) {
       const failedResume = goneSm.filter((s) => s.client.newSessions > 0 || !s.client.resumes.length);
       assert.deepEqual(failedResume.map((s) => s.label), [], 'stream-management sessions that did not resume');
       assert.deepEqual(reconnects.filter((x) => x.ms === null).map((x) => `${x.s.label}: ${x.error}`), []);
-      // Told system-shutdown. Behind nginx many BOSH sessions of the drained node see a 502 from
-      // nginx instead (nginx does not send a POST again once it went to a node that then
-      // closed): counted apart in the figures; the client starts anew just the same. Behind
-      // HAProxy every one was told system-shutdown in the runs so far.
+      // Told system-shutdown. Some BOSH sessions of the drained node see a 502 from the proxy
+      // instead, a request of theirs having gone to the node as it closed (a proxy does not send
+      // a POST again): counted apart in the figures (behind nginx up to half of them, behind
+      // HAProxy a few in the runs so far); the client starts anew just the same.
       const endedWith = {};
       for (const s of goneOther) {
         const k = /^request failed: HTTP (\d+)/.exec(s.endedWith)?.[1] ?? s.endedWith;
