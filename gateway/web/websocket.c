@@ -2,7 +2,8 @@
  * each reassembled message is and keeps the order rules; this file turns that into session calls
  * (<open/> starts or restarts the upstream stream, a stanza is passed through as bytes, <close/>
  * ends it) and writes the answers: a stream error is <stream:error/>, <close/>, then the WebSocket
- * close. Frames are written one per WRITEABLE callback from a bounded queue; past
+ * close. Stanzas from upstream are written at once while the socket takes them, else (and
+ * everything else) in WRITEABLE callbacks, several per callback, from a bounded queue; past
  * limits.send_queue the session stops reading upstream until it drains. A connection that sends
  * no <open/> within connect_timeout gets connection-timeout. Until its <open/> (or its end) a
  * connection counts against its client address's limits.per_address_pending; one past it is
@@ -27,6 +28,7 @@
 #include "web/ws_proto.h"
 
 #define CLOSE_WAIT_S 3 /* how long the peer has to answer our close frame */
+#define WRITE_BATCH 16 /* frames written per WRITEABLE callback at most */
 
 struct frame {
     struct frame *next;
@@ -46,6 +48,7 @@ struct conn {
     bool close_queued;    /* <close/> queued: close the WebSocket once the queue drains */
     bool close_sent;      /* our close frame is on the wire */
     bool upstream_paused; /* we told the session to stop reading */
+    bool asked;           /* a WRITEABLE callback is asked for */
     lws_sorted_usec_list_t open_timer; /* connect_timeout for <open/>; cancelled on CLOSED */
     enum lws_close_status close_code;
     struct gw_ws_pending_addr *pending; /* counted against its address until <open/>; or NULL */
@@ -115,7 +118,16 @@ size_t gw_ws_pss_size(void)
 
 /* ---- the outgoing queue ---- */
 
-static int enqueue(struct conn *c, const char *data, size_t len)
+static void ask_writeable(struct conn *c)
+{
+    if (!c->asked) {
+        c->asked = true;
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
+/* Queue a frame; the caller says when it goes (enqueue() asks for WRITEABLE). */
+static int enqueue_only(struct conn *c, const char *data, size_t len)
 {
     struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
     if (!f)
@@ -129,8 +141,15 @@ static int enqueue(struct conn *c, const char *data, size_t len)
         c->q_head = f;
     c->q_tail = f;
     c->q_bytes += len;
-    lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+static int enqueue(struct conn *c, const char *data, size_t len)
+{
+    int rc = enqueue_only(c, data, len);
+    if (!rc)
+        ask_writeable(c);
+    return rc;
 }
 
 /* Queue what a builder wrote into b (nothing when it failed), and free b. */
@@ -219,6 +238,8 @@ static void client_error(struct conn *c, enum gw_condition cond, const char *tex
 
 /* ---- session -> client ---- */
 
+static void flush_now(struct conn *c);
+
 static void sink_ready(void *t, const struct gw_stream_info *info, const char *features, size_t len)
 {
     struct conn *c = t;
@@ -231,11 +252,12 @@ static int sink_deliver(void *t, const char *bytes, size_t len)
     struct conn *c = t;
     if (c->close_queued)
         return 0;
-    if (enqueue(c, bytes, len) != 0) {
+    if (enqueue_only(c, bytes, len) != 0) {
         client_error(c, GW_COND_resource_constraint, "out of memory",
                      LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
         return 0;
     }
+    flush_now(c);
     if (gw_queue_over(c->q_bytes, c->ctx->cfg->send_queue)) {
         c->upstream_paused = true;
         return GW_EAGAIN;
@@ -474,26 +496,58 @@ static int on_receive(struct conn *c, const void *in, size_t len)
     return 0;
 }
 
-static int on_writeable(struct conn *c)
+/* The head frame on the wire. -1: the write failed. */
+static int write_head(struct conn *c)
 {
     struct frame *f = c->q_head;
-    if (f) {
-        c->q_head = f->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        c->q_bytes -= f->len;
-        int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        free(f);
-        if (n < 0)
-            return -1;
-        if (c->upstream_paused && gw_queue_drained(c->q_bytes, c->ctx->cfg->send_queue) && c->s) {
-            c->upstream_paused = false;
-            gw_session_resume(c->s);
-        }
+    c->q_head = f->next;
+    if (!c->q_head)
+        c->q_tail = NULL;
+    c->q_bytes -= f->len;
+    int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+    free(f);
+    if (n < 0)
+        return -1;
+    if (c->upstream_paused && gw_queue_drained(c->q_bytes, c->ctx->cfg->send_queue) && c->s) {
+        c->upstream_paused = false;
+        gw_session_resume(c->s);
     }
-    if (c->q_head || (f && c->close_queued)) {
+    return 0;
+}
+
+/* Stanzas from upstream go out at once while lws holds nothing back for the socket: on lws's
+ * libuv loop a WRITEABLE round costs epoll_ctl calls (POLLOUT on, then off). lws keeps what the
+ * socket did not take and asks for POLLOUT itself; the rest of the queue then waits for
+ * WRITEABLE. Not with permessage-deflate (its compressor drains in WRITEABLE callbacks), nor once
+ * the stream is closing (the close frame's order). Called outside lws's callbacks only. */
+static void flush_now(struct conn *c)
+{
+    if (c->asked || c->close_queued || c->ctx->cfg->ws_deflate) {
+        ask_writeable(c);
+        return;
+    }
+    while (c->q_head && !lws_partial_buffered(c->wsi))
+        if (write_head(c) < 0) {
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+            return;
+        }
+    if (c->q_head)
+        ask_writeable(c);
+}
+
+static int on_writeable(struct conn *c)
+{
+    c->asked = false;
+    bool wrote = false;
+    /* Several frames per callback while the socket takes them; the close frame after them. */
+    for (int i = 0; i < WRITE_BATCH && c->q_head && (!i || !lws_partial_buffered(c->wsi)); i++) {
+        if (write_head(c) < 0)
+            return -1;
+        wrote = true;
+    }
+    if (c->q_head || (wrote && c->close_queued)) {
         /* The close frame goes in a WRITEABLE callback of its own, after the last data frame. */
-        lws_callback_on_writable(c->wsi);
+        ask_writeable(c);
         return 0;
     }
     if (c->close_queued && !c->close_sent) {
