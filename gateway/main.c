@@ -75,6 +75,7 @@ struct app {
     bool signals_open; /* the signal and drain handles are initialised */
     bool stopping;     /* a drain started (signal or POST /api/drain) */
     bool signalled;    /* a SIGTERM or SIGINT came: the next one stops at once */
+    bool grace_over;   /* the drain's sessions have ended: the stop is DRAIN_FLUSH_MS away */
     unsigned grace_s;  /* the drain's grace, as drain.grace was when it started */
 };
 
@@ -173,6 +174,10 @@ static void on_grace_over(uv_timer_t *t)
 {
     struct app *app = t->data;
     size_t n = gw_sessions_count(app->ctx.sessions);
+    /* First the port: the clients told below reconnect through the proxy at once, and a connect
+     * refused here goes to another node instead of to this one's refusal. */
+    app->grace_over = true;
+    gw_web_stop_listening(app->web);
     size_t resumable = gw_sessions_end_drained(app->ctx.sessions);
     GW_INFO(&app->ctx.log, NULL, NULL,
             "drain: grace of %u s over: %zu sessions ended (%zu left resumable for XEP-0198, "
@@ -212,6 +217,12 @@ static void drain_by_api(void *ud, struct gw_admin_drain *out)
 static void on_term(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
+    if (app->grace_over && signum == SIGINT) {
+        /* lws's own, once its last connection is gone (gw_web_stop_listening): the stop comes
+         * within DRAIN_FLUSH_MS anyway */
+        GW_DEBUG(&app->ctx.log, NULL, NULL, "SIGINT after the drain: stopping as planned");
+        return;
+    }
     if (app->signalled) {
         GW_WARN(&app->ctx.log, NULL, NULL, "second signal: stopping at once");
         stop_now(app);

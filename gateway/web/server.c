@@ -398,6 +398,15 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, const struct gw_web_transports *
     return web;
 }
 
+void gw_web_stop_listening(struct gw_web *web)
+{
+    /* lws closes the listening sockets (asynchronously on libuv); connections already accepted
+     * go on. Once none is left it raises SIGINT on the process (lws's way to end a deprecated
+     * context): main.c ignores that after the grace. */
+    if (web && web->lws && !lws_context_is_deprecated(web->lws))
+        lws_context_deprecate(web->lws, NULL);
+}
+
 void gw_web_free(struct gw_web *web)
 {
     if (!web)

@@ -35,6 +35,10 @@ struct gw_web *gw_web_start(struct gw_ctx *ctx, const struct gw_web_transports *
  * then free. The transports are freed by their owner afterwards. */
 void gw_web_free(struct gw_web *web);
 
+/* The end of a drain: the public port accepts no new connection (a proxy's next connect is
+ * refused at once and goes to another node); connections already open go on. */
+void gw_web_stop_listening(struct gw_web *web);
+
 /* ---- helpers shared by the transports (http.c) ---- */
 
 /* The gateway context of an lws connection. */
