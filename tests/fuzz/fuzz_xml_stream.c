@@ -1,7 +1,9 @@
 /* libFuzzer target for gateway/xml/xml.c in stream mode. The first four input bytes choose where
  * the rest is cut into chunks; every way of feeding must deliver the same stanzas, byte for byte
  * and tree for tree, as feeding it in one piece. Each delivered stanza must also stand alone:
- * parsed as a document of its own it gives the same tree. Calls: xml, core/buf. */
+ * parsed as a document of its own it gives the same tree. A parser that releases expat between
+ * stanzas (release_idle, as upstream streams run) must deliver what one that keeps it does.
+ * Calls: xml, core/buf. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,10 +103,11 @@ static void on_close(void *ud)
 static const struct gw_xml_callbacks cbs = {on_open, want_tree, on_stanza, on_close};
 
 /* Feed data cut at the given offsets (or in steps of step bytes) and record what came out. */
-static void run_feed(struct run *r, bool pause, const char *data, size_t n, const size_t *cuts,
-                     size_t n_cuts, size_t step)
+static void run_feed(struct run *r, bool pause, bool release, const char *data, size_t n,
+                     const size_t *cuts, size_t n_cuts, size_t step)
 {
-    struct gw_xml_opts o = {.mode = GW_XML_STREAM, .limits = limits, .inject_context = true};
+    struct gw_xml_opts o = {
+        .mode = GW_XML_STREAM, .limits = limits, .inject_context = true, .release_idle = release};
     memset(r, 0, sizeof(*r));
     r->pause = pause;
     r->p = gw_xml_new(&o, &cbs, r);
@@ -182,17 +185,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cuts[1] = cuts[0] + ((size_t)data[2] | (size_t)data[3] << 8) % (n - cuts[0] + 1);
 
     struct run one, other;
-    run_feed(&one, false, s, n, NULL, 0, 0);
-    run_feed(&other, false, s, n, cuts, 2, 0);
+    run_feed(&one, false, false, s, n, NULL, 0, 0);
+    run_feed(&other, false, false, s, n, cuts, 2, 0);
     compare(&one, &other);
     gw_buf_cleanup(&other.log);
-    run_feed(&other, true, s, n, cuts, 2, 0);
+    run_feed(&other, true, false, s, n, cuts, 2, 0);
     compare(&one, &other);
     if (one.stanzas && other.rc == 0 && other.stanzas != 1)
         abort();
     gw_buf_cleanup(&other.log);
     /* Many small chunks: where expat's deferral of split tokens matters. */
-    run_feed(&other, false, s, n, NULL, 0, n <= BYTEWISE_MAX ? 1 : 1 + data[3] % 61);
+    size_t small = n <= BYTEWISE_MAX ? 1 : 1 + data[3] % 61;
+    run_feed(&other, false, false, s, n, NULL, 0, small);
+    compare(&one, &other);
+    gw_buf_cleanup(&other.log);
+    /* Released between stanzas: in one piece, at the cuts, and in small chunks. */
+    run_feed(&other, false, true, s, n, NULL, 0, 0);
+    compare(&one, &other);
+    if (other.rc != one.rc)
+        abort();
+    gw_buf_cleanup(&other.log);
+    run_feed(&other, false, true, s, n, cuts, 2, 0);
+    compare(&one, &other);
+    gw_buf_cleanup(&other.log);
+    run_feed(&other, false, true, s, n, NULL, 0, small);
     compare(&one, &other);
     gw_buf_cleanup(&other.log);
     gw_buf_cleanup(&one.log);
