@@ -483,6 +483,12 @@ void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd)
     o->payload_fd = fd;
 }
 
+void gw_bosh_order_confirm_all(struct gw_bosh_order *o)
+{
+    if (o->payload_rid > o->confirmed_rid)
+        o->confirmed_rid = o->payload_rid;
+}
+
 /* ---- response bodies ---- */
 
 #define BODY_OPEN "<body xmlns='" GW_NS_HTTPBIND "'"

@@ -228,6 +228,10 @@ void gw_bosh_order_arrival(struct gw_bosh_order *o, uint64_t rid, unsigned reque
 bool gw_bosh_order_allowed(const struct gw_bosh_order *o);
 /* An answer with stanzas for rid went out on fd. */
 void gw_bosh_order_sent(struct gw_bosh_order *o, uint64_t rid, int fd);
+/* The client surely has every answer so far: a stream restart (XEP-0206 section 5) is sent only
+ * once the client has read the SASL success, and the server sends nothing after it on the old
+ * stream. */
+void gw_bosh_order_confirm_all(struct gw_bosh_order *o);
 
 /* ---- response bodies ---- */
 

@@ -36,6 +36,7 @@
 
 #define TOMB_MIN_S 5        /* a tombstone lives `inactivity` seconds, at least this */
 #define CREATION_SLACK_S 10 /* beyond twice connect_timeout before a creation request gives up */
+#define ORDER_SETTLE_MS 300 /* an answer written this long ago has reached the client (wake) */
 /* A prebound session's first rid is below this (the 2^53 rid space never runs out). */
 #define PREBIND_RID_MAX 4000000000ull
 
@@ -105,6 +106,7 @@ struct bsess {
     uint64_t last_rid;             /* every rid up to this one was processed */
     uint64_t hi_answered;          /* highest rid answered */
     struct gw_bosh_order order;    /* which answers may carry stanzas */
+    uint64_t order_settle_ms;      /* stanzas held back for order go out then at the latest */
     struct gw_bosh_ridlog log;     /* recent rids and their answers */
     struct req_list held;          /* processed, not yet answered (REQ_HELD, REQ_DUE) */
     struct req_list early;         /* arrived before their turn (REQ_EARLY) */
@@ -361,12 +363,26 @@ static void release(struct gw_bosh_req *r)
     r->t->ops->ready(r->conn);
 }
 
-/* Data for the client: the oldest held request answers at once. */
+/* Data for the client: the oldest held request answers at once. While the last answer that
+ * carried stanzas may still be on its way (gw_bosh_order_allowed), an empty answer would have to
+ * bring the client back for them, and a client logging in (Strophe.js binding) does not come back
+ * by itself: the request waits up to ORDER_SETTLE_MS instead, or until a new request tells that
+ * the client has that answer. */
 static void wake(struct bsess *bs)
 {
     struct gw_bosh_req *r = bs->held.head;
-    if (r && r->state == REQ_HELD && !(r->creation && bs->state == BS_CONNECTING))
+    if (!r || r->state != REQ_HELD || (r->creation && bs->state == BS_CONNECTING))
+        return;
+    if (r->creation || gw_bosh_order_allowed(&bs->order) || !gw_buf_size(&bs->out)) {
         release(r);
+        return;
+    }
+    uint64_t now = now_ms(bs->t);
+    if (!bs->order_settle_ms)
+        bs->order_settle_ms = now + ORDER_SETTLE_MS;
+    if (!r->deadline_ms || r->deadline_ms > bs->order_settle_ms)
+        r->deadline_ms = bs->order_settle_ms;
+    reschedule(bs);
 }
 
 /* No more than `hold` requests wait: the oldest go first. */
@@ -438,6 +454,8 @@ static int compose_reply(struct bsess *bs, struct gw_bosh_req *r, const char *pa
 static int compose(struct bsess *bs, struct gw_bosh_req *r, bool *empty)
 {
     bool oldest = r == bs->held.head;
+    if (bs->order_settle_ms && now_ms(bs->t) >= bs->order_settle_ms)
+        gw_bosh_order_confirm_all(&bs->order); /* long enough on its way: it has arrived */
     bool take = oldest && (r->creation || gw_bosh_order_allowed(&bs->order));
     const char *payload = take ? gw_buf_ptr(&bs->out) : "";
     size_t plen = take ? gw_buf_size(&bs->out) : 0;
@@ -451,6 +469,7 @@ static int compose(struct bsess *bs, struct gw_bosh_req *r, bool *empty)
     if (take && plen)
         gw_bosh_order_sent(&bs->order, r->rid, r->fd);
     if (take) {
+        bs->order_settle_ms = 0;
         gw_buf_reset(&bs->out);
         if (bs->out.cap > 65536)
             gw_buf_cleanup(&bs->out);
@@ -976,6 +995,10 @@ static bool process_next(struct bsess *bs, struct gw_bosh_req *r)
         bs_end(bs, END_CLIENT, GW_COND_NONE, r);
         return false;
     }
+    /* A restart request follows the answer that carried <success/>, whichever connection each
+     * took (a proxy may use another one per request): the features may go in its answer. */
+    if (body->restart)
+        gw_bosh_order_confirm_all(&bs->order);
     enum gw_condition cond = body->restart ? restart(bs) : GW_COND_NONE;
     if (cond == GW_COND_NONE)
         cond = send_payload(bs, body);

@@ -812,19 +812,30 @@ static void test_order_of_answers(void)
     if (!create(&s, 13, 5, 1, NULL))
         return;
     /* Two requests on two connections: while the answer with stanzas may still be on its way on
-     * one, the other is answered empty at once; the client's next request gets the stanzas. */
+     * one, the other waits with the stanzas for it (a client that is logging in does not come
+     * back for them by itself), and they go out ORDER_SETTLE_MS (300 ms) later at the latest. */
     s.fd = 20;
     struct conn *a = next(&s, NULL, "<message to='e@" DOMAIN "'><body>echo</body></message>");
     CHECK(answer(a, 2000) && has(a, "echo"));
     s.fd = 21;
+    uint64_t t0 = uv_now(&F.loop);
     struct conn *b = next(&s, NULL, "<message to='e@" DOMAIN "'><body>echo</body></message>");
-    CHECK(answer(b, 2000));
-    CHECK(!has(b, "echo")); /* the client may not have a's answer yet */
+    CHECK(!answer(b, 150)); /* the client may not have a's answer yet */
+    CHECK(answer(b, 2000) && has(b, "echo"));
+    uint64_t waited = uv_now(&F.loop) - t0;
+    CHECK(waited >= 250 && waited < 1500);
+    /* Again, but the client's next request comes on the connection b's answer took: it has that
+     * answer, so the waiting request goes out at once, with the stanzas. */
+    s.fd = 22;
+    struct conn *d = next(&s, NULL, "<message to='e@" DOMAIN "'><body>echo</body></message>");
+    CHECK(!answer(d, 100));
+    s.fd = 21;
     struct conn *c = next(&s, NULL, NULL);
-    CHECK(answer(c, 2000) && has(c, "echo"));
+    CHECK(answer(d, 100) && has(d, "echo"));
     drop(a);
     drop(b);
     drop(c);
+    drop(d);
 }
 
 static void test_abandoned_creation(void)
