@@ -107,6 +107,7 @@ struct bsess {
     uint64_t hi_answered;          /* highest rid answered */
     struct gw_bosh_order order;    /* which answers may carry stanzas */
     uint64_t order_settle_ms;      /* stanzas held back for order go out then at the latest */
+    bool client_bound;             /* a request came after the bind: the client polls (wake) */
     struct gw_bosh_ridlog log;     /* recent rids and their answers */
     struct req_list held;          /* processed, not yet answered (REQ_HELD, REQ_DUE) */
     struct req_list early;         /* arrived before their turn (REQ_EARLY) */
@@ -364,16 +365,18 @@ static void release(struct gw_bosh_req *r)
 }
 
 /* Data for the client: the oldest held request answers at once. While the last answer that
- * carried stanzas may still be on its way (gw_bosh_order_allowed), an empty answer would have to
- * bring the client back for them, and a client logging in (Strophe.js binding) does not come back
- * by itself: the request waits up to ORDER_SETTLE_MS instead, or until a new request tells that
- * the client has that answer. */
+ * carried stanzas may still be on its way (gw_bosh_order_allowed), that answer is empty and the
+ * client comes back for them at once (a bound client polls). A client still logging in does not
+ * poll (Strophe.js waiting for its bind result; bound for us is not bound for it until it
+ * sends a request after the bind answer): its request waits up to ORDER_SETTLE_MS instead,
+ * or until a new request tells that the client has that answer. */
 static void wake(struct bsess *bs)
 {
     struct gw_bosh_req *r = bs->held.head;
     if (!r || r->state != REQ_HELD || (r->creation && bs->state == BS_CONNECTING))
         return;
-    if (r->creation || gw_bosh_order_allowed(&bs->order) || !gw_buf_size(&bs->out)) {
+    if (r->creation || bs->client_bound || gw_bosh_order_allowed(&bs->order) ||
+        !gw_buf_size(&bs->out)) {
         release(r);
         return;
     }
@@ -973,6 +976,8 @@ static bool process_next(struct bsess *bs, struct gw_bosh_req *r)
 {
     const struct gw_bosh_body *body = &r->body;
     uint64_t now = now_ms(bs->t);
+    const char *jid = bs_jid(bs);
+    bs->client_bound = bs->client_bound || (jid && jid[0]);
     if (!next_key(bs, r))
         return false;
     if (bs->p.ack && body->has_ack)
