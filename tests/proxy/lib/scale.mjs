@@ -176,13 +176,19 @@ export function scaleSuite(name, { start, bodyRouting }) {
     const wss = () => `wss://localhost:${proxy.port}/chat/xmpp-websocket`;
     const boshUrl = () => `https://localhost:${proxy.port}/chat/http-bind`;
     const host = () => `localhost:${proxy.port}`;
-    let srcTurn = 0;
-    const rotating = () => SRC[srcTurn++ % SRC.length];
+    // Each BOSH client walks the source addresses from its own starting point, so that every one
+    // of its requests comes from another address than the one before (a counter shared by all
+    // clients could hand one client the same address twice while others log in).
+    let srcStart = 0;
+    const rotating = () => {
+      let turn = srcStart++;
+      return () => SRC[turn++ % SRC.length];
+    };
 
     const loginSlot = async (slot) => {
       const common = { user: slot.user, password: USERS[slot.user], resource: slot.resource, received: slot.received, tls };
       if (slot.kind === 'bosh') {
-        slot.client = await boshLogin({ ...common, url: boshUrl(), host: host(), agent, src: features.boshSticky ? rotating : slot.src, cookies: slot.cookies });
+        slot.client = await boshLogin({ ...common, url: boshUrl(), host: host(), agent, src: features.boshSticky ? rotating() : slot.src, cookies: slot.cookies });
         slot.node = /^([a-z0-9_-]+)\./i.exec(slot.client.sid)?.[1] ?? null;
       } else if (slot.kind === 'ws') {
         slot.client = await wsLogin({ ...common, url: wss(), src: slot.src });
