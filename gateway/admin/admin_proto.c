@@ -211,38 +211,13 @@ static enum gw_admin_refusal check_token(const struct gw_config *cfg, const char
     return token_matches(want, tok, len) ? GW_ADMIN_OK : GW_ADMIN_ERR_BAD_TOKEN;
 }
 
-/* ---- limit ---- */
+/* ---- query arguments ---- */
 
-/* "limit" query argument: absent = default; digits only, 1..GW_ADMIN_SESSIONS_LIMIT_MAX. */
-static bool parse_limit(const char *s, size_t *out)
-{
-    if (!s) {
-        *out = GW_ADMIN_SESSIONS_LIMIT_DEFAULT;
-        return true;
-    }
-    size_t v = 0;
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (size_t)(*s - '0');
-        if (v > GW_ADMIN_SESSIONS_LIMIT_MAX)
-            return false;
-    }
-    if (v == 0)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* ---- the other query arguments ---- */
-
-/* "offset": absent = 0; digits only, up to GW_ADMIN_SESSIONS_OFFSET_MAX. */
-static bool parse_offset(const char *s, size_t *out)
+/* A count in a query argument: absent gives def; else digits only, min..max. */
+static bool parse_count(const char *s, size_t def, size_t min, size_t max, size_t *out)
 {
     size_t v = 0;
-    *out = 0;
+    *out = def;
     if (!s)
         return true;
     if (!*s)
@@ -251,9 +226,11 @@ static bool parse_offset(const char *s, size_t *out)
         if (*s < '0' || *s > '9')
             return false;
         v = v * 10 + (size_t)(*s - '0');
-        if (v > GW_ADMIN_SESSIONS_OFFSET_MAX)
+        if (v > max)
             return false;
     }
+    if (v < min)
+        return false;
     *out = v;
     return true;
 }
@@ -302,9 +279,10 @@ static enum gw_admin_refusal parse_end(const struct gw_admin_request *req,
 static enum gw_admin_refusal parse_listing(const struct gw_admin_request *req,
                                            struct gw_admin_decision *out)
 {
-    if (!parse_limit(req->limit, &out->limit))
+    if (!parse_count(req->limit, GW_ADMIN_SESSIONS_LIMIT_DEFAULT, 1, GW_ADMIN_SESSIONS_LIMIT_MAX,
+                     &out->limit))
         return GW_ADMIN_ERR_LIMIT;
-    if (!parse_offset(req->offset, &out->offset))
+    if (!parse_count(req->offset, 0, 0, GW_ADMIN_SESSIONS_OFFSET_MAX, &out->offset))
         return GW_ADMIN_ERR_OFFSET;
     if (!filter_ok(req->jid, GW_ADMIN_FILTER_JID_MAX) ||
         !filter_ok(req->address, GW_ADMIN_FILTER_ADDRESS_MAX))

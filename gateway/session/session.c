@@ -285,23 +285,33 @@ void gw_session_end(struct gw_session *s, enum gw_condition cond)
     end_by_owner(s, cond == GW_COND_NONE ? "closed by the client" : gw_condition_name(cond));
 }
 
-void gw_session_lost(struct gw_session *s)
+/* XEP-0198: a bound stream that enabled resumption can be left to the server. */
+static bool can_leave_resumable(const struct gw_session *s)
 {
-    if (s->state != GW_SESSION_BOUND || !s->sm_id || !s->jid || !s->up) {
-        end_by_owner(s, "the client side is gone");
-        return;
-    }
-    /* XEP-0198: to the server the client vanished, so it keeps the stream for resumption; a new
-     * session that resumes it takes this JID. */
-    GW_INFO(&s->ctx->log, s->sid, s->jid,
-            "session ended: the client side is gone; upstream left resumable for %u s",
-            s->sm_window);
+    return s->state == GW_SESSION_BOUND && s->sm_id && s->jid && s->up;
+}
+
+/* Close the upstream without </stream:stream>: to the server the client vanished, so it keeps the
+ * stream for resumption, and a session that resumes it (here: resume_keep() gives it this JID;
+ * or on another node) takes it. The owner is detached first and told nothing. */
+static void leave_resumable(struct gw_session *s, const char *why)
+{
+    GW_INFO(&s->ctx->log, s->sid, s->jid, "session ended: %s; upstream left resumable for %u s",
+            why, s->sm_window);
     s->ctx->metrics.resumable_drops++;
     resume_keep(s);
     s->ops = NULL;
     gw_upstream_abort(s->up);
     s->up = NULL;
     session_transition(s, GW_SESSION_CLOSED);
+}
+
+void gw_session_lost(struct gw_session *s)
+{
+    if (can_leave_resumable(s))
+        leave_resumable(s, "the client side is gone");
+    else
+        end_by_owner(s, "the client side is gone");
 }
 
 /* ---- client elements for upstream ---- */
@@ -583,18 +593,12 @@ void gw_sessions_foreach(struct gw_sessions *tbl,
  * left resumable. */
 static bool end_draining(struct gw_session *s)
 {
-    if (s->state != GW_SESSION_BOUND || !s->sm_id || !s->jid || !s->up || s->visitor || s->login) {
+    if (!can_leave_resumable(s) || s->visitor || s->login) {
         session_fail(s, GW_COND_system_shutdown, "the gateway is shutting down");
         return false;
     }
-    GW_INFO(&s->ctx->log, s->sid, s->jid,
-            "session ended: drained; upstream left resumable for %u s", s->sm_window);
-    s->ctx->metrics.resumable_drops++;
     const struct gw_sink_ops *ops = s->ops;
-    s->ops = NULL;
-    gw_upstream_abort(s->up);
-    s->up = NULL;
-    session_transition(s, GW_SESSION_CLOSED);
+    leave_resumable(s, "drained");
     struct gw_close_reason why = {
         .cond = GW_COND_system_shutdown, .text = "the gateway is shutting down", .resumable = true};
     if (ops)
