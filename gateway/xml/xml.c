@@ -98,6 +98,7 @@ struct gw_xml_parser {
     uint64_t pause_end;    /* end of the element after which a callback paused us */
     unsigned depth;        /* elements open */
     bool in_stanza;        /* between a stanza's start tag and its end */
+    bool in_cdata;         /* inside a CDATA section (expat's own state: release_idle waits) */
     uint64_t stanza_start; /* offset of the current stanza's '<' */
     uint64_t text_run;     /* character data between stanzas since the last one */
     enum lex lex;          /* lexical state after the last byte fed */
@@ -873,6 +874,21 @@ static void handle_other(void *ud, const XML_Char *s, int len)
     p->mark = end;
 }
 
+/* A CDATA section's content comes as character data; its start and end tags are markup as above,
+ * and say that expat is inside a section, which a parser rebuilt between stanzas would not know
+ * (release_idle waits for its end). */
+static void handle_cdata_start(void *ud)
+{
+    ((struct gw_xml_parser *)ud)->in_cdata = true;
+    handle_other(ud, NULL, 0);
+}
+
+static void handle_cdata_end(void *ud)
+{
+    ((struct gw_xml_parser *)ud)->in_cdata = false;
+    handle_other(ud, NULL, 0);
+}
+
 static void handle_xml_decl(void *ud, const XML_Char *version, const XML_Char *encoding,
                             int standalone)
 {
@@ -1001,6 +1017,7 @@ static void setup_expat(struct gw_xml_parser *p)
     XML_SetReturnNSTriplet(xp, XML_TRUE);
     XML_SetElementHandler(xp, handle_start, handle_end);
     XML_SetCharacterDataHandler(xp, handle_text);
+    XML_SetCdataSectionHandler(xp, handle_cdata_start, handle_cdata_end);
     XML_SetStartNamespaceDeclHandler(xp, handle_ns_decl);
     XML_SetXmlDeclHandler(xp, handle_xml_decl);
     XML_SetDefaultHandlerExpand(xp, handle_other);
@@ -1024,7 +1041,7 @@ static void clear_state(struct gw_xml_parser *p)
     p->chunk_len = 0;
     p->chunk_base = p->in_base = p->mark = p->pause_end = 0;
     p->depth = 0;
-    p->in_stanza = p->tree = false;
+    p->in_stanza = p->tree = p->in_cdata = false;
     p->stanza_start = p->text_run = 0;
     p->lex = LEX_TEXT;
     p->lex_quote = 0;
@@ -1255,7 +1272,8 @@ static int create_expat(struct gw_xml_parser *p)
 static void release_idle(struct gw_xml_parser *p)
 {
     if (!p->opts.release_idle || !p->xp || p->stopped || p->paused || p->depth != 1 ||
-        p->in_stanza || gw_buf_size(&p->in) || p->lex != LEX_TEXT || !gw_buf_size(&p->root_tag))
+        p->in_stanza || p->in_cdata || gw_buf_size(&p->in) || p->lex != LEX_TEXT ||
+        !gw_buf_size(&p->root_tag))
         return;
     XML_ParserFree(p->xp);
     p->xp = NULL;
