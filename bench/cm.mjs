@@ -397,7 +397,8 @@ function targets(runs, med, extra) {
   add(`RSS per idle BOSH session, plain upstream (at ${last})`, med['gw-bosh']?.[`rss${last}`], '<= 12 KiB', (v) => v <= 12, ' KiB');
   add(`RSS per idle WS session, STARTTLS upstream (at ${last})`, med['gw-ws-tls']?.[`rss${last}`], 'stated', () => true, ' KiB');
   add(`RSS per idle BOSH session, STARTTLS upstream (at ${last})`, med['gw-bosh-tls']?.[`rss${last}`], 'stated', () => true, ' KiB');
-  if (extra.idle) add(`idle WS sessions open in one process (of ${extra.idle.n})`, extra.idle.failed ? 0 : extra.idle.stillOpen ?? extra.idle.opened, `= ${extra.idle.n}`, (v) => v >= extra.idle.n && extra.idle.n >= 9000, '');
+  // The target is 9,000 sessions: a smaller --idle run shows what it opened, and cannot pass.
+  if (extra.idle) add(`idle WS sessions open in one process (${extra.idle.n} tried)`, extra.idle.failed ? 0 : extra.idle.stillOpen ?? extra.idle.opened, '>= 9000', (v) => v >= 9000, '');
   add(`set-up rate xmppgw WS / direct TCP (${last})`, rat(`setup${last}`, 'gw-ws', 'direct'), '>= 0.90', (v) => v >= 0.9);
   const boshPeers = ['pros-bosh', 'nxb-bosh'].filter((c) => med[c]);
   const worst = Math.min(...boshPeers.map((c) => rat(`setup${last}`, 'gw-bosh', c)));

@@ -376,6 +376,7 @@ static int start(struct app *app, char *err, size_t errlen)
     ctx->upstream_tls = gw_upstream_tls_ctx_new(app->cfg->upstream_ca, err, errlen);
     if (!ctx->upstream_tls)
         return GW_EIO;
+    ctx->up_batch = gw_upstream_batch_new(ctx);
     ctx->sessions = gw_sessions_new(ctx);
     if (ctx->sessions) { /* log lines with a sid name its client's address */
         ctx->log.peer_of = gw_sessions_peer_of;
@@ -422,6 +423,7 @@ static void stop(struct app *app)
     gw_ws_free(app->ws);
     ctx->log.peer_of = NULL;
     gw_sessions_free(ctx->sessions);
+    gw_upstream_batch_free(ctx);
     close_signals(app);
     if (app->loop_open) {
         uv_run(ctx->loop, UV_RUN_DEFAULT);

@@ -225,6 +225,28 @@ static void put_more(const struct gw_ctx *ctx, struct text *t)
     put_plain(t, "xmppgw_process_max_fds", process_max_fds());
 }
 
+/* The upstream connections' families. */
+static void put_upstream(const struct gw_metrics *m, struct text *t)
+{
+    put_family(t, "xmppgw_upstream_writes_total", "counter",
+               "Writes to upstream sockets: stanzas that arrive in one loop turn leave in one.");
+    put_plain(t, "xmppgw_upstream_writes_total", m->upstream_writes);
+
+    put_family(t, "xmppgw_upstream_connects_total", "counter",
+               "Connection attempts to upstream XMPP servers.");
+    put_plain(t, "xmppgw_upstream_connects_total", m->upstream_connects);
+
+    put_family(t, "xmppgw_upstream_connected_total", "counter",
+               "Upstream streams that reached stream features.");
+    put_plain(t, "xmppgw_upstream_connected_total", m->upstream_connected);
+
+    put_family(t, "xmppgw_upstream_failures_total", "counter",
+               "Upstream failures: connect or stream (connect), TLS handshake or verification "
+               "(tls).");
+    put_labeled(t, "xmppgw_upstream_failures_total", "kind", "connect", m->upstream_failures);
+    put_labeled(t, "xmppgw_upstream_failures_total", "kind", "tls", m->upstream_tls_failures);
+}
+
 int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub, struct gw_buf *out)
 {
     const struct gw_metrics *m = &ctx->metrics;
@@ -248,19 +270,7 @@ int gw_admin_render_metrics(const struct gw_ctx *ctx, const struct gw_hub *hub, 
     put_labeled(&t, "xmppgw_bytes_total", "direction", "to_upstream", m->bytes_to_upstream);
     put_labeled(&t, "xmppgw_bytes_total", "direction", "to_client", m->bytes_to_client);
 
-    put_family(&t, "xmppgw_upstream_connects_total", "counter",
-               "Connection attempts to upstream XMPP servers.");
-    put_plain(&t, "xmppgw_upstream_connects_total", m->upstream_connects);
-
-    put_family(&t, "xmppgw_upstream_connected_total", "counter",
-               "Upstream streams that reached stream features.");
-    put_plain(&t, "xmppgw_upstream_connected_total", m->upstream_connected);
-
-    put_family(&t, "xmppgw_upstream_failures_total", "counter",
-               "Upstream failures: connect or stream (connect), TLS handshake or verification "
-               "(tls).");
-    put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "connect", m->upstream_failures);
-    put_labeled(&t, "xmppgw_upstream_failures_total", "kind", "tls", m->upstream_tls_failures);
+    put_upstream(m, &t);
 
     put_family(&t, "xmppgw_refused_total", "counter",
                "Clients refused or cut by a limit or deadline, by limit.");

@@ -32,6 +32,7 @@ struct gw_metrics {
     uint64_t stanzas_to_client;                  /* server -> client */
     uint64_t bytes_to_upstream;
     uint64_t bytes_to_client;
+    uint64_t upstream_writes;              /* write requests to upstream sockets */
     uint64_t upstream_connects;            /* attempts */
     uint64_t upstream_connected;           /* streams that reached features */
     uint64_t upstream_failures;            /* connect or stream failures, TLS apart */

@@ -8,6 +8,7 @@
 #include "xmpp/upstream.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,10 @@ struct gw_upstream {
     bool tcp_open;                /* tcp handle initialised and not yet closed */
     bool timer_open;              /* timer handle not yet closed */
     unsigned pending;             /* requests in flight (resolve, connect, writes, shutdown) */
-    size_t queued;                /* bytes in write requests in flight */
+    size_t queued;                /* bytes gathered and in write requests in flight */
+    struct wreq *gather;          /* bytes written this loop turn, not yet handed to libuv */
+    struct gw_upstream *b_next;   /* on the batch's list while gather holds bytes */
+    struct gw_upstream **b_pprev; /* NULL: not on it */
 };
 
 /* Header attributes of a stream: kept only until its features are handed up. */
@@ -79,14 +83,30 @@ struct stream_hdr {
 struct wreq {
     uv_write_t req;
     struct gw_upstream *u;
-    size_t len;
+    size_t len, cap; /* bytes in data, room in data */
     char data[];
 };
+
+/* Writes gathered per loop turn: what is written to an upstream while the loop runs its
+ * callbacks collects in one write request, which leaves when the turn's callbacks are done (the
+ * check handle, after the poll phase) or before the loop would wait (the idle handle, for bytes
+ * written by timers and close callbacks): stanzas that arrive together cost one system call,
+ * and the server reads them in one. */
+struct gw_upstream_batch {
+    uv_check_t check;
+    uv_idle_t idle;
+    struct gw_upstream *head; /* upstreams with gathered bytes */
+    unsigned open;            /* handles not yet closed */
+    bool running;             /* check and idle started */
+};
+
+#define GATHER_MIN 1024 /* first room of a gather request */
 
 static void teardown(struct gw_upstream *u, bool send_close);
 static void fail(struct gw_upstream *u, enum gw_condition cond, bool tls_failure, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
 static void try_next_address(struct gw_upstream *u);
+static void batch_unlink(struct gw_upstream *u);
 
 /* ---- lifetime ---- */
 
@@ -94,6 +114,8 @@ static void maybe_free(struct gw_upstream *u)
 {
     if (u->state != ST_CLOSED || u->tcp_open || u->timer_open || u->pending)
         return;
+    batch_unlink(u);
+    free(u->gather);
     if (u->addrs)
         uv_freeaddrinfo(u->addrs);
     gw_tls_free(u->tls);
@@ -140,25 +162,151 @@ static void on_written(uv_write_t *req, int status)
     maybe_free(u);
 }
 
-static int write_raw(struct gw_upstream *u, const char *data, size_t len)
+/* w (its bytes counted in u->queued) to libuv, which writes at once when nothing is queued
+ * before it. GW_EIO: not taken (w freed, its bytes uncounted). */
+static int submit(struct gw_upstream *u, struct wreq *w)
 {
-    if (!u->tcp_open || uv_is_closing((uv_handle_t *)&u->tcp))
-        return GW_ECLOSED;
-    struct wreq *w = malloc(sizeof(*w) + len);
-    if (!w)
-        return GW_ENOMEM;
-    w->u = u;
-    w->len = len;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_written);
-    if (rc < 0) {
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_written) < 0) {
+        u->queued -= w->len;
         free(w);
         return GW_EIO;
     }
     u->pending++;
-    u->queued += len;
+    u->ctx->metrics.upstream_writes++;
     return 0;
+}
+
+static void batch_unlink(struct gw_upstream *u)
+{
+    if (!u->b_pprev)
+        return;
+    *u->b_pprev = u->b_next;
+    if (u->b_next)
+        u->b_next->b_pprev = u->b_pprev;
+    u->b_next = NULL;
+    u->b_pprev = NULL;
+}
+
+/* The bytes gathered for u leave now (dropped if the socket is closing). */
+static void flush(struct gw_upstream *u)
+{
+    struct wreq *w = u->gather;
+    batch_unlink(u);
+    u->gather = NULL;
+    if (!w)
+        return;
+    if (!u->tcp_open || uv_is_closing((uv_handle_t *)&u->tcp)) {
+        u->queued -= w->len;
+        free(w);
+        return;
+    }
+    if (submit(u, w) != 0)
+        fail(u, GW_COND_remote_connection_failed, false, "write to upstream failed");
+}
+
+static void batch_run(struct gw_upstream_batch *b)
+{
+    while (b->head)
+        flush(b->head); /* unlinks it; a failure's callbacks may link or unlink others */
+    if (b->running) {
+        uv_check_stop(&b->check);
+        uv_idle_stop(&b->idle);
+        b->running = false;
+    }
+}
+
+static void on_batch_check(uv_check_t *h)
+{
+    batch_run(h->data);
+}
+
+static void on_batch_idle(uv_idle_t *h)
+{
+    batch_run(h->data);
+}
+
+/* Append to u's gather request, growing it; u goes on the batch's list. */
+static int gather(struct gw_upstream *u, struct gw_upstream_batch *b, const char *data, size_t len)
+{
+    struct wreq *w = u->gather;
+    size_t have = w ? w->len : 0;
+    if (len > SIZE_MAX / 4 - have - sizeof(*w))
+        return GW_ELIMIT;
+    if (!w || w->cap - have < len) {
+        size_t cap = w ? w->cap : GATHER_MIN;
+        while (cap - have < len)
+            cap *= 2;
+        struct wreq *n = realloc(w, sizeof(*n) + cap);
+        if (!n)
+            return GW_ENOMEM;
+        n->u = u;
+        n->len = have;
+        n->cap = cap;
+        u->gather = w = n;
+    }
+    memcpy(w->data + w->len, data, len);
+    w->len += len;
+    u->queued += len;
+    if (!u->b_pprev) {
+        u->b_next = b->head;
+        if (b->head)
+            b->head->b_pprev = &u->b_next;
+        b->head = u;
+        u->b_pprev = &b->head;
+    }
+    if (!b->running) {
+        uv_check_start(&b->check, on_batch_check);
+        uv_idle_start(&b->idle, on_batch_idle);
+        b->running = true;
+    }
+    return 0;
+}
+
+static int write_raw(struct gw_upstream *u, const char *data, size_t len)
+{
+    if (!u->tcp_open || uv_is_closing((uv_handle_t *)&u->tcp))
+        return GW_ECLOSED;
+    if (u->ctx->up_batch)
+        return gather(u, u->ctx->up_batch, data, len);
+    struct wreq *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return GW_ENOMEM;
+    w->u = u;
+    w->len = w->cap = len;
+    memcpy(w->data, data, len);
+    u->queued += len;
+    return submit(u, w);
+}
+
+struct gw_upstream_batch *gw_upstream_batch_new(struct gw_ctx *ctx)
+{
+    struct gw_upstream_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    uv_check_init(ctx->loop, &b->check);
+    uv_idle_init(ctx->loop, &b->idle);
+    b->check.data = b->idle.data = b;
+    b->open = 2;
+    return b;
+}
+
+static void on_batch_closed(uv_handle_t *h)
+{
+    struct gw_upstream_batch *b = h->data;
+    if (--b->open == 0)
+        free(b);
+}
+
+void gw_upstream_batch_free(struct gw_ctx *ctx)
+{
+    struct gw_upstream_batch *b = ctx->up_batch;
+    if (!b)
+        return;
+    batch_run(b);
+    ctx->up_batch = NULL; /* from now on upstream writes leave at once */
+    uv_close((uv_handle_t *)&b->check, on_batch_closed);
+    uv_close((uv_handle_t *)&b->idle, on_batch_closed);
 }
 
 /* What the TLS layer produced (handshake, records, alerts) goes out like plain bytes. */
@@ -280,6 +428,7 @@ static void teardown(struct gw_upstream *u, bool send_close)
         if (u->tls)
             gw_tls_close_notify(u->tls);
     }
+    flush(u); /* what this turn gathered goes before the shutdown */
     if (streaming && u->tcp_open) {
         /* Let queued bytes (our close tag) leave before the socket closes; the timer bounds it. */
         u->shut.data = u;

@@ -41,6 +41,12 @@ struct gw_upstream_ops {
     void (*on_closed)(void *ud, const struct gw_close_reason *why);
 };
 
+/* Upstream writes gathered per loop turn (see upstream.c): set ctx->up_batch to the result once
+ * the loop exists (NULL: out of memory; writes then leave at once, as without a batch). Free it
+ * before the loop's last run: what it holds leaves first, and its handles close. */
+struct gw_upstream_batch *gw_upstream_batch_new(struct gw_ctx *ctx);
+void gw_upstream_batch_free(struct gw_ctx *ctx);
+
 /* Create the SSL_CTX shared by every upstream connection (tls.c's gw_tls_ctx_new()): verification
  * on, system store plus ca_file (may be "" or NULL). NULL with a reason in err. */
 struct ssl_ctx_st *gw_upstream_tls_ctx_new(const char *ca_file, char *err, size_t errlen);

@@ -134,6 +134,18 @@ describe('admin API with real sessions', { timeout: 240000 }, () => {
       assert.ok(m1.get('xmppgw_stanzas_total', { direction: d }) >= m0.get('xmppgw_stanzas_total', { direction: d }) + 2, d);
       assert.ok(m1.get('xmppgw_bytes_total', { direction: d }) >= m0.get('xmppgw_bytes_total', { direction: d }) + 2 * body.length, d);
     }
+    assert.ok(m1.get('xmppgw_upstream_writes_total') > m0.get('xmppgw_upstream_writes_total'), m1.text);
+
+    // Five stanzas in one BOSH body (Strophe.js sends what was queued in one tick in one request)
+    // reach the server in fewer than five writes: what arrives in one loop turn leaves in one.
+    const bodies = Array.from({ length: 5 }, (_, i) => `batch ${i} ${crypto.randomUUID()}`);
+    for (const b of bodies) clients.bosh.sendMessage(clients.ws2.jid, b);
+    for (const b of bodies) await clients.ws2.waitFor((s) => s.name === 'message' && s.body === b);
+    const m2 = await metrics(gw);
+    const stanzas = m2.get('xmppgw_stanzas_total', { direction: 'to_upstream' }) - m1.get('xmppgw_stanzas_total', { direction: 'to_upstream' });
+    const writes = m2.get('xmppgw_upstream_writes_total') - m1.get('xmppgw_upstream_writes_total');
+    assert.ok(stanzas >= 5, `stanzas ${stanzas}`);
+    assert.ok(writes < 5, `${writes} upstream writes for ${stanzas} stanzas`);
   });
 
   it('/metrics: the lag histogram counts, RSS and descriptors are those of the process', T, async () => {

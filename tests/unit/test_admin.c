@@ -709,7 +709,7 @@ static void test_render(struct fixture *f)
     gw_buf_init(&b, GW_ADMIN_METRICS_MAX);
     CHECK(gw_admin_render_metrics(&f->ctx, NULL, &b) == 0);
     CHECK(strncmp(gw_buf_ptr(&b), "# HELP xmppgw_sessions_open ", 28) == 0);
-    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 24);
+    CHECK(count_lines_starting(gw_buf_ptr(&b), "# TYPE ") == 25);
     CHECK(strstr(gw_buf_ptr(&b), "\n# TYPE xmppgw_event_loop_lag_seconds histogram\n") != NULL);
     CHECK(count_lines_starting(gw_buf_ptr(&b), "xmppgw_event_loop_lag_seconds_bucket{") ==
           GW_LAG_BUCKETS + 1);

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "xml/xml.h"
+#include "xmpp/upstream.h"
 
 #define WAIT_MS 3000  /* bound of every wait for something that should happen */
 #define SETTLE_MS 150 /* how long to watch for something that should not happen */
@@ -1336,6 +1337,35 @@ static void test_end_and_lost(struct fixture *f)
     rec_cleanup(&c);
 }
 
+/* Stanzas sent in one loop turn leave in one write to the server, in order, and what a turn
+ * gathered goes before the close tag of a session ended in that turn. */
+static void test_writes_gathered(struct fixture *f)
+{
+    static const struct step script[] = {UP_TO_BOUND("b1"), {NULL, NULL, false, NULL}};
+    f->script = script;
+    struct rec r;
+    if (!open_client(f, &r) || !f->ctx.up_batch)
+        return;
+    CHECK(bring_up(f, &r));
+    settle(f, SETTLE_MS);
+    uint64_t w0 = f->ctx.metrics.upstream_writes;
+    CHECK(send_str(r.s, "<message id='g1'/>") == 0);
+    CHECK(send_str(r.s, "<message id='g2'/>") == 0);
+    CHECK(send_str(r.s, "<message id='g3'/>") == 0);
+    CHECK(f->ctx.metrics.upstream_writes == w0); /* nothing left before the turn ended */
+    WAIT(f, peer_has(f, 0, "id='g3'"));
+    CHECK(f->ctx.metrics.upstream_writes == w0 + 1);
+    CHECK(in_order(peer_in(f, 0), "id='b1'", "id='g1'", "id='g2'", "id='g3'", NULL));
+
+    CHECK(send_str(r.s, "<message id='g4'/>") == 0);
+    gw_session_end(r.s, GW_COND_NONE);
+    WAIT(f, peer_eof(f, 0));
+    CHECK(in_order(peer_in(f, 0), "id='g3'", "id='g4'", STREAM_END, NULL));
+    CHECK(f->ctx.metrics.upstream_writes == w0 + 2);
+    finish(f);
+    rec_cleanup(&r);
+}
+
 static void test_shutdown(struct fixture *f)
 {
     static const struct step script[] = {UP_TO_BOUND("b1"), {NULL, NULL, false, NULL}};
@@ -1786,8 +1816,9 @@ static bool fixture_init(struct fixture *f)
     f->ctx.started_ms = uv_now(&f->loop);
     f->ctx.read_buf = malloc(GW_CTX_READ_BUF);
     f->ctx.tls_buf = malloc(GW_CTX_TLS_BUF);
+    f->ctx.up_batch = gw_upstream_batch_new(&f->ctx); /* as the daemon runs */
     f->ctx.sessions = gw_sessions_new(&f->ctx);
-    if (!f->ctx.read_buf || !f->ctx.tls_buf || !f->ctx.sessions)
+    if (!f->ctx.read_buf || !f->ctx.tls_buf || !f->ctx.up_batch || !f->ctx.sessions)
         return false;
 
     uv_timer_init(&f->loop, &f->deadline);
@@ -1819,6 +1850,7 @@ static void fixture_cleanup(struct fixture *f)
     if (f->ctx.sessions)
         gw_sessions_free(f->ctx.sessions);
     f->ctx.sessions = NULL;
+    gw_upstream_batch_free(&f->ctx);
     if (f->listener.data)
         uv_close((uv_handle_t *)&f->listener, NULL);
     for (unsigned i = 0; i < f->n_peers; i++)
@@ -1866,6 +1898,7 @@ int main(void)
         test_gateway_login_needs_credentials(f);
         test_bound_jid_checked(f);
         test_end_and_lost(f);
+        test_writes_gathered(f);
         test_shutdown(f);
         test_end_sid(f);
         test_end_drained(f);
