@@ -2,6 +2,8 @@
 // in front of it, each measured with the same bare client (bench/lib/xmpp_raw.mjs) in worker
 // processes (bench/lib/load_worker.mjs):
 //   direct       a TCP client straight to Prosody's c2s port, plain: the floor
+//   relay        the same client through HAProxy in TCP mode (one thread): the floor of any
+//                process between client and server (one more hop each way, nothing parsed)
 //   gw-ws        xmppgw's WebSocket endpoint (RFC 7395), plain TCP upstream
 //   gw-bosh      xmppgw's BOSH endpoint, plain TCP upstream
 //   pros-ws      Prosody's own mod_websocket on the same Prosody (its CPU and memory include c2s)
@@ -22,7 +24,8 @@
 // (npm ci --prefix bench). bash bench/run.sh does both.
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +44,7 @@ const NXB = path.join(HERE, 'lib', 'nxb_server.cjs');
 
 export const COLUMNS = {
   direct: { label: 'direct TCP', transport: 'tcp', cm: null },
+  relay: { label: 'HAProxy TCP relay', transport: 'tcp', cm: 'haproxy' },
   'gw-ws': { label: 'xmppgw WS', transport: 'ws', cm: 'gw', tls: 'off' },
   'gw-bosh': { label: 'xmppgw BOSH', transport: 'bosh', cm: 'gw', tls: 'off' },
   'pros-ws': { label: 'Prosody WS', transport: 'ws', cm: 'prosody' },
@@ -84,7 +88,9 @@ const opts = parseArgs(process.argv.slice(2), {
   parallel: 100, idle: quick ? 1000 : 9000, hub: quick ? '200' : '1000,10000', 'hub-items': quick ? 10 : 50,
   'settle-seconds': quick ? 1 : 2, json: '', svg: '', md: '', readme: false,
 }, USAGE);
-const columns = opts.columns.split(',').filter(Boolean);
+const HAPROXY_BIN = process.env.HAPROXY_BIN || '/usr/sbin/haproxy';
+const columns = opts.columns.split(',').filter(Boolean)
+  .filter((c) => c !== 'relay' || existsSync(HAPROXY_BIN) || (process.stderr.write(`note: no ${HAPROXY_BIN}: the relay column is left out\n`), false));
 for (const c of columns) if (!COLUMNS[c]) throw new Error(`unknown column ${c}\n${USAGE}`);
 const loginCounts = String(opts.logins).split(',').filter(Boolean).map(Number);
 const hubViewers = String(opts.hub).split(',').filter(Boolean).map(Number);
@@ -122,6 +128,45 @@ async function startNxb(upstreamPort) {
   };
 }
 
+/** HAProxy relaying TCP to Prosody's c2s port: one thread, as the gateway has one. */
+async function startRelay(upstreamPort) {
+  const [port] = await freePorts(1);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-relay-'));
+  const cfg = path.join(dir, 'haproxy.cfg');
+  await writeFile(cfg, [
+    'global', '  nbthread 1', '  maxconn 9000',
+    'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 1h', '  timeout server 1h',
+    'frontend relay', `  bind 127.0.0.1:${port}`, '  default_backend prosody',
+    'backend prosody', `  server p 127.0.0.1:${upstreamPort}`, '',
+  ].join('\n'));
+  const child = spawn(HAPROXY_BIN, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`haproxy exited (${child.exitCode}): ${stderr.trim()}`);
+    const ok = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => { sock.destroy(); resolve(true); });
+      sock.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('haproxy did not start within 10 s');
+    await sleep(50);
+  }
+  return {
+    pid: child.pid,
+    port,
+    stop: () => new Promise((resolve) => {
+      const done = () => rm(dir, { recursive: true, force: true }).finally(resolve);
+      if (child.exitCode !== null) return done();
+      child.once('exit', done);
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+      return undefined;
+    }),
+  };
+}
+
 /**
  * Runs start() up to three times while it fails with a port taken (free ports are chosen, closed
  * and then bound: another process on the machine can take one in between).
@@ -151,6 +196,11 @@ async function fresh(col) {
       return { target: { host: '127.0.0.1', port: prosody.port }, cmPid: null };
     case 'prosody':
       return { target: { url: c.transport === 'bosh' ? prosody.boshUrl : prosody.websocketUrl }, cmPid: prosody.pid };
+    case 'haproxy': {
+      const r = await retryPortRace(() => startRelay(prosody.port));
+      cm = r;
+      return { target: { host: '127.0.0.1', port: r.port }, cmPid: r.pid };
+    }
     case 'nxb': {
       const n = await retryPortRace(() => startNxb(prosody.port));
       cm = n;
@@ -367,8 +417,8 @@ FIGURES.push({ key: 'usLogin', label: `CM CPU µs per login (${loginCounts.at(-1
 
 /** The ratios printed: [numerator column, denominator column]. */
 const RATIO_PAIRS = [
-  ['gw-ws', 'direct'], ['gw-ws', 'pros-ws'], ['gw-ws', 'nxb-ws'],
-  ['gw-bosh', 'direct'], ['gw-bosh', 'pros-bosh'], ['gw-bosh', 'nxb-bosh'],
+  ['relay', 'direct'], ['gw-ws', 'direct'], ['gw-ws', 'relay'], ['gw-ws', 'pros-ws'], ['gw-ws', 'nxb-ws'],
+  ['gw-bosh', 'direct'], ['gw-bosh', 'relay'], ['gw-bosh', 'pros-bosh'], ['gw-bosh', 'nxb-bosh'],
   ['gw-ws-tls', 'gw-ws'], ['gw-bosh-tls', 'gw-bosh'],
 ];
 

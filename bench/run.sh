@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks against a release build of the gateway and prints their results:
-#   bench/cm.mjs   the side-by-side bench (default step): direct TCP, xmppgw WebSocket and BOSH,
+#   bench/cm.mjs   the side-by-side bench (default step): direct TCP, a TCP relay (HAProxy),
+#                  xmppgw WebSocket and BOSH,
 #                  Prosody's mod_websocket and mod_bosh, node-xmpp-bosh, xmppgw with STARTTLS,
 #                  9,000 idle sessions, the SSE hub; one table, the targets, JSON and an SVG chart
 #   bench/rtt.mjs  round trips of a message to oneself (gateway vs direct c2s vs Prosody's BOSH)
@@ -66,6 +67,18 @@ if want cm && [ ! -f "$ROOT/bench/node_modules/node-expat/build/Release/node_exp
     fi
     echo "==> npm ci --prefix bench (node-xmpp-bosh 0.7.10)"
     npm ci --prefix "$ROOT/bench" --no-audit --no-fund >/dev/null
+fi
+
+# The relay column runs HAProxy (Debian's haproxy package; the proxy tests use it too).
+if want cm && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> apt-get install haproxy (the relay column)"
+        apt-get update -qq >/dev/null && apt-get install -y -qq haproxy >/dev/null
+        # only the binary is wanted: not the system service the package starts
+        systemctl disable --now haproxy >/dev/null 2>&1 || service haproxy stop >/dev/null 2>&1 || true
+    else
+        echo "run.sh: haproxy not found: the relay column is left out" >&2
+    fi
 fi
 
 OUT=${BENCH_OUT:-$ROOT/build-bench/out}
