@@ -1022,6 +1022,19 @@ static bool process_next(struct bsess *bs, struct gw_bosh_req *r)
     return true;
 }
 
+/* One more open request would be more than `requests` (XEP-0124 section 12): the session ends
+ * with policy-violation, and true is returned. */
+static bool over_requests(struct bsess *bs, struct gw_bosh_req *r, const char *how)
+{
+    if (in_flight(bs) + 1 <= bs->p.requests)
+        return false;
+    GW_INFO(log_of(bs), bs->sid, bs_jid(bs),
+            "rid %llu %s with %u requests open: more than %u simultaneous requests",
+            (unsigned long long)r->rid, how, in_flight(bs), bs->p.requests);
+    bs_end(bs, END_FAIL, GW_COND_policy_violation, r);
+    return true;
+}
+
 /* A rid already processed: replay its answer, or take the place of its held request. */
 static void repeated(struct bsess *bs, struct gw_bosh_req *r)
 {
@@ -1040,21 +1053,19 @@ static void repeated(struct bsess *bs, struct gw_bosh_req *r)
     if (e->state == GW_BOSH_RID_ANSWERED) {
         /* A replay is a request open until its answer is written, like any other (XEP-0124
          * section 12: no more than `requests` at once); it goes on bs->replays until then. */
-        if (in_flight(bs) + 1 > bs->p.requests) {
-            GW_INFO(log_of(bs), bs->sid, bs_jid(bs),
-                    "rid %llu repeated with %u requests open: more than %u simultaneous requests",
-                    (unsigned long long)r->rid, in_flight(bs), bs->p.requests);
-            bs_end(bs, END_FAIL, GW_COND_policy_violation, r);
+        if (over_requests(bs, r, "repeated"))
             return;
-        }
         GW_DEBUG(log_of(bs), bs->sid, bs_jid(bs), "rid %llu repeated: answer replayed",
                  (unsigned long long)r->rid);
         answer_bytes(r, 200, gw_buf_ptr(&e->body), gw_buf_size(&e->body));
         list_insert(bs, &bs->replays, r);
         return;
     }
-    /* Still held, or its connection was lost: this request takes its place. */
+    /* Still held, or its connection was lost: this request takes its place. One whose connection
+     * was lost comes back as a new open request, within `requests` like any other. */
     struct gw_bosh_req *old = list_find(&bs->held, r->rid);
+    if (!old && over_requests(bs, r, "resent"))
+        return;
     uint64_t deadline = old ? old->deadline_ms : now_ms(bs->t) + (uint64_t)bs->p.wait * 1000;
     r->state = old ? old->state : REQ_HELD;
     r->creation = old && old->creation;
@@ -1097,12 +1108,8 @@ static void session_request(struct bsess *bs, struct gw_bosh_req *r)
     uint64_t parked = dup ? dup->deadline_ms : now_ms(bs->t) + (uint64_t)bs->p.wait * 1000;
     if (dup)
         req_kill(dup);
-    if (in_flight(bs) + 1 > bs->p.requests) {
-        GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "more than %u simultaneous requests",
-                bs->p.requests);
-        bs_end(bs, END_FAIL, GW_COND_policy_violation, r);
+    if (over_requests(bs, r, "sent"))
         return;
-    }
     if (r->rid != bs->last_rid + 1) {
         /* It waits for the gap until `wait` after it came; past it the session ends. */
         r->state = REQ_EARLY;

@@ -2,19 +2,28 @@
  * session (its core session talks to a tiny XMPP server on loopback inside this process, upstream
  * TLS off), then plays a sequence of requests read from the input (rids next, ahead, outside and
  * repeated, keys right and wrong, ack, pause, restart, terminate, stanzas, several connections),
- * browsers giving up requests, answers taken and loop turns, and (once per input, when the
- * session was made with wait='1') a second and more of time, so that `wait`, early requests'
- * deadlines and http.write_timeout (1 s here) pass. After every step the sessions' invariants
- * must hold (gw_bosh_sessions_check(): held requests within hold, held, early and replayed
- * requests within `requests`, every parked request with a deadline, no session without a pending
- * deadline, the timer armed for it), every request told "ready" must have an answer, and no
- * request is told anything after it was killed or closed. No lws. */
+ * browsers giving up requests, answers taken, loop turns, and time passing (from a second, so that
+ * `wait`, early requests' deadlines and http.write_timeout (1 s here) go by, to two minutes, past
+ * bosh.inactivity, limits.auth_timeout and the longest pause). After every step the sessions'
+ * invariants must hold (gw_bosh_sessions_check(): held requests within hold, held, early and
+ * replayed requests within `requests`, every parked request with a deadline, no session without a
+ * pending deadline, the timer armed for it), every request told "ready" must have an answer, and no
+ * request is told anything after it was killed or closed. No lws.
+ *
+ * Time is virtual: this file defines clock_gettime(), which the dynamic linker gives libuv in place
+ * of libc's, and adds `skew_ms` to the monotonic clocks. Letting two minutes pass is a jump of the
+ * skew to each next timer's due time and one loop turn there, so an input costs what its steps
+ * cost, not the seconds it lets pass. */
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -27,6 +36,24 @@
 #define MAX_CONNS 16 /* requests outstanding at once in one input */
 #define MAX_OPS 64   /* steps of one input */
 #define CHAIN 80     /* keys in the chain (more than MAX_OPS) */
+
+/* ---- the virtual clock ---- */
+
+static uint64_t skew_ms; /* added to CLOCK_MONOTONIC and CLOCK_MONOTONIC_COARSE; only grows */
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    static int (*real)(clockid_t, struct timespec *);
+    if (!real)
+        real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int rc = real ? real(id, ts) : (int)syscall(SYS_clock_gettime, id, ts);
+    if (rc == 0 && skew_ms && (id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE)) {
+        uint64_t ns = (uint64_t)ts->tv_nsec + skew_ms % 1000 * 1000000;
+        ts->tv_sec += (time_t)(skew_ms / 1000 + ns / 1000000000);
+        ts->tv_nsec = (long)(ns % 1000000000);
+    }
+    return rc;
+}
 
 /* ---- a tiny XMPP server: features for every stream header, an echo for every message ---- */
 
@@ -253,21 +280,22 @@ struct play {
     unsigned long long rid; /* the highest rid sent */
     int key;                /* index of the next right key, -1: no chain */
     int fd;                 /* the connection the next request goes out on */
-    bool short_wait;        /* made with wait='1': letting time pass is worth it */
-    bool slept;             /* time was let pass once already */
+    bool short_wait;        /* made with wait='1' rather than 60 */
 };
 
-/* Turn the loop until ms pass (the guard timer wakes it), checking after every turn. */
-static void let_time_pass(unsigned ms)
+/* Let ms of virtual time pass: jump to each next timer's due time (libuv's own view of it) and turn
+ * the loop once there, checking after every turn; a loop with work pending moves 1 ms a turn. */
+static void let_time_pass(uint64_t ms)
 {
     uv_update_time(&loop);
     uint64_t end = uv_now(&loop) + ms;
-    uv_timer_start(&guard, on_guard, 10, 10);
     while (uv_now(&loop) < end) {
-        uv_run(&loop, UV_RUN_ONCE);
+        int next = uv_backend_timeout(&loop);
+        uint64_t left = end - uv_now(&loop);
+        skew_ms += next < 0 || (uint64_t)next > left ? left : next > 0 ? (uint64_t)next : 1;
+        uv_run(&loop, UV_RUN_NOWAIT);
         check();
     }
-    uv_timer_stop(&guard);
 }
 
 static bool create(struct play *pl, unsigned hold, bool ack, bool chain)
@@ -345,12 +373,11 @@ static void step(struct play *pl, uint8_t op, uint8_t arg, unsigned *n)
     case 12:
         snprintf(attrs, sizeof(attrs), "ack='%llu'", pl->rid > arg % 3 ? pl->rid - arg % 3 : 0);
         break;
-    case 14: /* time passes: wait, early deadlines and the write deadline (1 s) go by */
-        if (pl->short_wait && !pl->slept) {
-            pl->slept = true;
-            let_time_pass(1100 + arg % 4 * 300);
-        }
+    case 14: { /* time passes: wait, early and write deadlines (1 s); inactivity, auth, pause */
+        static const uint64_t spans[8] = {1100, 1400, 1700, 2000, 5000, 31000, 61000, 125000};
+        let_time_pass(spans[arg % 8]);
         return;
+    }
     default: /* a new key chain */
         snprintf(attrs, sizeof(attrs), "newkey='%s'", keys[CHAIN - 1]);
         break;
@@ -400,8 +427,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     gw_bosh_sessions_free(t);
     t = NULL;
-    /* Let the ended sessions' upstreams and the server's side go before the next input. */
-    for (int i = 0; i < 20; i++)
+    /* Let the ended sessions' upstreams and the server's side go before the next input: the
+     * server closes its side when it reads the end, two turns after the gateway's close. */
+    for (int i = 0; i < 20 && xconns; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&loop, UV_RUN_NOWAIT);
     return 0;
 }

@@ -983,6 +983,30 @@ static void test_replay_window(void)
     drop(a);
 }
 
+/* A held request whose connection was lost may come again, but as one more open request: with
+ * `requests` (2) open already, it ends the session (policy-violation), as any third would. */
+static void test_resent_lost_request(void)
+{
+    struct bosh s;
+    if (!create(&s, 21, 5, 1, NULL))
+        return;
+    struct conn *a = next(&s, NULL, NULL);
+    struct conn *b = next(&s, NULL, NULL);
+    CHECK(a->ready && !b->ready && counts(&s, 1, 0)); /* hold 1: a is due, not yet taken */
+    unsigned long long lost = s.rid;
+    drop(b);
+    struct conn *c = next(&s, NULL, NULL);
+    CHECK(!c->ready && counts(&s, 1, 0)); /* c waits, a is still due */
+    struct conn *again = at_rid(&s, lost, NULL, NULL);
+    CHECK(again->ready && take(again) && is_terminate(again, "policy-violation"));
+    CHECK(c->ready && take(c) && is_terminate(c, "other-request"));
+    unsigned h, e;
+    CHECK(!gw_bosh_sessions_requests(F.bs, s.sid, &h, &e));
+    drop(a);
+    drop(c);
+    drop(again);
+}
+
 static void test_creation_stream_error(void)
 {
     /* Upstream refuses the domain with a stream error while the creation request is held: the
@@ -1357,6 +1381,7 @@ int main(void)
     test_write_deadline();
     test_early_deadline();
     test_replay_window();
+    test_resent_lost_request();
     test_creation_stream_error();
     test_stream_namespace_child();
     test_stanza_past_limit();
