@@ -976,8 +976,10 @@ static bool process_next(struct bsess *bs, struct gw_bosh_req *r)
 {
     const struct gw_bosh_body *body = &r->body;
     uint64_t now = now_ms(bs->t);
-    const char *jid = bs_jid(bs);
-    bs->client_bound = bs->client_bound || (jid && jid[0]);
+    if (!bs->client_bound) {
+        const char *jid = bs_jid(bs);
+        bs->client_bound = jid && jid[0];
+    }
     if (!next_key(bs, r))
         return false;
     if (bs->p.ack && body->has_ack)
