@@ -66,8 +66,8 @@ struct gw_bosh_req {
     bool creation;                   /* the session creation request */
     bool created;                    /* REQ_DONE: resp is the creation answer, with the sid */
     struct gw_bosh_report report;    /* XEP-0124 section 9.3: an answer the client missed */
-    bool has_body;                   /* body is initialised */
-    struct gw_bosh_body body;        /* parsed (an early request keeps it until its turn) */
+    struct gw_bosh_body *body;       /* parsed, until processed (an early request keeps it
+                                        until its turn); NULL after: a held request is small */
     unsigned status;                 /* REQ_DONE: HTTP status */
     bool xml;                        /* REQ_DONE: resp is a BOSH body (else empty text) */
     struct gw_buf resp;              /* REQ_DONE: the answer */
@@ -281,11 +281,18 @@ static struct gw_bosh_req *pop_any(struct bsess *bs)
 
 /* ---- requests ---- */
 
+static void req_drop_body(struct gw_bosh_req *r)
+{
+    if (r->body)
+        gw_bosh_body_cleanup(r->body);
+    free(r->body);
+    r->body = NULL;
+}
+
 static void req_free(struct gw_bosh_req *r)
 {
     gw_buf_cleanup(&r->resp);
-    if (r->has_body)
-        gw_bosh_body_cleanup(&r->body);
+    req_drop_body(r);
     free(r);
 }
 
@@ -406,9 +413,7 @@ static void enforce_hold(struct bsess *bs)
 /* Hold r (processed) on the session; its body is not needed any more. */
 static void hold(struct bsess *bs, struct gw_bosh_req *r)
 {
-    if (r->has_body)
-        gw_bosh_body_cleanup(&r->body);
-    r->has_body = false;
+    req_drop_body(r);
     list_insert(bs, &bs->held, r);
 }
 
@@ -921,12 +926,12 @@ static bool next_key(struct bsess *bs, struct gw_bosh_req *r)
 {
     if (!bs->use_key)
         return true;
-    if (!gw_bosh_key_ok(bs->key, r->body.key)) {
+    if (!gw_bosh_key_ok(bs->key, r->body->key)) {
         GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "rid %llu: wrong key", (unsigned long long)r->rid);
         bs_end(bs, END_FAIL, GW_COND_item_not_found, r);
         return false;
     }
-    snprintf(bs->key, sizeof(bs->key), "%s", r->body.newkey[0] ? r->body.newkey : r->body.key);
+    snprintf(bs->key, sizeof(bs->key), "%s", r->body->newkey[0] ? r->body->newkey : r->body->key);
     return true;
 }
 
@@ -945,7 +950,7 @@ static enum gw_condition restart(struct bsess *bs)
  * stay without requests for `pause` seconds instead of `inactivity`. false: the session ended. */
 static bool pause_session(struct bsess *bs, struct gw_bosh_req *r, uint64_t now)
 {
-    uint64_t pause = r->body.pause;
+    uint64_t pause = r->body->pause;
     if (!bs->p.maxpause || pause > bs->p.maxpause) {
         /* item-not-found when no maxpause was offered (section 10) */
         bs_end(bs, END_FAIL, bs->p.maxpause ? GW_COND_policy_violation : GW_COND_item_not_found, r);
@@ -974,7 +979,7 @@ static bool pause_session(struct bsess *bs, struct gw_bosh_req *r, uint64_t now)
 /* A request whose turn has come (rid == last_rid + 1). false: the session ended. */
 static bool process_next(struct bsess *bs, struct gw_bosh_req *r)
 {
-    const struct gw_bosh_body *body = &r->body;
+    const struct gw_bosh_body *body = r->body;
     uint64_t now = now_ms(bs->t);
     if (!bs->client_bound) {
         const char *jid = bs_jid(bs);
@@ -1041,7 +1046,7 @@ static bool over_requests(struct bsess *bs, struct gw_bosh_req *r, const char *h
 static void repeated(struct bsess *bs, struct gw_bosh_req *r)
 {
     struct gw_bosh_rid_entry *e = gw_bosh_ridlog_find(&bs->log, r->rid);
-    bool wrong_key = e && bs->use_key && strcmp(e->key, r->body.key) != 0;
+    bool wrong_key = e && bs->use_key && strcmp(e->key, r->body->key) != 0;
     bool lost = e && e->state == GW_BOSH_RID_ANSWERED && !gw_buf_size(&e->body);
     if (!e || wrong_key || lost) {
         GW_INFO(log_of(bs), bs->sid, bs_jid(bs), "rid %llu: too old to repeat%s",
@@ -1141,7 +1146,7 @@ static bool route_allowed(const struct gw_config *cfg, const char *route)
 /* Why a creation request is refused before anything is allocated (GW_COND_NONE: it is not). */
 static enum gw_condition creation_refused(struct gw_bosh_sessions *t, const struct gw_bosh_req *r)
 {
-    const struct gw_bosh_body *body = &r->body;
+    const struct gw_bosh_body *body = r->body;
     if (t->ctx->draining)
         return GW_COND_system_shutdown;
     if (!body->to[0])
@@ -1231,7 +1236,7 @@ static void bsess_enter(struct bsess *bs, uint64_t rid, const char *newkey)
 static struct bsess *bsess_new(struct gw_bosh_sessions *t, const struct gw_bosh_req *r,
                                enum gw_condition *cond)
 {
-    const struct gw_bosh_body *body = &r->body;
+    const struct gw_bosh_body *body = r->body;
     struct bsess *bs = calloc(1, sizeof(*bs));
     int rc = bs ? bsess_init(bs, t, body) : GW_ENOMEM;
     struct gw_session_opts so = {.peer = r->peer, .auth = GW_SESSION_AUTH_CLIENT};
@@ -1251,7 +1256,7 @@ static struct bsess *bsess_new(struct gw_bosh_sessions *t, const struct gw_bosh_
 /* A request without sid: a new session. Its answer is held until upstream is ready. */
 static void create_session(struct gw_bosh_sessions *t, struct gw_bosh_req *r)
 {
-    const struct gw_bosh_body *body = &r->body;
+    const struct gw_bosh_body *body = r->body;
     enum gw_condition cond = creation_refused(t, r);
     struct bsess *bs = cond == GW_COND_NONE ? bsess_new(t, r, &cond) : NULL;
     if (!bs) {
@@ -1430,12 +1435,12 @@ static size_t other_node(const char *me, const char *sid)
 static void unknown_sid(struct gw_bosh_sessions *t, struct gw_bosh_req *r)
 {
     const char *me = t->ctx->cfg->node_id;
-    size_t n = other_node(me, r->body.sid);
+    size_t n = other_node(me, r->body->sid);
     if (n)
         GW_INFO(&t->ctx->log, NULL, NULL,
                 "BOSH request from %s for a session of node '%.*s' (this is node '%s'): "
                 "item-not-found; the proxy sent it to the wrong node",
-                r->peer, (int)n, r->body.sid, me);
+                r->peer, (int)n, r->body->sid, me);
     else
         GW_DEBUG(&t->ctx->log, NULL, NULL, "BOSH request from %s for an unknown sid", r->peer);
     answer_error(r, GW_COND_item_not_found, false);
@@ -1445,21 +1450,25 @@ void gw_bosh_req_submit(struct gw_bosh_req *r, const char *data, size_t len)
 {
     struct gw_bosh_sessions *t = r->t;
     refresh_parser(t);
-    gw_bosh_body_init(&r->body, gw_bosh_payload_max(len));
-    r->has_body = true;
+    r->body = malloc(sizeof(*r->body));
+    if (!r->body) {
+        answer_error(r, GW_COND_internal_server_error, false);
+        return;
+    }
+    gw_bosh_body_init(r->body, gw_bosh_payload_max(len));
     enum gw_bosh_parse_err perr =
-        t->parser ? gw_bosh_parse(t->parser, data, len, &r->body) : GW_BOSH_PARSE_NOMEM;
-    struct bsess *bs = r->body.sid[0] ? table_find(t, r->body.sid) : NULL;
+        t->parser ? gw_bosh_parse(t->parser, data, len, r->body) : GW_BOSH_PARSE_NOMEM;
+    struct bsess *bs = r->body->sid[0] ? table_find(t, r->body->sid) : NULL;
     if (perr == GW_BOSH_PARSE_NOMEM) {
         answer_error(r, GW_COND_internal_server_error, false);
         return;
     }
-    if (perr != GW_BOSH_PARSE_OK || !r->body.has_rid) {
+    if (perr != GW_BOSH_PARSE_OK || !r->body->has_rid) {
         bad_body(t, bs, r, perr);
         return;
     }
-    r->rid = r->body.rid;
-    if (!r->body.sid[0]) {
+    r->rid = r->body->rid;
+    if (!r->body->sid[0]) {
         create_session(t, r);
     } else if (!bs) {
         unknown_sid(t, r);
